@@ -1,0 +1,1317 @@
+#include "persistence/segment.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include <time.h>
+#include <unistd.h>
+
+#include "base/atomic_file.hpp"
+#include "base/errc.hpp"
+#include "persistence/file_system.hpp"
+#include "persistence/segment_format.hpp"
+
+namespace mesh {
+
+namespace sf = segment_format;
+
+uint64_t unix_now_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull
+         + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// -- fsync_policy and retention -----------------------------------------------
+
+fsync_policy fsync_policy::never() {
+  fsync_policy p;
+  p.type = kind::never;
+  p.n = 0;
+  return p;
+}
+
+fsync_policy fsync_policy::every_n(uint64_t n) {
+  fsync_policy p;
+  p.type = kind::every_n;
+  p.n = std::max<uint64_t>(n, 1);
+  return p;
+}
+
+fsync_policy fsync_policy::interval(std::chrono::milliseconds period) {
+  fsync_policy p;
+  p.type = kind::interval;
+  p.n = 0;
+  p.period = std::max(period, std::chrono::milliseconds{1});
+  return p;
+}
+
+fsync_policy fsync_policy::interval_or_bytes(std::chrono::milliseconds period,
+                                             uint64_t bytes) {
+  fsync_policy p = interval(period);
+  p.type = kind::interval_or_bytes;
+  p.bytes = std::max<uint64_t>(bytes, 1);
+  return p;
+}
+
+namespace {
+
+bool parse_u64(std::string_view s, uint64_t& out) {
+  if (s.empty() || s.size() > 19)
+    return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9')
+      return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    auto pos = s.find(sep, start);
+    if (pos == std::string_view::npos) {
+      out.push_back(s.substr(start));
+      return out;
+    }
+    out.push_back(s.substr(start, pos - start));
+    start = pos + 1;
+  }
+}
+
+} // namespace
+
+caf::expected<fsync_policy> fsync_policy::parse(std::string_view text) {
+  auto bad = [&](const char* why) {
+    return make_error(errc::invalid_argument,
+                      "bad fsync policy '" + std::string{text} + "': " + why
+                        + " (use never, every_n:N, interval:MS or "
+                          "interval_or_bytes:MS:BYTES)");
+  };
+  auto parts = split(text, ':');
+  uint64_t a = 0;
+  uint64_t b = 0;
+  if (parts[0] == "never" && parts.size() == 1)
+    return never();
+  if (parts[0] == "every_n" && parts.size() == 2) {
+    if (!parse_u64(parts[1], a) || a == 0)
+      return bad("N must be a positive integer");
+    return every_n(a);
+  }
+  if (parts[0] == "interval" && parts.size() == 2) {
+    if (!parse_u64(parts[1], a) || a == 0)
+      return bad("MS must be a positive integer");
+    return interval(std::chrono::milliseconds{a});
+  }
+  if (parts[0] == "interval_or_bytes" && parts.size() == 3) {
+    if (!parse_u64(parts[1], a) || a == 0 || !parse_u64(parts[2], b) || b == 0)
+      return bad("MS and BYTES must be positive integers");
+    return interval_or_bytes(std::chrono::milliseconds{a}, b);
+  }
+  return bad("unknown form");
+}
+
+std::string fsync_policy::to_string() const {
+  switch (type) {
+    case kind::never:
+      return "never";
+    case kind::every_n:
+      return "every_n:" + std::to_string(n);
+    case kind::interval:
+      return "interval:" + std::to_string(period.count());
+    case kind::interval_or_bytes:
+      return "interval_or_bytes:" + std::to_string(period.count()) + ":"
+             + std::to_string(bytes);
+  }
+  return "?";
+}
+
+retention retention::keep_last(uint64_t n) {
+  return {kind::keep_last, n};
+}
+
+retention retention::max_bytes(uint64_t bytes) {
+  return {kind::max_bytes, bytes};
+}
+
+retention retention::max_age(std::chrono::nanoseconds age) {
+  return {kind::max_age_ns, static_cast<uint64_t>(std::max<int64_t>(age.count(), 0))};
+}
+
+// -- recovery_report ----------------------------------------------------------
+
+bool recovery_report::clean() const {
+  return generation_note.empty() && torn_idx_bytes == 0 && torn_records == 0
+         && unpaired_records == 0 && bad_checksum_records == 0 && !ts_missing
+         && trimmed_dat_bytes == 0 && trimmed_ts_bytes == 0 && orphans.empty();
+}
+
+std::vector<std::string> recovery_report::findings() const {
+  std::vector<std::string> out;
+  if (!generation_note.empty())
+    out.push_back("manifest: " + generation_note);
+  if (torn_idx_bytes > 0)
+    out.push_back("torn idx tail: " + std::to_string(torn_idx_bytes)
+                  + " trailing bytes do not form a whole record");
+  if (torn_records > 0)
+    out.push_back("torn dat tail: " + std::to_string(torn_records)
+                  + " record(s) from seq " + std::to_string(first_torn_seq)
+                  + " reference payload bytes past the end of dat");
+  if (unpaired_records > 0)
+    out.push_back("unfinished append: " + std::to_string(unpaired_records)
+                  + " record(s) from seq " + std::to_string(first_unpaired_seq)
+                  + " have no timestamp in ts");
+  if (bad_checksum_records > 0) {
+    std::string seqs;
+    for (auto s : bad_checksum_seqs)
+      seqs += (seqs.empty() ? "" : ", ") + std::to_string(s);
+    if (bad_checksum_records > bad_checksum_seqs.size())
+      seqs += ", ...";
+    out.push_back("bad checksum: " + std::to_string(bad_checksum_records)
+                  + " record(s) (seq " + seqs + ")");
+  }
+  if (ts_missing)
+    out.push_back("ts file missing: timestamps of " + std::to_string(kept_records)
+                  + " record(s) reset to 0");
+  if (trimmed_dat_bytes > 0)
+    out.push_back("unreferenced dat bytes: " + std::to_string(trimmed_dat_bytes));
+  if (trimmed_ts_bytes > 0)
+    out.push_back("unreferenced ts bytes: " + std::to_string(trimmed_ts_bytes));
+  if (!orphans.empty()) {
+    std::string names;
+    for (auto& o : orphans)
+      names += (names.empty() ? "" : ", ") + o;
+    out.push_back("orphans: " + names);
+  }
+  if (rewrite)
+    out.push_back("damage in the middle of the log: the "
+                  + std::to_string(kept_records)
+                  + " surviving record(s) are rewritten into a new generation");
+  return out;
+}
+
+// -- internals ----------------------------------------------------------------
+
+namespace {
+
+struct entry {
+  sf::idx_record rec;
+  uint64_t ts = 0;
+};
+
+std::string path_join(const std::string& a, const std::string& b) {
+  return a + "/" + b;
+}
+
+// Sequential reads of payloads from dat through a 1 MiB window: records are
+// laid out in dat in seq order, so recovery and compaction read each byte once
+// with few syscalls.
+class payload_reader {
+public:
+  payload_reader(file_handle* f, uint64_t file_len) : f_(f), file_len_(file_len) {}
+
+  caf::error read(uint64_t off, uint32_t len, const uint8_t*& out) {
+    if (off + len > file_len_)
+      return make_error(errc::corrupt_data, "payload past end of dat");
+    if (off < buf_off_ || off + len > buf_off_ + buf_.size()) {
+      size_t want = std::max<size_t>(len, window);
+      want = static_cast<size_t>(std::min<uint64_t>(want, file_len_ - off));
+      buf_.resize(want);
+      if (auto err = f_->read_at(off, want, buf_.data()))
+        return err;
+      buf_off_ = off;
+    }
+    out = buf_.data() + (off - buf_off_);
+    return {};
+  }
+
+private:
+  static constexpr size_t window = 1 << 20;
+  file_handle* f_;
+  uint64_t file_len_;
+  uint64_t buf_off_ = 0;
+  bytes buf_;
+};
+
+// Where a log directory's live generation is, and what else is in it.
+struct layout {
+  bool fresh = false;           // no log here yet
+  bool manifest_ok = false;     // manifest exists, decodes and names `gen`
+  sf::manifest man;             // base_seq valid when manifest decoded
+  uint32_t gen = 0;
+  uint32_t highest_gen = 0;     // highest generation-like name seen
+  std::vector<std::string> orphans;
+};
+
+caf::expected<layout> resolve_layout(file_system* fs, const std::string& dir,
+                                     recovery_report& report) {
+  layout out;
+  auto kind = fs->stat_kind(dir);
+  if (!kind)
+    return kind.error();
+  if (*kind == 0) {
+    out.fresh = true;
+    return out;
+  }
+  if (*kind != 2)
+    return make_error(errc::invalid_argument, dir + " is not a directory");
+  auto names = fs->list_dir(dir);
+  if (!names)
+    return names.error();
+  std::vector<uint32_t> gens;
+  std::vector<std::string> unknown;
+  bool has_manifest = false;
+  for (auto& name : *names) {
+    uint32_t g = 0;
+    if (name == sf::manifest_name) {
+      has_manifest = true;
+    } else if (sf::parse_generation_dir_name(name, g)) {
+      auto k = fs->stat_kind(path_join(dir, name));
+      if (k && *k == 2)
+        gens.push_back(g);
+      else
+        unknown.push_back(name);
+    } else if (name.rfind("manifest.tmp.", 0) == 0) {
+      out.orphans.push_back(name);
+    } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0
+               && sf::parse_generation_dir_name(name.substr(0, name.size() - 4), g)) {
+      out.orphans.push_back(name);
+      out.highest_gen = std::max(out.highest_gen, g);
+    } else {
+      unknown.push_back(name);
+    }
+  }
+  std::sort(gens.begin(), gens.end());
+  if (!gens.empty())
+    out.highest_gen = std::max(out.highest_gen, gens.back());
+  if (!has_manifest && gens.empty()) {
+    if (!unknown.empty())
+      return make_error(errc::invalid_argument,
+                        dir + " is not a meshd log (it holds '" + unknown.front()
+                          + "' but no manifest and no v<N>/ generation)");
+    out.fresh = true;
+    return out;
+  }
+  bool decoded = false;
+  if (has_manifest) {
+    auto raw = fs->read_file(path_join(dir, sf::manifest_name));
+    if (!raw)
+      return raw.error();
+    decoded = sf::decode_manifest(*raw, out.man);
+  }
+  auto has_gen = [&](uint32_t g) {
+    return std::binary_search(gens.begin(), gens.end(), g);
+  };
+  if (decoded && has_gen(out.man.generation)) {
+    out.gen = out.man.generation;
+    out.manifest_ok = true;
+  } else if (!gens.empty()) {
+    out.gen = gens.back();
+    if (!has_manifest)
+      report.generation_note = "manifest missing; using the highest generation "
+                               + sf::generation_dir_name(out.gen);
+    else if (!decoded)
+      report.generation_note = "manifest corrupt; using the highest generation "
+                               + sf::generation_dir_name(out.gen);
+    else
+      report.generation_note = "manifest names "
+                               + sf::generation_dir_name(out.man.generation)
+                               + ", which is missing; using "
+                               + sf::generation_dir_name(out.gen);
+  } else if (decoded) {
+    // A manifest whose generation directory vanished: the log is empty but
+    // keeps counting seqs from base_seq.
+    out.gen = out.man.generation;
+    report.generation_note = "manifest names "
+                             + sf::generation_dir_name(out.gen)
+                             + ", which is missing; starting it empty";
+  } else {
+    return make_error(errc::corrupt_data,
+                      dir + ": manifest is corrupt and no v<N>/ generation exists");
+  }
+  if (!decoded)
+    out.man.base_seq = 1;
+  for (auto g : gens)
+    if (g != out.gen)
+      out.orphans.push_back(sf::generation_dir_name(g));
+  std::sort(out.orphans.begin(), out.orphans.end());
+  report.generation = out.gen;
+  report.orphans = out.orphans;
+  return out;
+}
+
+// The outcome of the recovery walk over one generation directory.
+struct analysis {
+  std::vector<entry> kept;
+  uint64_t idx_len = 0;  // on-disk lengths as found
+  uint64_t dat_len = 0;
+  uint64_t ts_len = 0;
+  uint64_t dat_end = 0;  // bytes of dat the kept records reference
+  bool ts_exists = true;
+};
+
+caf::expected<bytes> read_optional(file_system* fs, const std::string& path,
+                                   bool* exists = nullptr) {
+  auto data = fs->read_file(path);
+  if (!data && is(data.error(), errc::not_found)) {
+    if (exists)
+      *exists = false;
+    return bytes{};
+  }
+  if (exists)
+    *exists = true;
+  return data;
+}
+
+// Decides which records survive. Reads only; `report` gets the findings.
+caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
+                                recovery_report& report) {
+  analysis a;
+  auto idx = read_optional(fs, path_join(gen_dir, sf::idx_name));
+  if (!idx)
+    return idx.error();
+  a.idx_len = idx->size();
+  auto dat_size = fs->file_size(path_join(gen_dir, sf::dat_name));
+  if (!dat_size && !is(dat_size.error(), errc::not_found))
+    return dat_size.error();
+  a.dat_len = dat_size ? *dat_size : 0;
+  auto ts = read_optional(fs, path_join(gen_dir, sf::ts_name), &a.ts_exists);
+  if (!ts)
+    return ts.error();
+  a.ts_len = ts->size();
+
+  // A crash while writing an idx record leaves a partial record at the end.
+  size_t n = idx->size() / sf::idx_record_size;
+  report.torn_idx_bytes = idx->size() % sf::idx_record_size;
+  std::vector<entry> recs(n);
+  for (size_t i = 0; i < n; ++i)
+    recs[i].rec = sf::decode_idx(idx->data() + i * sf::idx_record_size);
+
+  // dat is written before idx, so a crash (or an fsync of idx that reached
+  // the disk while dat's did not) can leave idx records pointing past the end
+  // of dat. Heap offsets grow with seq, so walking back from the end, the
+  // first heap record that fits proves every earlier one fits too; inline
+  // records in between carry their payload and say nothing about dat.
+  size_t cut = n;
+  for (size_t i = n; i-- > 0;) {
+    const auto& r = recs[i].rec;
+    if (r.is_inline())
+      continue;
+    if (r.heap_end() > a.dat_len || r.heap_end() < r.location)
+      cut = i;
+    else
+      break;
+  }
+  if (cut < n) {
+    report.torn_records = n - cut;
+    report.first_torn_seq = recs[cut].rec.seq;
+    recs.resize(cut);
+  }
+
+  // ts is written last: records beyond its end belong to an append that never
+  // finished, so it never returned to its caller.
+  size_t ts_count = ts->size() / sf::ts_record_size;
+  if (!a.ts_exists) {
+    report.ts_missing = !recs.empty();
+  } else {
+    if (ts_count < recs.size()) {
+      report.unpaired_records = recs.size() - ts_count;
+      report.first_unpaired_seq = recs[ts_count].rec.seq;
+      recs.resize(ts_count);
+    }
+    for (size_t i = 0; i < recs.size(); ++i)
+      recs[i].ts = load_le64(ts->data() + i * sf::ts_record_size);
+    report.trimmed_ts_bytes = ts->size() - recs.size() * sf::ts_record_size;
+  }
+
+  // Checksums catch damage anywhere: bit rot, a torn sector in the middle, a
+  // stray write. Damaged records are dropped; survivors keep their own ts.
+  std::unique_ptr<file_handle> dat_file;
+  if (a.dat_len > 0) {
+    auto f = fs->open_read(path_join(gen_dir, sf::dat_name));
+    if (!f)
+      return f.error();
+    dat_file = std::move(*f);
+  }
+  payload_reader reader{dat_file.get(), a.dat_len};
+  std::vector<bool> good(recs.size(), false);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const auto& r = recs[i].rec;
+    if (!sf::plausible(r))
+      continue;
+    if (r.is_inline()) {
+      uint8_t buf[8];
+      sf::inline_payload(r, buf);
+      good[i] = sf::record_checksum(r, bytes_view{buf, r.length}) == r.checksum;
+    } else {
+      const uint8_t* p = nullptr;
+      if (auto err = reader.read(r.location, r.length, p))
+        return err;
+      good[i] = sf::record_checksum(r, bytes_view{p, r.length}) == r.checksum;
+    }
+  }
+  // Bad records after the last good one are a tail: truncating removes them.
+  // Bad records before a good one force a rewrite.
+  size_t last_good = recs.size();
+  for (size_t i = recs.size(); i-- > 0;)
+    if (good[i]) {
+      last_good = i;
+      break;
+    }
+  for (size_t i = 0; i < recs.size(); ++i) {
+    if (good[i]) {
+      a.kept.push_back(recs[i]);
+      if (!recs[i].rec.is_inline())
+        a.dat_end = std::max(a.dat_end, recs[i].rec.heap_end());
+    } else {
+      ++report.bad_checksum_records;
+      if (report.bad_checksum_seqs.size() < 16)
+        report.bad_checksum_seqs.push_back(recs[i].rec.seq);
+      if (last_good != recs.size() && i < last_good)
+        report.rewrite = true;
+    }
+  }
+  if (report.ts_missing)
+    report.rewrite = true;
+  report.trimmed_dat_bytes = a.dat_len - std::min(a.dat_len, a.dat_end);
+  report.kept_records = a.kept.size();
+  return a;
+}
+
+void step(const segment_options& opts, std::string_view name) {
+  if (opts.on_step)
+    opts.on_step(name);
+}
+
+// Replaces the manifest atomically: temp file (written and fsynced), rename,
+// fsync of the directory. `renamed` tells the caller whether the rename
+// happened, i.e. whether a failure is before or after the point of no return.
+caf::error write_manifest(file_system* fs, const std::string& dir,
+                          const sf::manifest& m, const segment_options& opts,
+                          bool& renamed) {
+  static std::atomic<uint64_t> counter{0};
+  renamed = false;
+  uint8_t buf[sf::manifest_size];
+  sf::encode_manifest(m, buf);
+  auto tmp = path_join(dir, "manifest.tmp." + std::to_string(::getpid()) + "."
+                              + std::to_string(counter.fetch_add(1)));
+  if (auto err = fs->write_file(tmp, bytes_view{buf, sizeof(buf)})) {
+    (void) fs->remove(tmp);
+    return err;
+  }
+  step(opts, "manifest_temp_written");
+  if (auto err = fs->rename(tmp, path_join(dir, sf::manifest_name))) {
+    (void) fs->remove(tmp);
+    return err;
+  }
+  renamed = true;
+  step(opts, "manifest_renamed");
+  return fs->sync_dir(dir);
+}
+
+// Writes `entries` (payloads read from `src`, checksums verified on the way)
+// into a complete new generation directory v<gen>: first as v<gen>.tmp, fully
+// fsynced, then renamed. A directory named v<N> is therefore always complete.
+// Returns the entries with their new dat offsets.
+caf::expected<std::vector<entry>>
+write_generation(file_system* fs, const std::string& dir, uint32_t gen,
+                 const std::vector<entry>& entries, file_handle* src,
+                 uint64_t src_len, const segment_options& opts) {
+  auto final_dir = path_join(dir, sf::generation_dir_name(gen));
+  auto tmp_dir = final_dir + ".tmp";
+  if (auto err = fs->remove_all(tmp_dir))
+    return err;
+  if (auto err = fs->remove_all(final_dir))
+    return err;
+  if (auto err = fs->create_dir(tmp_dir))
+    return err;
+  auto fail = [&](caf::error err) -> caf::expected<std::vector<entry>> {
+    (void) fs->remove_all(tmp_dir);
+    return err;
+  };
+  std::unique_ptr<file_handle> files[3];
+  const char* names[3] = {sf::dat_name, sf::idx_name, sf::ts_name};
+  for (int i = 0; i < 3; ++i) {
+    auto f = fs->open_append(path_join(tmp_dir, names[i]));
+    if (!f)
+      return fail(f.error());
+    files[i] = std::move(*f);
+  }
+  step(opts, "generation_created");
+  std::vector<entry> out;
+  out.reserve(entries.size());
+  bytes bufs[3];
+  constexpr size_t flush_at = 4 << 20;
+  auto flush = [&]() -> caf::error {
+    for (int i = 0; i < 3; ++i) {
+      if (bufs[i].empty())
+        continue;
+      if (auto err = files[i]->append(bufs[i]))
+        return err;
+      bufs[i].clear();
+    }
+    return {};
+  };
+  payload_reader reader{src, src_len};
+  uint64_t dat_off = 0;
+  for (const auto& e : entries) {
+    const uint8_t* p = nullptr;
+    uint8_t inline_buf[8];
+    if (e.rec.is_inline()) {
+      sf::inline_payload(e.rec, inline_buf);
+      p = inline_buf;
+    } else if (auto err = reader.read(e.rec.location, e.rec.length, p)) {
+      return fail(err);
+    }
+    bytes_view payload{p, e.rec.length};
+    if (sf::record_checksum(e.rec, payload) != e.rec.checksum)
+      return fail(make_error(errc::corrupt_data,
+                             "record seq " + std::to_string(e.rec.seq)
+                               + " changed on disk since recovery (bad checksum)"));
+    entry ne{sf::make_record(e.rec.seq, payload, dat_off), e.ts};
+    if (!ne.rec.is_inline()) {
+      bufs[0].insert(bufs[0].end(), payload.begin(), payload.end());
+      dat_off += payload.size;
+    }
+    uint8_t rec[sf::idx_record_size];
+    sf::encode_idx(ne.rec, rec);
+    bufs[1].insert(bufs[1].end(), rec, rec + sizeof(rec));
+    uint8_t tsb[8];
+    store_le64(tsb, e.ts);
+    bufs[2].insert(bufs[2].end(), tsb, tsb + 8);
+    out.push_back(ne);
+    if (bufs[0].size() + bufs[1].size() >= flush_at)
+      if (auto err = flush())
+        return fail(err);
+  }
+  if (auto err = flush())
+    return fail(err);
+  step(opts, "generation_written");
+  for (auto& f : files)
+    if (auto err = f->sync())
+      return fail(err);
+  if (auto err = fs->sync_dir(tmp_dir))
+    return fail(err);
+  step(opts, "generation_synced");
+  if (auto err = fs->rename(tmp_dir, final_dir))
+    return fail(err);
+  step(opts, "generation_renamed");
+  if (auto err = fs->sync_dir(dir)) {
+    (void) fs->remove_all(final_dir);
+    return err;
+  }
+  return out;
+}
+
+} // namespace
+
+// -- segment::impl ------------------------------------------------------------
+
+struct segment::impl {
+  file_system* fs = nullptr;
+  std::string dir;
+  segment_options opts;
+  recovery_report report;
+
+  // Append state, guarded by mtx.
+  mutable std::mutex mtx;
+  std::shared_ptr<file_handle> dat;
+  std::shared_ptr<file_handle> idx;
+  std::shared_ptr<file_handle> ts;
+  uint64_t dat_len = 0;
+  uint64_t idx_len = 0;
+  uint64_t ts_len = 0;
+  std::vector<entry> index;
+  uint64_t next_seq = 1;
+  uint32_t gen = 1;
+  uint64_t records_since_request = 0;
+  uint64_t bytes_since_request = 0;
+
+  std::atomic<uint64_t> last_seq{0};
+  std::atomic<bool> poisoned{false};
+  std::atomic<bool> closed{false};
+
+  // Sync state. Lock order: sync_mtx before mtx.
+  std::mutex sync_mtx;
+  std::atomic<uint64_t> durable{0};
+  std::atomic<uint64_t> syncs{0};
+  std::atomic<uint64_t> failed_syncs{0};
+
+  // Policy worker.
+  std::mutex wmtx;
+  std::condition_variable wcv;
+  bool sync_requested = false;
+  bool stop = false;
+  std::thread worker;
+
+  void warn(const std::string& line) {
+    if (opts.on_warning)
+      opts.on_warning(line);
+  }
+
+  caf::error refuse() const {
+    if (closed.load())
+      return make_error(errc::invalid_argument, dir + ": segment is closed");
+    if (poisoned.load())
+      return make_error(errc::poisoned,
+                        dir + ": a failed write could not be rolled back; "
+                              "reopen the log to recover");
+    return {};
+  }
+
+  // Restores one file to `len` after a failed append. If that fails the
+  // on-disk files no longer match what we believe, so refuse everything.
+  void rollback(file_handle& f, uint64_t len) {
+    if (auto err = f.truncate(len)) {
+      poisoned = true;
+      warn("segment " + dir + " poisoned: rollback of " + f.path() + " to "
+           + std::to_string(len) + " bytes failed: " + describe(err));
+    }
+  }
+
+  // Writes one append's three parts in order and rolls back on failure.
+  caf::error write_parts(bytes_view dat_part, bytes_view idx_part,
+                         bytes_view ts_part) {
+    if (!dat_part.empty())
+      if (auto err = dat->append(dat_part)) {
+        rollback(*dat, dat_len);
+        return err;
+      }
+    if (auto err = idx->append(idx_part)) {
+      rollback(*idx, idx_len);
+      if (!dat_part.empty())
+        rollback(*dat, dat_len);
+      return err;
+    }
+    if (auto err = ts->append(ts_part)) {
+      rollback(*ts, ts_len);
+      rollback(*idx, idx_len);
+      if (!dat_part.empty())
+        rollback(*dat, dat_len);
+      return err;
+    }
+    dat_len += dat_part.size;
+    idx_len += idx_part.size;
+    ts_len += ts_part.size;
+    return {};
+  }
+
+  // Called with mtx held after `records` records of `nbytes` bytes landed.
+  void note_appended(uint64_t records, uint64_t nbytes) {
+    last_seq.store(next_seq - 1, std::memory_order_release);
+    bool request = false;
+    switch (opts.policy.type) {
+      case fsync_policy::kind::never:
+      case fsync_policy::kind::interval:
+        return;
+      case fsync_policy::kind::every_n:
+        records_since_request += records;
+        if (records_since_request >= opts.policy.n) {
+          records_since_request = 0;
+          request = true;
+        }
+        break;
+      case fsync_policy::kind::interval_or_bytes:
+        bytes_since_request += nbytes;
+        if (bytes_since_request >= opts.policy.bytes) {
+          bytes_since_request = 0;
+          request = true;
+        }
+        break;
+    }
+    if (request) {
+      {
+        std::lock_guard<std::mutex> guard{wmtx};
+        sync_requested = true;
+      }
+      wcv.notify_one();
+    }
+  }
+
+  caf::error sync_now() {
+    std::lock_guard<std::mutex> sguard{sync_mtx};
+    if (auto err = refuse())
+      return err;
+    std::shared_ptr<file_handle> files[3];
+    uint64_t target;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      files[0] = dat;
+      files[1] = idx;
+      files[2] = ts;
+      target = next_seq - 1;
+    }
+    // dat before idx before ts: a crash part-way leaves idx no further than
+    // dat and ts no further than idx, which recovery handles.
+    for (auto& f : files)
+      if (auto err = f->sync()) {
+        ++failed_syncs;
+        return err;
+      }
+    uint64_t prev = durable.load();
+    while (prev < target && !durable.compare_exchange_weak(prev, target)) {
+    }
+    ++syncs;
+    return {};
+  }
+
+  void run_worker() {
+    std::unique_lock<std::mutex> lk{wmtx};
+    auto period = opts.policy.period;
+    while (!stop) {
+      if (period.count() > 0)
+        wcv.wait_for(lk, period, [this] { return stop || sync_requested; });
+      else
+        wcv.wait(lk, [this] { return stop || sync_requested; });
+      if (stop)
+        break;
+      bool due = sync_requested
+                 || (period.count() > 0 && last_seq.load() > durable.load());
+      sync_requested = false;
+      if (!due || poisoned.load())
+        continue;
+      lk.unlock();
+      auto err = sync_now();
+      lk.lock();
+      if (err)
+        warn("segment " + dir + ": policy fsync failed, will retry: "
+             + describe(err));
+    }
+  }
+
+  void start_worker() {
+    if (opts.policy.type == fsync_policy::kind::never)
+      return;
+    worker = std::thread{[this] { run_worker(); }};
+  }
+
+  void stop_worker() {
+    {
+      std::lock_guard<std::mutex> guard{wmtx};
+      stop = true;
+    }
+    wcv.notify_all();
+    if (worker.joinable())
+      worker.join();
+  }
+
+  caf::error open_files(const std::string& gen_dir) {
+    const char* names[3] = {sf::dat_name, sf::idx_name, sf::ts_name};
+    std::shared_ptr<file_handle> files[3];
+    for (int i = 0; i < 3; ++i) {
+      auto f = fs->open_append(path_join(gen_dir, names[i]));
+      if (!f)
+        return f.error();
+      files[i] = std::move(*f);
+    }
+    dat = files[0];
+    idx = files[1];
+    ts = files[2];
+    return {};
+  }
+
+  std::string gen_dir(uint32_t g) const {
+    return path_join(dir, sf::generation_dir_name(g));
+  }
+
+  caf::error read_payload(const entry& e, bytes& out) const {
+    out.resize(e.rec.length);
+    if (e.rec.is_inline()) {
+      uint8_t buf[8];
+      sf::inline_payload(e.rec, buf);
+      std::memcpy(out.data(), buf, e.rec.length);
+      return {};
+    }
+    return dat->read_at(e.rec.location, e.rec.length, out.data());
+  }
+
+  std::vector<entry>::const_iterator find(uint64_t seq) const {
+    return std::lower_bound(index.begin(), index.end(), seq,
+                            [](const entry& e, uint64_t s) { return e.rec.seq < s; });
+  }
+
+  // Opens the log: resolves the generation, runs recovery, repairs.
+  caf::error recover() {
+    auto lay = resolve_layout(fs, dir, report);
+    if (!lay)
+      return lay.error();
+    if (lay->fresh) {
+      if (!opts.create_if_missing)
+        return make_error(errc::not_found, dir + " holds no meshd log");
+      if (auto err = fs->create_dir(dir))
+        return err;
+      if (auto err = fs->create_dir(gen_dir(1)))
+        return err;
+      bool renamed = false;
+      if (auto err = write_manifest(fs, dir, sf::manifest{1, 1}, opts, renamed))
+        return err;
+      gen = 1;
+      next_seq = 1;
+      report.generation = 1;
+      return open_files(gen_dir(1));
+    }
+    gen = lay->gen;
+    uint64_t base_seq = lay->man.base_seq;
+    if (auto err = fs->create_dir(gen_dir(gen)))
+      return err;
+    auto a = analyze(fs, gen_dir(gen), report);
+    if (!a)
+      return a.error();
+    if (!report.clean())
+      for (auto& line : report.findings())
+        warn("segment " + dir + " recovery: " + line);
+    bool need_manifest = !lay->manifest_ok;
+    if (report.rewrite) {
+      // Survivors are not a prefix: write them into a new generation and
+      // flip the manifest to it, so the repair is atomic.
+      std::unique_ptr<file_handle> src;
+      if (a->dat_len > 0) {
+        auto f = fs->open_read(path_join(gen_dir(gen), sf::dat_name));
+        if (!f)
+          return f.error();
+        src = std::move(*f);
+      }
+      uint32_t new_gen = std::max(gen, lay->highest_gen) + 1;
+      auto rebased = write_generation(fs, dir, new_gen, a->kept, src.get(),
+                                      a->dat_len, opts);
+      if (!rebased)
+        return rebased.error();
+      a->kept = std::move(*rebased);
+      report.orphans.push_back(sf::generation_dir_name(gen));
+      lay->orphans.push_back(sf::generation_dir_name(gen));
+      gen = new_gen;
+      need_manifest = true;
+    } else {
+      // Only a tail is bad: cut every file back to what the survivors use.
+      // truncate_file fsyncs, so a crash now cannot bring the tail back.
+      auto cut = [&](const char* name, uint64_t have, uint64_t want) -> caf::error {
+        if (have <= want)
+          return {};
+        return fs->truncate_file(path_join(gen_dir(gen), name), want);
+      };
+      uint64_t n = a->kept.size();
+      if (auto err = cut(sf::idx_name, a->idx_len, n * sf::idx_record_size))
+        return err;
+      if (auto err = cut(sf::ts_name, a->ts_len, n * sf::ts_record_size))
+        return err;
+      if (auto err = cut(sf::dat_name, a->dat_len, a->dat_end))
+        return err;
+    }
+    if (!a->kept.empty())
+      base_seq = std::max(base_seq, a->kept.back().rec.seq + 1);
+    if (need_manifest) {
+      bool renamed = false;
+      if (auto err = write_manifest(fs, dir, sf::manifest{gen, base_seq}, opts,
+                                    renamed))
+        return err;
+    }
+    // Everything but the live generation is a leftover of a compaction or a
+    // repair that crashed before or after its manifest flip.
+    bool swept = false;
+    for (auto& name : lay->orphans) {
+      if (auto err = fs->remove_all(path_join(dir, name)))
+        warn("segment " + dir + ": could not remove orphan " + name + ": "
+             + describe(err));
+      else
+        swept = true;
+    }
+    if (swept)
+      (void) fs->sync_dir(dir);
+    if (auto err = open_files(gen_dir(gen)))
+      return err;
+    index = std::move(a->kept);
+    next_seq = base_seq;
+    auto sizes = [](file_handle& f) {
+      auto s = f.size();
+      return s ? *s : 0;
+    };
+    dat_len = sizes(*dat);
+    idx_len = sizes(*idx);
+    ts_len = sizes(*ts);
+    last_seq = next_seq - 1;
+    // What recovery kept is on disk and fsynced (or was before the crash).
+    durable = next_seq - 1;
+    return {};
+  }
+};
+
+// -- segment ------------------------------------------------------------------
+
+segment::segment(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
+
+segment::~segment() {
+  if (auto err = close())
+    impl_->warn("segment " + impl_->dir + ": close failed: " + describe(err));
+}
+
+caf::expected<std::unique_ptr<segment>>
+segment::open(const std::string& dir, segment_options opts) {
+  auto pimpl = std::make_unique<impl>();
+  pimpl->fs = opts.fs ? opts.fs : real_file_system();
+  pimpl->dir = dir;
+  pimpl->opts = std::move(opts);
+  auto parent = pimpl->fs->stat_kind(parent_dir(dir));
+  if (!parent)
+    return parent.error();
+  if (*parent != 2)
+    return make_error(errc::not_found, "parent directory " + parent_dir(dir)
+                                         + " of " + dir + " does not exist");
+  if (auto err = pimpl->recover())
+    return err;
+  pimpl->start_worker();
+  return std::unique_ptr<segment>{new segment(std::move(pimpl))};
+}
+
+caf::expected<recovery_report>
+segment::inspect(const std::string& dir,
+                 const std::function<void(const log_record&)>& each,
+                 file_system* fs) {
+  if (!fs)
+    fs = real_file_system();
+  recovery_report report;
+  auto lay = resolve_layout(fs, dir, report);
+  if (!lay)
+    return lay.error();
+  if (lay->fresh) {
+    auto kind = fs->stat_kind(dir);
+    if (kind && *kind == 0)
+      return make_error(errc::not_found, dir + ": no such directory");
+    return make_error(errc::not_found, dir + " holds no meshd log (empty directory)");
+  }
+  auto gdir = path_join(dir, sf::generation_dir_name(lay->gen));
+  auto a = analyze(fs, gdir, report);
+  if (!a)
+    return a.error();
+  if (each && !a->kept.empty()) {
+    std::unique_ptr<file_handle> src;
+    if (a->dat_len > 0) {
+      auto f = fs->open_read(path_join(gdir, sf::dat_name));
+      if (!f)
+        return f.error();
+      src = std::move(*f);
+    }
+    payload_reader reader{src.get(), a->dat_len};
+    log_record rec;
+    for (const auto& e : a->kept) {
+      rec.seq = e.rec.seq;
+      rec.timestamp_ns = e.ts;
+      rec.payload.resize(e.rec.length);
+      if (e.rec.is_inline()) {
+        uint8_t buf[8];
+        sf::inline_payload(e.rec, buf);
+        std::memcpy(rec.payload.data(), buf, e.rec.length);
+      } else {
+        const uint8_t* p = nullptr;
+        if (auto err = reader.read(e.rec.location, e.rec.length, p))
+          return err;
+        std::memcpy(rec.payload.data(), p, e.rec.length);
+      }
+      each(rec);
+    }
+  }
+  return report;
+}
+
+caf::expected<uint64_t> segment::append(bytes_view payload) {
+  return append(payload, unix_now_ns());
+}
+
+caf::expected<uint64_t> segment::append(bytes_view payload,
+                                        uint64_t timestamp_ns) {
+  auto& d = *impl_;
+  if (payload.size > sf::max_payload)
+    return make_error(errc::invalid_argument,
+                      "payload of " + std::to_string(payload.size)
+                        + " bytes exceeds the limit of "
+                        + std::to_string(sf::max_payload));
+  std::lock_guard<std::mutex> guard{d.mtx};
+  if (auto err = d.refuse())
+    return err;
+  auto seq = d.next_seq;
+  entry e{sf::make_record(seq, payload, d.dat_len), timestamp_ns};
+  uint8_t rec[sf::idx_record_size];
+  sf::encode_idx(e.rec, rec);
+  uint8_t tsb[sf::ts_record_size];
+  store_le64(tsb, timestamp_ns);
+  bytes_view dat_part = e.rec.is_inline() ? bytes_view{} : payload;
+  if (auto err = d.write_parts(dat_part, bytes_view{rec, sizeof(rec)},
+                               bytes_view{tsb, sizeof(tsb)}))
+    return err;
+  d.index.push_back(e);
+  d.next_seq = seq + 1;
+  d.note_appended(1, dat_part.size + sizeof(rec) + sizeof(tsb));
+  return seq;
+}
+
+caf::expected<uint64_t>
+segment::append_batch(const std::vector<bytes_view>& payloads) {
+  return append_batch(payloads, unix_now_ns());
+}
+
+caf::expected<uint64_t>
+segment::append_batch(const std::vector<bytes_view>& payloads,
+                      uint64_t timestamp_ns) {
+  auto& d = *impl_;
+  if (payloads.empty())
+    return make_error(errc::invalid_argument, "empty batch");
+  size_t heap_bytes = 0;
+  for (auto& p : payloads) {
+    if (p.size > sf::max_payload)
+      return make_error(errc::invalid_argument,
+                        "payload of " + std::to_string(p.size)
+                          + " bytes exceeds the limit of "
+                          + std::to_string(sf::max_payload));
+    if (p.size > sf::inline_max)
+      heap_bytes += p.size;
+  }
+  // Per-thread scratch buffers: a batch costs three writes and, after the
+  // first few batches, no allocation.
+  thread_local bytes dat_buf;
+  thread_local bytes idx_buf;
+  thread_local bytes ts_buf;
+  std::lock_guard<std::mutex> guard{d.mtx};
+  if (auto err = d.refuse())
+    return err;
+  dat_buf.resize(heap_bytes);
+  idx_buf.resize(payloads.size() * sf::idx_record_size);
+  ts_buf.resize(payloads.size() * sf::ts_record_size);
+  auto first = d.index.size();
+  uint64_t seq = d.next_seq;
+  uint64_t dat_off = d.dat_len;
+  size_t dat_pos = 0;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    auto& p = payloads[i];
+    entry e{sf::make_record(seq + i, p, dat_off), timestamp_ns};
+    if (!e.rec.is_inline()) {
+      std::memcpy(dat_buf.data() + dat_pos, p.data, p.size);
+      dat_pos += p.size;
+      dat_off += p.size;
+    }
+    sf::encode_idx(e.rec, idx_buf.data() + i * sf::idx_record_size);
+    store_le64(ts_buf.data() + i * sf::ts_record_size, timestamp_ns);
+    d.index.push_back(e);
+  }
+  if (auto err = d.write_parts(dat_buf, idx_buf, ts_buf)) {
+    d.index.resize(first);
+    return err;
+  }
+  d.next_seq = seq + payloads.size();
+  d.note_appended(payloads.size(),
+                  dat_buf.size() + idx_buf.size() + ts_buf.size());
+  return d.next_seq - 1;
+}
+
+caf::error segment::sync() {
+  return impl_->sync_now();
+}
+
+caf::error segment::close() {
+  auto& d = *impl_;
+  if (d.closed.load())
+    return {};
+  d.stop_worker();
+  caf::error err;
+  if (!d.poisoned.load())
+    err = d.sync_now();
+  else
+    err = d.refuse();
+  std::lock_guard<std::mutex> sguard{d.sync_mtx};
+  std::lock_guard<std::mutex> guard{d.mtx};
+  d.closed = true;
+  d.dat.reset();
+  d.idx.reset();
+  d.ts.reset();
+  return err;
+}
+
+caf::expected<compaction_result> segment::compact(const retention& r) {
+  auto& d = *impl_;
+  std::lock_guard<std::mutex> sguard{d.sync_mtx};
+  std::lock_guard<std::mutex> guard{d.mtx};
+  if (auto err = d.refuse())
+    return err;
+  size_t n = d.index.size();
+  size_t drop = 0;
+  switch (r.type) {
+    case retention::kind::keep_last:
+      drop = n > r.value ? static_cast<size_t>(n - r.value) : 0;
+      break;
+    case retention::kind::max_bytes: {
+      uint64_t total = 0;
+      size_t keep = 0;
+      for (size_t i = n; i-- > 0;) {
+        total += d.index[i].rec.length;
+        if (total > r.value)
+          break;
+        ++keep;
+      }
+      drop = n - keep;
+      break;
+    }
+    case retention::kind::max_age_ns: {
+      auto now = unix_now_ns();
+      auto cutoff = now > r.value ? now - r.value : 0;
+      while (drop < n && d.index[drop].ts < cutoff)
+        ++drop;
+      break;
+    }
+  }
+  if (drop == 0)
+    return compaction_result{0, n, d.gen};
+  std::vector<entry> keep(d.index.begin() + static_cast<std::ptrdiff_t>(drop),
+                          d.index.end());
+  uint32_t new_gen = d.gen + 1;
+  auto rebased = write_generation(d.fs, d.dir, new_gen, keep, d.dat.get(),
+                                  d.dat_len, d.opts);
+  if (!rebased)
+    return rebased.error();
+  auto abort_new = [&](caf::error err) -> caf::expected<compaction_result> {
+    (void) d.fs->remove_all(d.gen_dir(new_gen));
+    return err;
+  };
+  std::shared_ptr<file_handle> old[3] = {d.dat, d.idx, d.ts};
+  // Open the new files before the flip: failing here leaves the old
+  // generation live and untouched.
+  if (auto err = d.open_files(d.gen_dir(new_gen))) {
+    d.dat = old[0];
+    d.idx = old[1];
+    d.ts = old[2];
+    return abort_new(err);
+  }
+  bool renamed = false;
+  auto err = write_manifest(d.fs, d.dir, sf::manifest{new_gen, d.next_seq},
+                            d.opts, renamed);
+  if (err && !renamed) {
+    d.dat = old[0];
+    d.idx = old[1];
+    d.ts = old[2];
+    return abort_new(err);
+  }
+  if (err) {
+    // The manifest was renamed but the directory fsync failed: whether the
+    // flip is durable is unknown, so appending to either generation could be
+    // lost. Refuse writes until a reopen settles it.
+    d.poisoned = true;
+    d.warn("segment " + d.dir + " poisoned: manifest flip to "
+           + sf::generation_dir_name(new_gen) + " not durable: " + describe(err));
+  }
+  auto old_gen = d.gen;
+  d.gen = new_gen;
+  d.index = std::move(*rebased);
+  d.dat_len = 0;
+  for (auto& e : d.index)
+    if (!e.rec.is_inline())
+      d.dat_len = std::max(d.dat_len, e.rec.heap_end());
+  d.idx_len = d.index.size() * sf::idx_record_size;
+  d.ts_len = d.index.size() * sf::ts_record_size;
+  step(d.opts, "manifest_flipped");
+  if (!err) {
+    if (auto rm = d.fs->remove_all(d.gen_dir(old_gen)))
+      d.warn("segment " + d.dir + ": could not remove old generation: "
+             + describe(rm));
+    else
+      (void) d.fs->sync_dir(d.dir);
+    // The new generation was fsynced in full before the flip.
+    uint64_t prev = d.durable.load();
+    uint64_t target = d.next_seq - 1;
+    while (prev < target && !d.durable.compare_exchange_weak(prev, target)) {
+    }
+  }
+  if (err)
+    return err;
+  return compaction_result{drop, d.index.size(), new_gen};
+}
+
+caf::expected<log_record> segment::read(uint64_t seq) const {
+  auto& d = *impl_;
+  std::lock_guard<std::mutex> guard{d.mtx};
+  if (d.closed.load())
+    return d.refuse();
+  auto it = d.find(seq);
+  if (it == d.index.end() || it->rec.seq != seq)
+    return make_error(errc::not_found,
+                      "seq " + std::to_string(seq) + " is not in " + d.dir);
+  log_record out;
+  out.seq = seq;
+  out.timestamp_ns = it->ts;
+  if (auto err = d.read_payload(*it, out.payload))
+    return err;
+  return out;
+}
+
+caf::error segment::for_each(uint64_t from_seq,
+                             const std::function<bool(const log_record&)>& f) const {
+  auto& d = *impl_;
+  std::lock_guard<std::mutex> guard{d.mtx};
+  if (d.closed.load())
+    return d.refuse();
+  log_record rec;
+  for (auto it = d.find(from_seq); it != d.index.end(); ++it) {
+    rec.seq = it->rec.seq;
+    rec.timestamp_ns = it->ts;
+    if (auto err = d.read_payload(*it, rec.payload))
+      return err;
+    if (!f(rec))
+      break;
+  }
+  return {};
+}
+
+uint64_t segment::first_seq() const {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  return impl_->index.empty() ? impl_->next_seq : impl_->index.front().rec.seq;
+}
+
+uint64_t segment::next_seq() const {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  return impl_->next_seq;
+}
+
+uint64_t segment::size() const {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  return impl_->index.size();
+}
+
+uint64_t segment::durable_seq() const {
+  return impl_->durable.load();
+}
+
+uint64_t segment::sync_count() const {
+  return impl_->syncs.load();
+}
+
+uint64_t segment::failed_sync_count() const {
+  return impl_->failed_syncs.load();
+}
+
+bool segment::poisoned() const {
+  return impl_->poisoned.load();
+}
+
+uint32_t segment::generation() const {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  return impl_->gen;
+}
+
+const std::string& segment::dir() const {
+  return impl_->dir;
+}
+
+const fsync_policy& segment::policy() const {
+  return impl_->opts.policy;
+}
+
+const recovery_report& segment::recovery() const {
+  return impl_->report;
+}
+
+} // namespace mesh

@@ -1,0 +1,240 @@
+#pragma once
+
+// An append-only, crash-safe log of (seq, payload, timestamp) records in one
+// directory. See docs/formats.md for the files and DESIGN.md section 5.1 for
+// the contract. Summary of the guarantees:
+//
+// - Appends write dat -> idx -> ts, in that order, with O_APPEND and no seek.
+//   A record exists once its idx record and its ts entry are both on disk;
+//   recovery throws away any tail that lacks one of the three parts.
+// - A failed append is rolled back to the previous file lengths. When the
+//   rollback itself fails the segment is poisoned: every append, sync and
+//   compact fails with errc::poisoned until the segment is reopened, which
+//   re-runs recovery against what is really on disk.
+// - Durability follows the fsync policy; sync() and close() always fsync all
+//   three files (dat -> idx -> ts). durable_seq() tells how far the last
+//   successful fsync reached.
+// - Retention rewrites the surviving suffix into a new generation directory
+//   and flips the manifest atomically; a crash at any step leaves either the
+//   old or the new generation live, never a mix.
+//
+// Threading: one owner calls append/sync/compact/read (they serialize on an
+// internal mutex, so several threads are safe but contend); a background
+// worker runs the policy fsyncs.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "base/bytes.hpp"
+
+namespace mesh {
+
+class file_system;
+
+/// When appends are fsynced. Policy fsyncs run on a background worker and
+/// coalesce; sync() and close() always fsync regardless of the policy.
+struct fsync_policy {
+  enum class kind : uint8_t {
+    /// Only sync() and close() fsync.
+    never,
+    /// fsync after every `n` appended records (batches count per record).
+    every_n,
+    /// fsync every `interval` while there are unsynced records.
+    interval,
+    /// fsync every `interval`, or sooner once `bytes` unsynced bytes pile up.
+    interval_or_bytes,
+  };
+
+  kind type = kind::every_n;
+  uint64_t n = 1000;
+  std::chrono::milliseconds period{0};
+  uint64_t bytes = 0;
+
+  static fsync_policy never();
+  static fsync_policy every_n(uint64_t n);
+  static fsync_policy interval(std::chrono::milliseconds period);
+  static fsync_policy interval_or_bytes(std::chrono::milliseconds period,
+                                        uint64_t bytes);
+
+  /// Parses "never", "every_n:N", "interval:MS", "interval_or_bytes:MS:BYTES".
+  static caf::expected<fsync_policy> parse(std::string_view text);
+
+  /// The text parse() accepts.
+  std::string to_string() const;
+};
+
+/// Which prefix of the log a compaction drops.
+struct retention {
+  enum class kind : uint8_t {
+    /// Keep the newest `value` records.
+    keep_last,
+    /// Keep the longest suffix whose payloads total at most `value` bytes.
+    max_bytes,
+    /// Drop records older than `value` nanoseconds (by their timestamp).
+    max_age_ns,
+  };
+
+  kind type = kind::keep_last;
+  uint64_t value = 0;
+
+  static retention keep_last(uint64_t n);
+  static retention max_bytes(uint64_t bytes);
+  static retention max_age(std::chrono::nanoseconds age);
+};
+
+/// One record as read back.
+struct log_record {
+  uint64_t seq = 0;
+  uint64_t timestamp_ns = 0;
+  bytes payload;
+};
+
+/// What recovery found, and did or would do. All counts are records unless
+/// named bytes.
+struct recovery_report {
+  /// Live generation chosen.
+  uint32_t generation = 0;
+  /// Why that generation, when the manifest did not simply name it.
+  std::string generation_note;
+  /// Trailing bytes of idx that do not form a whole record.
+  uint64_t torn_idx_bytes = 0;
+  /// Records at the tail whose payload runs past the end of dat.
+  uint64_t torn_records = 0;
+  uint64_t first_torn_seq = 0;
+  /// Records at the tail without a timestamp (an append cut short).
+  uint64_t unpaired_records = 0;
+  uint64_t first_unpaired_seq = 0;
+  /// Records whose checksum does not match, anywhere in the file.
+  uint64_t bad_checksum_records = 0;
+  /// Seqs of the first few of them (at most 16).
+  std::vector<uint64_t> bad_checksum_seqs;
+  /// The ts file was missing; timestamps were reset to 0.
+  bool ts_missing = false;
+  /// dat / ts bytes past what the surviving records reference.
+  uint64_t trimmed_dat_bytes = 0;
+  uint64_t trimmed_ts_bytes = 0;
+  /// Generation directories, unfinished compactions and temp files that
+  /// are not part of the live log.
+  std::vector<std::string> orphans;
+  /// The survivors are not a prefix of the files: a new generation holding
+  /// only them is (or would be) written.
+  bool rewrite = false;
+  /// Records that survive.
+  uint64_t kept_records = 0;
+
+  /// True when recovery found nothing to drop, trim or sweep.
+  bool clean() const;
+
+  /// One human-readable line per finding (empty when clean).
+  std::vector<std::string> findings() const;
+};
+
+/// Result of a compaction.
+struct compaction_result {
+  uint64_t dropped_records = 0;
+  uint64_t kept_records = 0;
+  uint32_t generation = 0;
+};
+
+struct segment_options {
+  fsync_policy policy = fsync_policy::every_n(1000);
+  /// Non-owning; real_file_system() when null.
+  file_system* fs = nullptr;
+  /// Create the log when `dir` does not hold one (an empty or missing
+  /// directory). A non-empty directory that is not a log is always refused.
+  bool create_if_missing = true;
+  /// Receives one line per event an operator should see (recovery damage,
+  /// a failed policy fsync). Called from the worker thread too.
+  std::function<void(const std::string&)> on_warning;
+  /// Test hook: called with a step name between the steps of a compaction
+  /// or a recovery rewrite, so crash tests can kill the process there.
+  std::function<void(std::string_view)> on_step;
+};
+
+class segment {
+public:
+  /// Opens the log in `dir`, running recovery. The parent of `dir` must
+  /// exist; `dir` itself is created when missing and create_if_missing.
+  static caf::expected<std::unique_ptr<segment>>
+  open(const std::string& dir, segment_options opts = {});
+
+  /// Runs the recovery analysis without changing a single byte on disk.
+  /// Calls `each` with every record recovery would keep, in order.
+  static caf::expected<recovery_report>
+  inspect(const std::string& dir,
+          const std::function<void(const log_record&)>& each = {},
+          file_system* fs = nullptr);
+
+  /// Closes (and fsyncs), logging failures through on_warning.
+  ~segment();
+
+  segment(const segment&) = delete;
+  segment& operator=(const segment&) = delete;
+
+  /// Appends one record stamped with the current time; returns its seq.
+  caf::expected<uint64_t> append(bytes_view payload);
+
+  /// Appends one record with an explicit timestamp; returns its seq.
+  caf::expected<uint64_t> append(bytes_view payload, uint64_t timestamp_ns);
+
+  /// Appends `payloads` as consecutive records, writing each file once.
+  /// All or nothing. Returns the seq of the last record.
+  caf::expected<uint64_t> append_batch(const std::vector<bytes_view>& payloads);
+  caf::expected<uint64_t> append_batch(const std::vector<bytes_view>& payloads,
+                                       uint64_t timestamp_ns);
+
+  /// fsyncs dat, idx and ts, in that order.
+  caf::error sync();
+
+  /// Stops the fsync worker, fsyncs and closes the files. Idempotent; after
+  /// it every call but the accessors fails.
+  caf::error close();
+
+  /// Drops the prefix `r` selects by rewriting the rest into a new
+  /// generation. Appends wait while it runs.
+  caf::expected<compaction_result> compact(const retention& r);
+
+  /// Reads one record; not_found when `seq` is not in the log.
+  caf::expected<log_record> read(uint64_t seq) const;
+
+  /// Calls `f` for every record with seq >= from_seq until it returns false.
+  /// Holds the segment's lock: `f` must not call back into the segment.
+  caf::error for_each(uint64_t from_seq,
+                      const std::function<bool(const log_record&)>& f) const;
+
+  /// Seq of the oldest record (next_seq() when empty).
+  uint64_t first_seq() const;
+  /// Seq the next append gets.
+  uint64_t next_seq() const;
+  /// Number of records.
+  uint64_t size() const;
+  /// Highest seq covered by a successful fsync (0 = none).
+  uint64_t durable_seq() const;
+  /// Successful and failed fsync rounds so far.
+  uint64_t sync_count() const;
+  uint64_t failed_sync_count() const;
+  bool poisoned() const;
+  uint32_t generation() const;
+  const std::string& dir() const;
+  const fsync_policy& policy() const;
+  /// What recovery found when this segment was opened.
+  const recovery_report& recovery() const;
+
+  struct impl;
+
+private:
+  explicit segment(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+/// Current wall-clock time in unix nanoseconds.
+uint64_t unix_now_ns();
+
+} // namespace mesh

@@ -1,0 +1,925 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/errc.hpp"
+#include "persistence/file_system.hpp"
+#include "persistence/segment.hpp"
+#include "persistence/segment_format.hpp"
+#include "support/file_bytes.hpp"
+#include "support/recording_fs.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace mesh;
+using namespace std::chrono_literals;
+namespace sf = mesh::segment_format;
+
+namespace {
+
+std::string text(const bytes& b) {
+  return std::string(b.begin(), b.end());
+}
+
+// A log directory inside a temp dir, with paths to the live files.
+struct fixture {
+  test::temp_dir tmp;
+  std::string dir = tmp / "log";
+
+  std::string file(const char* name, uint32_t gen = 1) const {
+    return dir + "/v" + std::to_string(gen) + "/" + name;
+  }
+
+  std::unique_ptr<segment> open(segment_options opts = {}) {
+    if (opts.policy.type == fsync_policy::kind::every_n && opts.policy.n == 1000)
+      opts.policy = fsync_policy::never();
+    auto seg = segment::open(dir, std::move(opts));
+    REQUIRE(seg);
+    return std::move(*seg);
+  }
+
+  std::vector<log_record> all(segment& seg) {
+    std::vector<log_record> out;
+    auto err = seg.for_each(0, [&](const log_record& r) {
+      out.push_back(r);
+      return true;
+    });
+    REQUIRE(!err);
+    return out;
+  }
+
+  std::vector<uint64_t> seqs(segment& seg) {
+    std::vector<uint64_t> out;
+    for (auto& r : all(seg))
+      out.push_back(r.seq);
+    return out;
+  }
+};
+
+// Appends payloads with timestamps 1000 + seq.
+void fill(segment& seg, const std::vector<std::string>& payloads) {
+  for (auto& p : payloads) {
+    auto seq = seg.append(bytes_view{p}, 1000 + seg.next_seq());
+    REQUIRE(seq);
+  }
+}
+
+const std::string heap_a = "heap payload A (longer than eight)";
+const std::string heap_b = "heap payload B (longer than eight)";
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return pred();
+}
+
+} // namespace
+
+// -- basics -------------------------------------------------------------------
+
+TEST_CASE("records survive close and reopen with seq, payload and timestamp") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a, "", "12345678", heap_b});
+    CHECK(seg->next_seq() == 6);
+    REQUIRE(!seg->close());
+  }
+  auto seg = f.open();
+  CHECK(seg->recovery().clean());
+  auto recs = f.all(*seg);
+  REQUIRE(recs.size() == 5);
+  CHECK(text(recs[0].payload) == "a");
+  CHECK(text(recs[1].payload) == heap_a);
+  CHECK(text(recs[2].payload).empty());
+  CHECK(text(recs[3].payload) == "12345678");
+  CHECK(text(recs[4].payload) == heap_b);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    CHECK(recs[i].seq == i + 1);
+    CHECK(recs[i].timestamp_ns == 1000 + i + 1);
+  }
+  CHECK(seg->next_seq() == 6);
+}
+
+TEST_CASE("payloads of at most eight bytes ride inline and skip dat") {
+  fixture f;
+  auto seg = f.open();
+  fill(*seg, {"", "x", "12345678"});
+  REQUIRE(!seg->sync());
+  CHECK(test::file_size(f.file("dat")) == 0);
+  CHECK(test::file_size(f.file("idx")) == 3 * sf::idx_record_size);
+  CHECK(test::file_size(f.file("ts")) == 3 * sf::ts_record_size);
+  fill(*seg, {"123456789"});
+  REQUIRE(!seg->sync());
+  CHECK(test::file_size(f.file("dat")) == 9);
+}
+
+TEST_CASE("read finds a record by seq and reports a missing one") {
+  fixture f;
+  auto seg = f.open();
+  fill(*seg, {"one", heap_a, "three"});
+  auto r = seg->read(2);
+  REQUIRE(r);
+  CHECK(text(r->payload) == heap_a);
+  auto missing = seg->read(9);
+  REQUIRE(!missing);
+  CHECK(is(missing.error(), errc::not_found));
+}
+
+TEST_CASE("for_each starts at the requested seq and stops when told") {
+  fixture f;
+  auto seg = f.open();
+  fill(*seg, {"1", "2", "3", "4", "5"});
+  std::vector<uint64_t> seen;
+  REQUIRE(!seg->for_each(3, [&](const log_record& r) {
+    seen.push_back(r.seq);
+    return r.seq < 4;
+  }));
+  CHECK(seen == std::vector<uint64_t>{3, 4});
+}
+
+TEST_CASE("an oversized payload is refused with invalid_argument") {
+  fixture f;
+  auto seg = f.open();
+  std::string big(sf::max_payload + 1, 'x');
+  auto r = seg->append(bytes_view{big});
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::invalid_argument));
+  CHECK(seg->size() == 0);
+}
+
+TEST_CASE("a closed segment refuses appends") {
+  fixture f;
+  auto seg = f.open();
+  REQUIRE(!seg->close());
+  REQUIRE(!seg->close());
+  CHECK(!seg->append(bytes_view{"x"}));
+  CHECK(seg->sync());
+}
+
+TEST_CASE("open refuses a missing parent directory and never creates it") {
+  test::temp_dir tmp;
+  auto seg = segment::open(tmp / "no/such/log");
+  REQUIRE(!seg);
+  CHECK(is(seg.error(), errc::not_found));
+  CHECK(describe(seg.error()).find("parent directory") != std::string::npos);
+  CHECK_FALSE(test::exists(tmp / "no"));
+}
+
+TEST_CASE("open refuses a non-empty directory that is not a log") {
+  test::temp_dir tmp;
+  test::spit(tmp / "notes.txt", {'h', 'i'});
+  auto seg = segment::open(tmp.path());
+  REQUIRE(!seg);
+  CHECK(is(seg.error(), errc::invalid_argument));
+  CHECK(describe(seg.error()).find("notes.txt") != std::string::npos);
+}
+
+TEST_CASE("inspect of a missing or empty directory says there is no log") {
+  test::temp_dir tmp;
+  auto a = segment::inspect(tmp / "missing");
+  REQUIRE(!a);
+  CHECK(is(a.error(), errc::not_found));
+  auto b = segment::inspect(tmp.path());
+  REQUIRE(!b);
+  CHECK(describe(b.error()).find("no meshd log") != std::string::npos);
+}
+
+// -- write and fsync order ------------------------------------------------------
+
+TEST_CASE("an append writes dat then idx then ts and sync fsyncs in the same order") {
+  fixture f;
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  opts.policy = fsync_policy::never();
+  auto seg = f.open(opts);
+  rec.clear();
+  REQUIRE(seg->append(bytes_view{heap_a}));
+  CHECK(rec.events() == std::vector<std::string>{"write:dat", "write:idx", "write:ts"});
+  rec.clear();
+  REQUIRE(seg->append(bytes_view{"tiny"}));
+  CHECK(rec.events() == std::vector<std::string>{"write:idx", "write:ts"});
+  rec.clear();
+  REQUIRE(!seg->sync());
+  CHECK(rec.events() == std::vector<std::string>{"sync:dat", "sync:idx", "sync:ts"});
+}
+
+TEST_CASE("a batch append writes each file once") {
+  fixture f;
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  opts.policy = fsync_policy::never();
+  auto seg = f.open(opts);
+  std::vector<std::string> storage;
+  for (int i = 0; i < 100; ++i)
+    storage.push_back(i % 3 == 0 ? std::to_string(i) : heap_a + std::to_string(i));
+  std::vector<bytes_view> views(storage.begin(), storage.end());
+  rec.clear();
+  auto last = seg->append_batch(views, 77);
+  REQUIRE(last);
+  CHECK(*last == 100);
+  CHECK(rec.events() == std::vector<std::string>{"write:dat", "write:idx", "write:ts"});
+  REQUIRE(!seg->close());
+  auto again = f.open();
+  auto recs = f.all(*again);
+  REQUIRE(recs.size() == 100);
+  for (int i = 0; i < 100; ++i) {
+    CHECK(text(recs[i].payload) == storage[i]);
+    CHECK(recs[i].timestamp_ns == 77);
+  }
+}
+
+TEST_CASE("a batch of only inline payloads skips dat") {
+  fixture f;
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  auto seg = f.open(opts);
+  rec.clear();
+  std::vector<bytes_view> views{bytes_view{"a"}, bytes_view{"bb"}, bytes_view{"ccc"}};
+  REQUIRE(seg->append_batch(views));
+  CHECK(rec.events() == std::vector<std::string>{"write:idx", "write:ts"});
+}
+
+// -- recovery -------------------------------------------------------------------
+
+TEST_CASE("a torn idx tail is truncated on reopen and the truncation is fsynced") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a, "c"});
+  }
+  test::append_bytes(f.file("idx"), std::vector<uint8_t>(13, 0xee));
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  auto seg = f.open(opts);
+  CHECK(seg->recovery().torn_idx_bytes == 13);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 3});
+  CHECK(test::file_size(f.file("idx")) == 3 * sf::idx_record_size);
+  CHECK(rec.count("truncate:idx") == 1);
+  REQUIRE(seg->append(bytes_view{"d"}));
+  CHECK(seg->next_seq() == 5);
+}
+
+TEST_CASE("a torn dat tail drops the torn heap record and every record after it") {
+  fixture f;
+  {
+    auto seg = f.open();
+    // heap, inline, heap (torn), inline after it
+    fill(*seg, {heap_a, "in1", heap_b, "in2"});
+  }
+  auto dat = f.file("dat");
+  test::truncate_to(dat, test::file_size(dat) - 5);
+  auto seg = f.open();
+  CHECK(seg->recovery().torn_records == 2);
+  CHECK(seg->recovery().first_torn_seq == 3);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
+  // The partial bytes of the torn payload are unreferenced and trimmed.
+  CHECK(test::file_size(dat) == heap_a.size());
+  CHECK(test::file_size(f.file("idx")) == 2 * sf::idx_record_size);
+  CHECK(test::file_size(f.file("ts")) == 2 * sf::ts_record_size);
+}
+
+TEST_CASE("inline records between torn heap records do not stop the walk") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"lead", heap_a, "mid", heap_b, "tail"});
+  }
+  // Cut dat inside heap_a: heap_b is torn too, although an inline record
+  // sits between them and the last record is inline.
+  test::truncate_to(f.file("dat"), 4);
+  auto seg = f.open();
+  CHECK(seg->recovery().first_torn_seq == 2);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1});
+}
+
+TEST_CASE("external truncation of dat to the first heap record drops everything from it") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"one", heap_a, "three", heap_b, "five"});
+  }
+  test::truncate_to(f.file("dat"), 0);
+  auto seg = f.open();
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1});
+  CHECK(seg->recovery().torn_records == 4);
+}
+
+TEST_CASE("dat bytes no record references are trimmed") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {heap_a, "x"});
+  }
+  test::append_bytes(f.file("dat"), std::vector<uint8_t>(100, 'z'));
+  auto seg = f.open();
+  CHECK(seg->recovery().trimmed_dat_bytes == 100);
+  CHECK(test::file_size(f.file("dat")) == heap_a.size());
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
+}
+
+TEST_CASE("a record without a timestamp is an unfinished append and is dropped") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a, "c"});
+  }
+  test::truncate_to(f.file("ts"), 2 * sf::ts_record_size + 3);
+  auto seg = f.open();
+  CHECK(seg->recovery().unpaired_records == 1);
+  CHECK(seg->recovery().first_unpaired_seq == 3);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
+  CHECK(test::file_size(f.file("ts")) == 2 * sf::ts_record_size);
+}
+
+TEST_CASE("checksum damage mid-file drops only the damaged record and ts stays paired") {
+  fixture f;
+  {
+    auto seg = f.open();
+    for (int i = 1; i <= 6; ++i) {
+      auto p = heap_a + std::to_string(i);
+      REQUIRE(seg->append(bytes_view{p}, 5000 + i));
+    }
+  }
+  // Damage the payload of seq 3 (heap records are laid out back to back).
+  auto len = heap_a.size() + 1;
+  test::flip_byte(f.file("dat"), 2 * len + 4);
+  auto seg = f.open();
+  const auto& rep = seg->recovery();
+  CHECK(rep.bad_checksum_records == 1);
+  CHECK(rep.bad_checksum_seqs == std::vector<uint64_t>{3});
+  CHECK(rep.rewrite);
+  auto recs = f.all(*seg);
+  REQUIRE(recs.size() == 5);
+  std::vector<uint64_t> want{1, 2, 4, 5, 6};
+  for (size_t i = 0; i < recs.size(); ++i) {
+    CHECK(recs[i].seq == want[i]);
+    CHECK(recs[i].timestamp_ns == 5000 + want[i]);
+    CHECK(text(recs[i].payload) == heap_a + std::to_string(want[i]));
+  }
+  // The repair went into a new generation; the next open is clean.
+  CHECK(seg->generation() == 2);
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(f.seqs(*again) == want);
+  REQUIRE(again->append(bytes_view{"next"}));
+  CHECK(again->next_seq() == 8);
+}
+
+TEST_CASE("a damaged idx record is dropped by its checksum") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b", "c", "d"});
+  }
+  // Flip a bit in the inline payload of seq 2.
+  test::flip_byte(f.file("idx"), 1 * sf::idx_record_size + 8);
+  auto seg = f.open();
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 3, 4});
+  CHECK(seg->recovery().bad_checksum_records == 1);
+}
+
+TEST_CASE("a bad checksum on the last record is a tail and is truncated in place") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a});
+  }
+  test::flip_byte(f.file("dat"), 0);
+  auto seg = f.open();
+  CHECK_FALSE(seg->recovery().rewrite);
+  CHECK(seg->generation() == 1);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1});
+  CHECK(test::file_size(f.file("dat")) == 0);
+}
+
+TEST_CASE("a missing ts file keeps the records with zero timestamps") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a});
+  }
+  ::unlink(f.file("ts").c_str());
+  auto seg = f.open();
+  CHECK(seg->recovery().ts_missing);
+  auto recs = f.all(*seg);
+  REQUIRE(recs.size() == 2);
+  CHECK(recs[0].timestamp_ns == 0);
+  seg.reset();
+  CHECK(f.open()->recovery().clean());
+}
+
+TEST_CASE("inspect reports damage without changing a byte") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a, heap_b});
+  }
+  test::append_bytes(f.file("idx"), std::vector<uint8_t>(7, 1));
+  test::flip_byte(f.file("dat"), 3);
+  auto idx_before = test::slurp(f.file("idx"));
+  auto dat_before = test::slurp(f.file("dat"));
+  std::vector<uint64_t> seen;
+  auto rep = segment::inspect(f.dir, [&](const log_record& r) { seen.push_back(r.seq); });
+  REQUIRE(rep);
+  CHECK_FALSE(rep->clean());
+  CHECK(rep->torn_idx_bytes == 7);
+  CHECK(rep->bad_checksum_seqs == std::vector<uint64_t>{2});
+  CHECK(seen == std::vector<uint64_t>{1, 3});
+  CHECK(test::slurp(f.file("idx")) == idx_before);
+  CHECK(test::slurp(f.file("dat")) == dat_before);
+  CHECK_FALSE(rep->findings().empty());
+}
+
+// -- rollback and poisoning -------------------------------------------------------
+
+namespace {
+
+void check_rollback_at_write(int nth) {
+  fixture f;
+  fault_injecting_file_system faulty{real_file_system()};
+  segment_options opts;
+  opts.fs = &faulty;
+  auto seg = f.open(opts);
+  fill(*seg, {"first", heap_a});
+  REQUIRE(!seg->sync());
+  auto sizes = [&] {
+    return std::vector<uint64_t>{test::file_size(f.file("dat")),
+                                 test::file_size(f.file("idx")),
+                                 test::file_size(f.file("ts"))};
+  };
+  auto before = sizes();
+  // The nth write of the next heap append fails after half of its bytes.
+  faulty.fail_nth(fs_op::write, static_cast<uint64_t>(nth), 5);
+  auto r = seg->append(bytes_view{heap_b});
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::io_error));
+  CHECK_FALSE(seg->poisoned());
+  CHECK(sizes() == before);
+  CHECK(seg->next_seq() == 3);
+  auto ok = seg->append(bytes_view{heap_b});
+  REQUIRE(ok);
+  CHECK(*ok == 3);
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2, 3});
+}
+
+} // namespace
+
+TEST_CASE("a write failing half-way in dat is rolled back") {
+  check_rollback_at_write(1);
+}
+
+TEST_CASE("a write failing half-way in idx rolls back idx and dat") {
+  check_rollback_at_write(2);
+}
+
+TEST_CASE("a write failing half-way in ts rolls back ts, idx and dat") {
+  check_rollback_at_write(3);
+}
+
+TEST_CASE("a failed batch append leaves nothing behind") {
+  fixture f;
+  fault_injecting_file_system faulty{real_file_system()};
+  segment_options opts;
+  opts.fs = &faulty;
+  auto seg = f.open(opts);
+  fill(*seg, {"keep"});
+  faulty.fail_nth(fs_op::write, 2, 40);
+  std::vector<bytes_view> views{bytes_view{heap_a}, bytes_view{"x"}, bytes_view{heap_b}};
+  REQUIRE(!seg->append_batch(views));
+  CHECK(seg->size() == 1);
+  CHECK(seg->next_seq() == 2);
+  REQUIRE(!seg->sync());
+  CHECK(test::file_size(f.file("idx")) == sf::idx_record_size);
+  CHECK(test::file_size(f.file("dat")) == 0);
+}
+
+TEST_CASE("a failed rollback poisons the segment until it is reopened") {
+  fixture f;
+  fault_injecting_file_system faulty{real_file_system()};
+  segment_options opts;
+  opts.fs = &faulty;
+  std::vector<std::string> warnings;
+  opts.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+  auto seg = f.open(opts);
+  fill(*seg, {"a", heap_a});
+  faulty.fail_nth(fs_op::write, 2, 10);   // idx write tears
+  faulty.fail_from(fs_op::truncate, 1);   // and cannot be undone
+  auto r = seg->append(bytes_view{heap_b});
+  REQUIRE(!r);
+  CHECK(seg->poisoned());
+  CHECK(is(seg->append(bytes_view{"x"}).error(), errc::poisoned));
+  CHECK(is(seg->sync(), errc::poisoned));
+  CHECK(is(seg->compact(retention::keep_last(1)).error(), errc::poisoned));
+  CHECK(std::any_of(warnings.begin(), warnings.end(), [](const std::string& w) {
+    return w.find("poisoned") != std::string::npos;
+  }));
+  faulty.clear();
+  seg.reset();
+  // Reopening runs recovery against the disk: the torn idx tail and the
+  // orphan dat bytes go, the two good records stay.
+  auto again = f.open();
+  CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2});
+  CHECK(again->recovery().torn_idx_bytes == 10);
+  CHECK_FALSE(again->poisoned());
+  REQUIRE(again->append(bytes_view{"ok"}));
+}
+
+// -- fsync policies -------------------------------------------------------------
+
+TEST_CASE("fsync policies parse from text and print back") {
+  for (auto txt : {"never", "every_n:1000", "interval:50", "interval_or_bytes:20:4096"}) {
+    auto p = fsync_policy::parse(txt);
+    REQUIRE(p);
+    CHECK(p->to_string() == txt);
+  }
+  for (auto txt : {"", "always", "every_n", "every_n:0", "every_n:x", "interval:",
+                   "interval_or_bytes:5", "never:1"}) {
+    auto p = fsync_policy::parse(txt);
+    REQUIRE(!p);
+    CHECK(is(p.error(), errc::invalid_argument));
+  }
+}
+
+TEST_CASE("policy never fsyncs only on sync and close") {
+  fixture f;
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  opts.policy = fsync_policy::never();
+  auto seg = f.open(opts);
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(seg->append(bytes_view{"x"}));
+  std::this_thread::sleep_for(20ms);
+  CHECK(rec.count("sync:") == 0);
+  CHECK(seg->durable_seq() == 0);
+  REQUIRE(!seg->sync());
+  CHECK(rec.count("sync:") == 3);
+  CHECK(seg->durable_seq() == 50);
+  REQUIRE(seg->append(bytes_view{"y"}));
+  REQUIRE(!seg->close());
+  CHECK(rec.count("sync:") == 6);
+}
+
+TEST_CASE("policy every_n fsyncs in the background after n records") {
+  fixture f;
+  segment_options opts;
+  opts.policy = fsync_policy::every_n(10);
+  auto seg = f.open(opts);
+  for (int i = 0; i < 9; ++i)
+    REQUIRE(seg->append(bytes_view{"x"}));
+  std::this_thread::sleep_for(30ms);
+  CHECK(seg->sync_count() == 0);
+  REQUIRE(seg->append(bytes_view{"x"}));
+  CHECK(eventually([&] { return seg->durable_seq() >= 10; }));
+  CHECK(seg->sync_count() >= 1);
+}
+
+TEST_CASE("policy fsyncs coalesce while one is running") {
+  fixture f;
+  test::recording_fs rec{real_file_system()};
+  rec.sync_delay = 30ms;
+  segment_options opts;
+  opts.fs = &rec;
+  opts.policy = fsync_policy::every_n(1);
+  auto seg = f.open(opts);
+  for (int i = 0; i < 300; ++i)
+    REQUIRE(seg->append(bytes_view{"x"}));
+  CHECK(eventually([&] { return seg->durable_seq() == 300; }));
+  // 300 requests, each fsync round takes ~90 ms: they must have merged.
+  CHECK(seg->sync_count() < 30);
+}
+
+TEST_CASE("a failed policy fsync is logged and the worker keeps going") {
+  fixture f;
+  fault_injecting_file_system faulty{real_file_system()};
+  segment_options opts;
+  opts.fs = &faulty;
+  opts.policy = fsync_policy::every_n(1);
+  std::mutex mtx;
+  std::vector<std::string> warnings;
+  opts.on_warning = [&](const std::string& w) {
+    std::lock_guard<std::mutex> guard{mtx};
+    warnings.push_back(w);
+  };
+  auto seg = f.open(opts);
+  faulty.fail_nth(fs_op::sync, 1);
+  REQUIRE(seg->append(bytes_view{"a"}));
+  CHECK(eventually([&] { return seg->failed_sync_count() == 1; }));
+  REQUIRE(seg->append(bytes_view{"b"}));
+  CHECK(eventually([&] { return seg->durable_seq() == 2; }));
+  std::lock_guard<std::mutex> guard{mtx};
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("policy fsync failed") != std::string::npos);
+}
+
+TEST_CASE("an explicit sync reports its failure to the caller") {
+  fixture f;
+  fault_injecting_file_system faulty{real_file_system()};
+  segment_options opts;
+  opts.fs = &faulty;
+  auto seg = f.open(opts);
+  REQUIRE(seg->append(bytes_view{"a"}));
+  faulty.fail_nth(fs_op::sync, 2);
+  auto err = seg->sync();
+  CHECK(is(err, errc::io_error));
+  CHECK(seg->durable_seq() == 0);
+  REQUIRE(!seg->sync());
+  CHECK(seg->durable_seq() == 1);
+}
+
+TEST_CASE("policy interval fsyncs pending records after the period") {
+  fixture f;
+  segment_options opts;
+  opts.policy = fsync_policy::interval(20ms);
+  auto seg = f.open(opts);
+  REQUIRE(seg->append(bytes_view{"a"}));
+  CHECK(eventually([&] { return seg->durable_seq() == 1; }, 2s));
+  auto syncs = seg->sync_count();
+  std::this_thread::sleep_for(100ms);
+  // Nothing new to sync: the timer does not fsync an idle log.
+  CHECK(seg->sync_count() == syncs);
+}
+
+TEST_CASE("policy interval_or_bytes fsyncs early once enough bytes pile up") {
+  fixture f;
+  segment_options opts;
+  opts.policy = fsync_policy::interval_or_bytes(60000ms, 4096);
+  auto seg = f.open(opts);
+  std::string big(1000, 'b');
+  REQUIRE(seg->append(bytes_view{big}));
+  std::this_thread::sleep_for(30ms);
+  CHECK(seg->durable_seq() == 0);
+  // Each append adds 1040 bytes: the fourth crosses 4096.
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(seg->append(bytes_view{big}));
+  CHECK(eventually([&] { return seg->durable_seq() >= 4; }, 2s));
+}
+
+// -- retention and compaction -----------------------------------------------------
+
+TEST_CASE("retention by count keeps the newest records in a new generation") {
+  fixture f;
+  auto seg = f.open();
+  for (int i = 1; i <= 10; ++i)
+    fill(*seg, {i % 2 ? heap_a + std::to_string(i) : std::to_string(i)});
+  auto res = seg->compact(retention::keep_last(3));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 7);
+  CHECK(res->kept_records == 3);
+  CHECK(res->generation == 2);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{8, 9, 10});
+  CHECK_FALSE(test::exists(f.dir + "/v1"));
+  REQUIRE(seg->append(bytes_view{heap_b}));
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  auto recs = f.all(*again);
+  REQUIRE(recs.size() == 4);
+  CHECK(text(recs[0].payload) == "8");
+  CHECK(text(recs[1].payload) == heap_a + "9");
+  CHECK(recs[1].timestamp_ns == 1009);
+  CHECK(text(recs[3].payload) == heap_b);
+}
+
+TEST_CASE("retention by bytes keeps the longest suffix within the budget") {
+  fixture f;
+  auto seg = f.open();
+  std::string p(100, 'p');
+  for (int i = 0; i < 10; ++i)
+    fill(*seg, {p});
+  auto res = seg->compact(retention::max_bytes(350));
+  REQUIRE(res);
+  CHECK(res->kept_records == 3);
+  CHECK(seg->first_seq() == 8);
+}
+
+TEST_CASE("retention by age drops records older than the limit") {
+  fixture f;
+  auto seg = f.open();
+  auto now = unix_now_ns();
+  uint64_t hour = 3600ull * 1000000000ull;
+  REQUIRE(seg->append(bytes_view{"old1"}, now - 3 * hour));
+  REQUIRE(seg->append(bytes_view{"old2"}, now - 2 * hour));
+  REQUIRE(seg->append(bytes_view{"new"}, now));
+  auto res = seg->compact(retention::max_age(std::chrono::hours{1}));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 2);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{3});
+}
+
+TEST_CASE("compaction with nothing to drop changes nothing") {
+  fixture f;
+  auto seg = f.open();
+  fill(*seg, {"a", "b"});
+  auto res = seg->compact(retention::keep_last(5));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 0);
+  CHECK(seg->generation() == 1);
+}
+
+TEST_CASE("compacting every record keeps seqs counting across reopen") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b", "c"});
+    REQUIRE(seg->compact(retention::keep_last(0)));
+    CHECK(seg->size() == 0);
+    CHECK(seg->first_seq() == 4);
+  }
+  auto seg = f.open();
+  CHECK(seg->next_seq() == 4);
+  auto r = seg->append(bytes_view{"d"});
+  REQUIRE(r);
+  CHECK(*r == 4);
+}
+
+TEST_CASE("a missing manifest falls back to the highest complete generation") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b", "c", "d"});
+    REQUIRE(seg->compact(retention::keep_last(2)));
+  }
+  ::unlink((f.dir + "/manifest").c_str());
+  auto seg = f.open();
+  CHECK(seg->generation() == 2);
+  CHECK(seg->recovery().generation_note.find("missing") != std::string::npos);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{3, 4});
+  CHECK(test::exists(f.dir + "/manifest"));
+  seg.reset();
+  CHECK(f.open()->recovery().clean());
+}
+
+TEST_CASE("a corrupt manifest falls back to the highest complete generation") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b", "c"});
+    REQUIRE(seg->compact(retention::keep_last(1)));
+  }
+  test::flip_byte(f.dir + "/manifest", 9);
+  auto seg = f.open();
+  CHECK(seg->generation() == 2);
+  CHECK(seg->recovery().generation_note.find("corrupt") != std::string::npos);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{3});
+}
+
+TEST_CASE("orphan generations and unfinished compactions are swept on open") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b", "c"});
+    REQUIRE(seg->compact(retention::keep_last(2)));   // live: v2
+  }
+  // An older generation left by a crash after the flip, a newer one whose
+  // flip never happened, an unfinished compaction and a manifest temp file.
+  ::mkdir((f.dir + "/v1").c_str(), 0755);
+  test::spit(f.dir + "/v1/idx", {1, 2, 3});
+  ::mkdir((f.dir + "/v3").c_str(), 0755);
+  ::mkdir((f.dir + "/v4.tmp").c_str(), 0755);
+  test::spit(f.dir + "/manifest.tmp.1.1", {0});
+  auto seg = f.open();
+  CHECK(seg->generation() == 2);
+  CHECK(seg->recovery().orphans.size() == 4);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{2, 3});
+  for (auto name : {"v1", "v3", "v4.tmp", "manifest.tmp.1.1"})
+    CHECK_FALSE(test::exists(f.dir + "/" + name));
+}
+
+TEST_CASE("a compaction failing at any file-system call leaves the old log live and usable") {
+  for (auto op : {fs_op::mkdir, fs_op::open, fs_op::write, fs_op::sync,
+                  fs_op::rename}) {
+    for (uint64_t nth = 1; nth <= 8; ++nth) {
+      fixture f;
+      fault_injecting_file_system faulty{real_file_system()};
+      segment_options opts;
+      opts.fs = &faulty;
+      opts.policy = fsync_policy::never();
+      auto seg = f.open(opts);
+      for (int i = 1; i <= 6; ++i)
+        fill(*seg, {heap_a + std::to_string(i)});
+      faulty.fail_nth(op, nth);
+      auto res = seg->compact(retention::keep_last(2));
+      faulty.clear();
+      INFO("op " << static_cast<int>(op) << " nth " << nth);
+      if (res) {
+        // The failure hit a step after the point of no return, or the
+        // compaction needed fewer calls than nth.
+        if (!seg->poisoned())
+          CHECK(f.seqs(*seg) == std::vector<uint64_t>{5, 6});
+      } else if (!seg->poisoned()) {
+        CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 3, 4, 5, 6});
+        REQUIRE(seg->append(bytes_view{"after"}));
+      }
+      seg.reset();
+      auto again = segment::open(f.dir);
+      REQUIRE(again);
+      auto seqs = f.seqs(**again);
+      bool old_live = seqs.size() >= 6 && seqs.front() == 1;
+      bool new_live = !seqs.empty() && seqs.front() == 5;
+      CHECK((old_live || new_live));
+      auto names = real_file_system()->list_dir(f.dir);
+      REQUIRE(names);
+      CHECK(names->size() == 2); // manifest + the live generation
+    }
+  }
+}
+
+TEST_CASE("a crash between any two steps of compaction leaves a readable log") {
+  const char* steps[] = {"generation_created", "generation_written",
+                         "generation_synced",  "generation_renamed",
+                         "manifest_temp_written", "manifest_renamed",
+                         "manifest_flipped"};
+  for (auto crash_at : steps) {
+    fixture f;
+    {
+      auto seg = f.open();
+      for (int i = 1; i <= 6; ++i)
+        fill(*seg, {i % 2 ? heap_a + std::to_string(i) : std::to_string(i)});
+    }
+    auto pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      segment_options opts;
+      opts.policy = fsync_policy::never();
+      std::string target = crash_at;
+      opts.on_step = [target](std::string_view s) {
+        if (s == target)
+          ::_exit(0); // dies here, no destructors, no cleanup
+      };
+      auto seg = segment::open(f.dir, opts);
+      if (!seg)
+        ::_exit(2);
+      (void) (*seg)->compact(retention::keep_last(2));
+      ::_exit(3); // the step never came
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    INFO("crash at " << crash_at);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    auto seg = f.open();
+    auto recs = f.all(*seg);
+    bool old_live = recs.size() == 6 && recs.front().seq == 1;
+    bool new_live = recs.size() == 2 && recs.front().seq == 5;
+    CHECK((old_live || new_live));
+    for (auto& r : recs)
+      CHECK(text(r.payload) == (r.seq % 2 ? heap_a + std::to_string(r.seq)
+                                          : std::to_string(r.seq)));
+    auto names = real_file_system()->list_dir(f.dir);
+    REQUIRE(names);
+    CHECK(names->size() == 2);
+    REQUIRE(seg->append(bytes_view{"after crash"}));
+  }
+}
+
+TEST_CASE("a recovery rewrite interrupted by a crash is redone on the next open") {
+  for (auto crash_at : {"generation_written", "generation_renamed", "manifest_renamed"}) {
+    fixture f;
+    {
+      auto seg = f.open();
+      for (int i = 1; i <= 4; ++i)
+        fill(*seg, {heap_a + std::to_string(i)});
+    }
+    test::flip_byte(f.file("dat"), 3); // seq 1 damaged: forces a rewrite
+    auto pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      segment_options opts;
+      std::string target = crash_at;
+      opts.on_step = [target](std::string_view s) {
+        if (s == target)
+          ::_exit(0);
+      };
+      (void) segment::open(f.dir, opts);
+      ::_exit(3);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    INFO("crash at " << crash_at);
+    CHECK(WEXITSTATUS(status) == 0);
+    auto seg = f.open();
+    CHECK(f.seqs(*seg) == std::vector<uint64_t>{2, 3, 4});
+    seg.reset();
+    CHECK(f.open()->recovery().clean());
+  }
+}

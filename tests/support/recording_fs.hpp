@@ -1,0 +1,136 @@
+#pragma once
+
+// A file_system wrapper for tests that records the order of writes and
+// fsyncs ("write:idx", "sync:dat", ...) and can slow fsyncs down.
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "persistence/file_system.hpp"
+
+namespace mesh::test {
+
+class recording_fs final : public file_system {
+public:
+  explicit recording_fs(file_system* base) : base_(base) {}
+
+  std::chrono::milliseconds sync_delay{0};
+
+  std::vector<std::string> events() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return events_;
+  }
+
+  void clear() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    events_.clear();
+  }
+
+  size_t count(const std::string& prefix) const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    size_t n = 0;
+    for (auto& e : events_)
+      if (e.rfind(prefix, 0) == 0)
+        ++n;
+    return n;
+  }
+
+  void record(const std::string& what, const std::string& path) {
+    auto pos = path.find_last_of('/');
+    std::lock_guard<std::mutex> guard{mtx_};
+    events_.push_back(what + ":" + (pos == std::string::npos ? path : path.substr(pos + 1)));
+  }
+
+  caf::expected<std::unique_ptr<file_handle>>
+  open_append(const std::string& path) override {
+    auto f = base_->open_append(path);
+    if (!f)
+      return f.error();
+    return std::unique_ptr<file_handle>{new handle(this, std::move(*f))};
+  }
+  caf::expected<std::unique_ptr<file_handle>>
+  open_read(const std::string& path) override {
+    return base_->open_read(path);
+  }
+  caf::expected<bytes> read_file(const std::string& path) override {
+    return base_->read_file(path);
+  }
+  caf::error write_file(const std::string& path, bytes_view data) override {
+    record("write_file", path);
+    return base_->write_file(path, data);
+  }
+  caf::expected<uint64_t> file_size(const std::string& path) override {
+    return base_->file_size(path);
+  }
+  caf::error truncate_file(const std::string& path, uint64_t len) override {
+    record("truncate", path);
+    return base_->truncate_file(path, len);
+  }
+  caf::error rename(const std::string& from, const std::string& to) override {
+    record("rename", to);
+    return base_->rename(from, to);
+  }
+  caf::error remove(const std::string& path) override {
+    return base_->remove(path);
+  }
+  caf::error remove_all(const std::string& path) override {
+    return base_->remove_all(path);
+  }
+  caf::error create_dir(const std::string& path) override {
+    return base_->create_dir(path);
+  }
+  caf::error sync_dir(const std::string& path) override {
+    record("sync_dir", path);
+    return base_->sync_dir(path);
+  }
+  caf::expected<std::vector<std::string>>
+  list_dir(const std::string& path) override {
+    return base_->list_dir(path);
+  }
+  caf::expected<int> stat_kind(const std::string& path) override {
+    return base_->stat_kind(path);
+  }
+
+private:
+  class handle final : public file_handle {
+  public:
+    handle(recording_fs* fs, std::unique_ptr<file_handle> inner)
+      : fs_(fs), inner_(std::move(inner)) {}
+    caf::error append(bytes_view data) override {
+      fs_->record("write", inner_->path());
+      return inner_->append(data);
+    }
+    caf::error sync() override {
+      if (fs_->sync_delay.count() > 0)
+        std::this_thread::sleep_for(fs_->sync_delay);
+      fs_->record("sync", inner_->path());
+      return inner_->sync();
+    }
+    caf::error truncate(uint64_t len) override {
+      fs_->record("truncate", inner_->path());
+      return inner_->truncate(len);
+    }
+    caf::error read_at(uint64_t offset, size_t len, uint8_t* out) override {
+      return inner_->read_at(offset, len, out);
+    }
+    caf::expected<uint64_t> size() override {
+      return inner_->size();
+    }
+    const std::string& path() const override {
+      return inner_->path();
+    }
+
+  private:
+    recording_fs* fs_;
+    std::unique_ptr<file_handle> inner_;
+  };
+
+  file_system* base_;
+  mutable std::mutex mtx_;
+  std::vector<std::string> events_;
+};
+
+} // namespace mesh::test

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test through ctest.
+#   tools/test.sh                 normal build in build/
+#   MESHD_SANITIZE=address tools/test.sh   ASan+UBSan build in build-address/
+#   MESHD_SANITIZE=thread  tools/test.sh   TSan build in build-thread/
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$root/tools/bootstrap.sh"
+
+san="${MESHD_SANITIZE:-}"
+build="$root/build${san:+-$san}"
+jobs="$(nproc)"
+
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DMESHD_BUILD_TESTS=ON ${san:+-DMESHD_SANITIZE=$san} >/dev/null
+cmake --build "$build" -j "$jobs"
+cd "$build"
+ctest --output-on-failure -j "$jobs" --timeout 600
