@@ -137,9 +137,15 @@ caf::expected<bool> create_file_atomic(const std::string& path,
 
 caf::expected<bytes> read_small_file(const std::string& path,
                                      size_t max_size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK so a FIFO planted at `path` cannot hang the caller.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return make_error(errno_code(errno), errno_text("open", path, errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error(errc::invalid_argument, path + " is not a regular file");
+  }
   bytes out;
   uint8_t buf[4096];
   for (;;) {
