@@ -151,7 +151,8 @@ retention retention::max_age(std::chrono::nanoseconds age) {
 
 bool recovery_report::clean() const {
   return generation_note.empty() && torn_idx_bytes == 0 && torn_records == 0
-         && unpaired_records == 0 && bad_checksum_records == 0 && !ts_missing
+         && unpaired_records == 0 && bad_checksum_records == 0
+         && out_of_order_records == 0 && !ts_missing
          && trimmed_dat_bytes == 0 && trimmed_ts_bytes == 0 && orphans.empty();
 }
 
@@ -192,9 +193,15 @@ std::vector<std::string> recovery_report::findings() const {
       names += (names.empty() ? "" : ", ") + o;
     out.push_back("orphans: " + names);
   }
+  if (out_of_order_records > 0)
+    out.push_back("out of order: " + std::to_string(out_of_order_records)
+                  + " valid record(s) from seq "
+                  + std::to_string(first_out_of_order_seq)
+                  + " do not advance the seq (stray copies)");
   if (rewrite)
-    out.push_back("damage in the middle of the log: the "
-                  + std::to_string(kept_records)
+    out.push_back(std::string{ts_missing ? "timestamps lost"
+                                         : "damage before the last good record"}
+                  + ": the " + std::to_string(kept_records)
                   + " surviving record(s) are rewritten into a new generation");
   return out;
 }
@@ -206,6 +213,71 @@ namespace {
 struct entry {
   sf::idx_record rec;
   uint64_t ts = 0;
+};
+
+// The in-memory index: one entry per record, in seq order. Fixed-size chunks
+// instead of one vector, so appends never copy the whole index to grow it.
+class entry_table {
+public:
+  static constexpr size_t chunk = 16384;
+
+  size_t size() const {
+    return size_;
+  }
+  bool empty() const {
+    return size_ == 0;
+  }
+  entry& operator[](size_t i) {
+    return chunks_[i / chunk][i % chunk];
+  }
+  const entry& operator[](size_t i) const {
+    return chunks_[i / chunk][i % chunk];
+  }
+  const entry& front() const {
+    return (*this)[0];
+  }
+  const entry& back() const {
+    return (*this)[size_ - 1];
+  }
+  void push_back(const entry& e) {
+    if (size_ == chunks_.size() * chunk)
+      chunks_.emplace_back(new entry[chunk]);
+    (*this)[size_++] = e;
+  }
+  /// Drops entries from position n on.
+  void truncate(size_t n) {
+    size_ = std::min(size_, n);
+  }
+  void assign(const std::vector<entry>& xs) {
+    chunks_.clear();
+    size_ = 0;
+    for (auto& e : xs)
+      push_back(e);
+  }
+  std::vector<entry> slice(size_t from) const {
+    std::vector<entry> out;
+    out.reserve(size_ - std::min(from, size_));
+    for (size_t i = from; i < size_; ++i)
+      out.push_back((*this)[i]);
+    return out;
+  }
+  /// Position of the first entry with seq >= `seq`.
+  size_t lower_bound(uint64_t seq) const {
+    size_t lo = 0;
+    size_t hi = size_;
+    while (lo < hi) {
+      auto mid = lo + (hi - lo) / 2;
+      if ((*this)[mid].rec.seq < seq)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+
+private:
+  std::vector<std::unique_ptr<entry[]>> chunks_;
+  size_t size_ = 0;
 };
 
 std::string path_join(const std::string& a, const std::string& b) {
@@ -220,8 +292,11 @@ public:
   payload_reader(file_handle* f, uint64_t file_len) : f_(f), file_len_(file_len) {}
 
   caf::error read(uint64_t off, uint32_t len, const uint8_t*& out) {
-    if (off + len > file_len_)
-      return make_error(errc::corrupt_data, "payload past end of dat");
+    if (off > file_len_ || len > file_len_ - off)
+      return make_error(errc::corrupt_data,
+                        f_->path() + ": payload of " + std::to_string(len)
+                          + " bytes at offset " + std::to_string(off)
+                          + " runs past the end of the file");
     if (off < buf_off_ || off + len > buf_off_ + buf_.size()) {
       size_t want = std::max<size_t>(len, window);
       want = static_cast<size_t>(std::min<uint64_t>(want, file_len_ - off));
@@ -444,6 +519,9 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
   }
   payload_reader reader{dat_file.get(), a.dat_len};
   std::vector<bool> good(recs.size(), false);
+  std::vector<bool> stray(recs.size(), false);
+  uint64_t prev_seq = 0;
+  bool have_prev = false;
   for (size_t i = 0; i < recs.size(); ++i) {
     const auto& r = recs[i].rec;
     if (!sf::plausible(r))
@@ -452,12 +530,27 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
       uint8_t buf[8];
       sf::inline_payload(r, buf);
       good[i] = sf::record_checksum(r, bytes_view{buf, r.length}) == r.checksum;
-    } else {
+    } else if (r.heap_end() <= a.dat_len && r.heap_end() >= r.location) {
+      // A damaged offset in the middle can point anywhere; only read what
+      // lies inside dat. Anything else simply fails the check.
       const uint8_t* p = nullptr;
       if (auto err = reader.read(r.location, r.length, p))
         return err;
       good[i] = sf::record_checksum(r, bytes_view{p, r.length}) == r.checksum;
     }
+    if (!good[i])
+      continue;
+    // A valid record that does not advance the seq is a stray copy (a
+    // misdirected write or a tool error): seqs must strictly increase.
+    if (have_prev && r.seq <= prev_seq) {
+      good[i] = false;
+      stray[i] = true;
+      if (report.out_of_order_records++ == 0)
+        report.first_out_of_order_seq = r.seq;
+      continue;
+    }
+    prev_seq = r.seq;
+    have_prev = true;
   }
   // Bad records after the last good one are a tail: truncating removes them.
   // Bad records before a good one force a rewrite.
@@ -473,9 +566,11 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
       if (!recs[i].rec.is_inline())
         a.dat_end = std::max(a.dat_end, recs[i].rec.heap_end());
     } else {
-      ++report.bad_checksum_records;
-      if (report.bad_checksum_seqs.size() < 16)
-        report.bad_checksum_seqs.push_back(recs[i].rec.seq);
+      if (!stray[i]) {
+        ++report.bad_checksum_records;
+        if (report.bad_checksum_seqs.size() < 16)
+          report.bad_checksum_seqs.push_back(recs[i].rec.seq);
+      }
       if (last_good != recs.size() && i < last_good)
         report.rewrite = true;
     }
@@ -630,7 +725,7 @@ struct segment::impl {
   uint64_t dat_len = 0;
   uint64_t idx_len = 0;
   uint64_t ts_len = 0;
-  std::vector<entry> index;
+  entry_table index;
   uint64_t next_seq = 1;
   uint32_t gen = 1;
   uint64_t records_since_request = 0;
@@ -834,9 +929,8 @@ struct segment::impl {
     return dat->read_at(e.rec.location, e.rec.length, out.data());
   }
 
-  std::vector<entry>::const_iterator find(uint64_t seq) const {
-    return std::lower_bound(index.begin(), index.end(), seq,
-                            [](const entry& e, uint64_t s) { return e.rec.seq < s; });
+  size_t find(uint64_t seq) const {
+    return index.lower_bound(seq);
   }
 
   // Opens the log: resolves the generation, runs recovery, repairs.
@@ -928,7 +1022,7 @@ struct segment::impl {
       (void) fs->sync_dir(dir);
     if (auto err = open_files(gen_dir(gen)))
       return err;
-    index = std::move(a->kept);
+    index.assign(a->kept);
     next_seq = base_seq;
     auto sizes = [](file_handle& f) {
       auto s = f.size();
@@ -1037,9 +1131,8 @@ caf::expected<uint64_t> segment::append(bytes_view payload,
   if (auto err = d.refuse())
     return err;
   auto seq = d.next_seq;
-  entry e{sf::make_record(seq, payload, d.dat_len), timestamp_ns};
   uint8_t rec[sf::idx_record_size];
-  sf::encode_idx(e.rec, rec);
+  entry e{sf::make_record(seq, payload, d.dat_len, rec), timestamp_ns};
   uint8_t tsb[sf::ts_record_size];
   store_le64(tsb, timestamp_ns);
   bytes_view dat_part = e.rec.is_inline() ? bytes_view{} : payload;
@@ -1090,18 +1183,19 @@ segment::append_batch(const std::vector<bytes_view>& payloads,
   size_t dat_pos = 0;
   for (size_t i = 0; i < payloads.size(); ++i) {
     auto& p = payloads[i];
-    entry e{sf::make_record(seq + i, p, dat_off), timestamp_ns};
+    entry e{sf::make_record(seq + i, p, dat_off,
+                            idx_buf.data() + i * sf::idx_record_size),
+            timestamp_ns};
     if (!e.rec.is_inline()) {
       std::memcpy(dat_buf.data() + dat_pos, p.data, p.size);
       dat_pos += p.size;
       dat_off += p.size;
     }
-    sf::encode_idx(e.rec, idx_buf.data() + i * sf::idx_record_size);
     store_le64(ts_buf.data() + i * sf::ts_record_size, timestamp_ns);
     d.index.push_back(e);
   }
   if (auto err = d.write_parts(dat_buf, idx_buf, ts_buf)) {
-    d.index.resize(first);
+    d.index.truncate(first);
     return err;
   }
   d.next_seq = seq + payloads.size();
@@ -1167,8 +1261,7 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   }
   if (drop == 0)
     return compaction_result{0, n, d.gen};
-  std::vector<entry> keep(d.index.begin() + static_cast<std::ptrdiff_t>(drop),
-                          d.index.end());
+  std::vector<entry> keep = d.index.slice(drop);
   uint32_t new_gen = d.gen + 1;
   auto rebased = write_generation(d.fs, d.dir, new_gen, keep, d.dat.get(),
                                   d.dat_len, d.opts);
@@ -1206,9 +1299,9 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   }
   auto old_gen = d.gen;
   d.gen = new_gen;
-  d.index = std::move(*rebased);
+  d.index.assign(*rebased);
   d.dat_len = 0;
-  for (auto& e : d.index)
+  for (auto& e : *rebased)
     if (!e.rec.is_inline())
       d.dat_len = std::max(d.dat_len, e.rec.heap_end());
   d.idx_len = d.index.size() * sf::idx_record_size;
@@ -1236,14 +1329,15 @@ caf::expected<log_record> segment::read(uint64_t seq) const {
   std::lock_guard<std::mutex> guard{d.mtx};
   if (d.closed.load())
     return d.refuse();
-  auto it = d.find(seq);
-  if (it == d.index.end() || it->rec.seq != seq)
+  auto pos = d.find(seq);
+  if (pos == d.index.size() || d.index[pos].rec.seq != seq)
     return make_error(errc::not_found,
                       "seq " + std::to_string(seq) + " is not in " + d.dir);
+  const auto& e = d.index[pos];
   log_record out;
   out.seq = seq;
-  out.timestamp_ns = it->ts;
-  if (auto err = d.read_payload(*it, out.payload))
+  out.timestamp_ns = e.ts;
+  if (auto err = d.read_payload(e, out.payload))
     return err;
   return out;
 }
@@ -1255,10 +1349,11 @@ caf::error segment::for_each(uint64_t from_seq,
   if (d.closed.load())
     return d.refuse();
   log_record rec;
-  for (auto it = d.find(from_seq); it != d.index.end(); ++it) {
-    rec.seq = it->rec.seq;
-    rec.timestamp_ns = it->ts;
-    if (auto err = d.read_payload(*it, rec.payload))
+  for (auto pos = d.find(from_seq); pos < d.index.size(); ++pos) {
+    const auto& e = d.index[pos];
+    rec.seq = e.rec.seq;
+    rec.timestamp_ns = e.ts;
+    if (auto err = d.read_payload(e, rec.payload))
       return err;
     if (!f(rec))
       break;

@@ -115,6 +115,9 @@ struct recovery_report {
   uint64_t bad_checksum_records = 0;
   /// Seqs of the first few of them (at most 16).
   std::vector<uint64_t> bad_checksum_seqs;
+  /// Valid records whose seq does not exceed the one before (stray copies).
+  uint64_t out_of_order_records = 0;
+  uint64_t first_out_of_order_seq = 0;
   /// The ts file was missing; timestamps were reset to 0.
   bool ts_missing = false;
   /// dat / ts bytes past what the surviving records reference.

@@ -31,6 +31,27 @@ uint64_t record_checksum(const idx_record& r, bytes_view payload) {
   return XXH3_64bits_withSeed(payload.data, payload.size, seed);
 }
 
+idx_record make_record(uint64_t seq, bytes_view payload, uint64_t dat_offset,
+                       uint8_t* out) {
+  idx_record r;
+  r.seq = seq;
+  r.length = static_cast<uint32_t>(payload.size);
+  if (payload.size <= inline_max) {
+    r.flags = flag_inline;
+    uint8_t buf[8] = {0};
+    if (payload.size > 0)
+      std::memcpy(buf, payload.data, payload.size);
+    r.location = load_le64(buf);
+  } else {
+    r.location = dat_offset;
+  }
+  encode_idx(r, out);
+  auto seed = XXH3_64bits(out, 24);
+  r.checksum = XXH3_64bits_withSeed(payload.data, payload.size, seed);
+  store_le64(out + 24, r.checksum);
+  return r;
+}
+
 idx_record make_record(uint64_t seq, bytes_view payload, uint64_t dat_offset) {
   idx_record r;
   r.seq = seq;

@@ -68,6 +68,11 @@ idx_record decode_idx(const uint8_t* in);
 /// (ignored for inline payloads), including its checksum.
 idx_record make_record(uint64_t seq, bytes_view payload, uint64_t dat_offset);
 
+/// Same as make_record, and writes the encoded record to `out` (one encode,
+/// for the append path).
+idx_record make_record(uint64_t seq, bytes_view payload, uint64_t dat_offset,
+                       uint8_t* out);
+
 /// Checksum of a record whose header fields are set, over `payload`.
 uint64_t record_checksum(const idx_record& r, bytes_view payload);
 

@@ -923,3 +923,41 @@ TEST_CASE("a recovery rewrite interrupted by a crash is redone on the next open"
     CHECK(f.open()->recovery().clean());
   }
 }
+
+TEST_CASE("a damaged dat offset in the middle drops only that record") {
+  fixture f;
+  std::string p(20, 'q');
+  {
+    auto seg = f.open();
+    for (int i = 0; i < 10; ++i)
+      fill(*seg, {p});
+  }
+  // seq 3's location field now points far past the end of dat.
+  test::flip_byte(f.file("idx"), 2 * sf::idx_record_size + 14);
+  auto rep = segment::inspect(f.dir);
+  REQUIRE(rep);
+  CHECK(rep->bad_checksum_seqs == std::vector<uint64_t>{3});
+  auto seg = f.open();
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 4, 5, 6, 7, 8, 9, 10});
+}
+
+TEST_CASE("a stray copy of an old record is dropped and seqs keep increasing") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b", "c", "d", "e"});
+  }
+  auto idx = test::slurp(f.file("idx"));
+  auto ts = test::slurp(f.file("ts"));
+  std::vector<uint8_t> rec2(idx.begin() + 32, idx.begin() + 64);
+  std::vector<uint8_t> ts2(ts.begin() + 8, ts.begin() + 16);
+  test::append_bytes(f.file("idx"), rec2);
+  test::append_bytes(f.file("ts"), ts2);
+  auto seg = f.open();
+  CHECK(seg->recovery().out_of_order_records == 1);
+  CHECK(seg->recovery().first_out_of_order_seq == 2);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 3, 4, 5});
+  auto r = seg->append(bytes_view{"f"});
+  REQUIRE(r);
+  CHECK(*r == 6);
+}
