@@ -1,0 +1,525 @@
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/errc.hpp"
+#include "identity/entity_id.hpp"
+#include "identity/keypair.hpp"
+#include "snapshot/snapshot.hpp"
+
+using namespace mesh;
+
+namespace Catch {
+
+template<>
+struct StringMaker<mesh::errc> {
+  static std::string convert(mesh::errc x) {
+    return std::string{mesh::to_string(x)};
+  }
+};
+
+} // namespace Catch
+
+namespace {
+
+keypair key(uint64_t n) {
+  key_seed seed{};
+  store_le64(seed.data(), n);
+  seed[31] = 0x5a;
+  return keypair::from_seed(seed);
+}
+
+snapshot full_snapshot(const keypair& kp) {
+  snapshot snap;
+  snap.kind = snapshot_kind::migration;
+  snap.daemon_kind = "counter";
+  snap.id = kp.id();
+  snap.through_seq = 0x0102030405060708;
+  snap.head = chain_head{41, 0xfedcba9876543210};
+  snap.state = bytes{0, 1, 2, 3, 0xff, 0x80, 0x7f};
+  snap.state_version = 7;
+  snap.dedup_marks = {{1, 10, 100}, {0xffffffffffffffff, 2, 3}, {5, 0, 0}};
+  snap.created_at_ns = 1700000000123456789;
+  return snap;
+}
+
+bytes encode_ok(const snapshot& snap, const keypair& kp) {
+  auto enc = encode_snapshot(snap, kp);
+  REQUIRE(enc);
+  return *enc;
+}
+
+template<class T>
+errc error_of(const caf::expected<T>& x) {
+  REQUIRE_FALSE(x);
+  return code_of(x.error());
+}
+
+template<class T>
+std::string message_of(const caf::expected<T>& x) {
+  REQUIRE_FALSE(x);
+  return describe(x.error());
+}
+
+void check_same(const snapshot& x, const snapshot& y) {
+  CHECK(x.format_version == y.format_version);
+  CHECK(x.kind == y.kind);
+  CHECK(x.daemon_kind == y.daemon_kind);
+  CHECK(x.id == y.id);
+  CHECK(x.through_seq == y.through_seq);
+  CHECK(x.head == y.head);
+  CHECK(x.state == y.state);
+  CHECK(x.state_version == y.state_version);
+  CHECK(x.dedup_marks == y.dedup_marks);
+  CHECK(x.created_at_ns == y.created_at_ns);
+}
+
+// Hand-built Cap'n Proto words, for the layout test and for inputs the codec
+// would never write. docs/formats-snapshot.md describes the pointers.
+
+uint64_t offset_bits(int32_t offset) {
+  return uint64_t{static_cast<uint32_t>(offset) << 2};
+}
+
+uint64_t struct_ptr(int32_t offset, uint16_t data_words, uint16_t ptr_words) {
+  return offset_bits(offset) | (uint64_t{data_words} << 32)
+         | (uint64_t{ptr_words} << 48);
+}
+
+uint64_t list_ptr(int32_t offset, uint8_t element_size, uint32_t count) {
+  return 1 | offset_bits(offset) | (uint64_t{element_size} << 32)
+         | (uint64_t{count} << 35);
+}
+
+constexpr uint8_t byte_elements = 2;
+constexpr uint8_t void_elements = 0;
+
+/// A single-segment flat message: segment table, then `words`.
+bytes message(const std::vector<uint64_t>& words) {
+  bytes out(8 + 8 * words.size());
+  store_le32(out.data(), 0);
+  store_le32(out.data() + 4, static_cast<uint32_t>(words.size()));
+  for (size_t i = 0; i < words.size(); ++i)
+    store_le64(out.data() + 8 + 8 * i, words[i]);
+  return out;
+}
+
+size_t words_for(size_t n) {
+  return (n + 7) / 8;
+}
+
+/// The canonical SignedSnapshot encoding of `body` and `sig`, built by hand.
+bytes signed_message(const bytes& body, bytes_view sig) {
+  auto body_words = words_for(body.size());
+  auto sig_words = words_for(sig.size);
+  bytes out = message(
+    {struct_ptr(0, 0, 2),
+     list_ptr(1, byte_elements, static_cast<uint32_t>(body.size())),
+     list_ptr(static_cast<int32_t>(body_words), byte_elements,
+              static_cast<uint32_t>(sig.size))});
+  out.resize(out.size() + 8 * (body_words + sig_words));
+  store_le32(out.data() + 4, static_cast<uint32_t>(3 + body_words + sig_words));
+  std::copy(body.begin(), body.end(), out.begin() + 32);
+  std::copy(sig.begin(), sig.end(), out.begin() + 32 + 8 * body_words);
+  return out;
+}
+
+/// The body bytes of a canonical encoding: between the three pointer words
+/// and the 64-byte signature.
+bytes body_of(const bytes& encoded) {
+  REQUIRE(encoded.size() > 32 + 64);
+  return bytes(encoded.begin() + 32, encoded.end() - 64);
+}
+
+/// `encoded` with its body changed by `patch` and signed again by `kp`: a
+/// validly signed snapshot the codec itself would refuse to write.
+bytes resign(const bytes& encoded, const keypair& kp,
+             const std::function<void(bytes&)>& patch) {
+  auto body = body_of(encoded);
+  patch(body);
+  auto sig = kp.sign(body);
+  return signed_message(body, as_bytes(sig));
+}
+
+// Byte offsets inside the body (segment table, root pointer, then the
+// Snapshot data section).
+constexpr size_t body_version_at = 16;
+constexpr size_t body_kind_at = 20;
+constexpr size_t body_state_tag_at = 22;
+
+/// Offset in the body of pointer `i` of the root Snapshot struct.
+size_t body_pointer_at(const bytes& body, unsigned i) {
+  auto root = load_le64(body.data() + 8);
+  auto data_words = static_cast<uint16_t>(root >> 32);
+  return 16 + 8 * size_t{data_words} + 8 * size_t{i};
+}
+
+constexpr unsigned entity_id_pointer = 1;
+
+} // namespace
+
+// --- round trips -----------------------------------------------------------
+
+TEST_CASE("round trip preserves every field") {
+  auto kp = key(1);
+  auto snap = full_snapshot(kp);
+  auto dec = decode_snapshot(encode_ok(snap, kp));
+  REQUIRE(dec);
+  check_same(*dec, snap);
+}
+
+TEST_CASE("round trip of a stateless snapshot keeps nullopt") {
+  auto kp = key(2);
+  auto snap = full_snapshot(kp);
+  snap.state = std::nullopt;
+  snap.dedup_marks.clear();
+  auto dec = decode_snapshot(encode_ok(snap, kp));
+  REQUIRE(dec);
+  CHECK_FALSE(dec->state.has_value());
+  check_same(*dec, snap);
+}
+
+TEST_CASE("round trip keeps an empty state distinct from no state") {
+  auto kp = key(3);
+  auto snap = full_snapshot(kp);
+  snap.state = bytes{};
+  auto dec = decode_snapshot(encode_ok(snap, kp));
+  REQUIRE(dec);
+  REQUIRE(dec->state.has_value());
+  CHECK(dec->state->empty());
+}
+
+TEST_CASE("round trip of a default snapshot keeps zeros and the local kind") {
+  auto kp = key(4);
+  snapshot snap;
+  snap.id = kp.id();
+  auto dec = decode_snapshot(encode_ok(snap, kp));
+  REQUIRE(dec);
+  check_same(*dec, snap);
+}
+
+TEST_CASE("encoding is deterministic and snapshot_hash names it") {
+  auto kp = key(5);
+  auto snap = full_snapshot(kp);
+  auto a = encode_ok(snap, kp);
+  auto b = encode_ok(snap, kp);
+  CHECK(a == b);
+  CHECK(snapshot_hash(a) == snapshot_hash(b));
+  snap.through_seq += 1;
+  CHECK(snapshot_hash(encode_ok(snap, kp)) != snapshot_hash(a));
+}
+
+TEST_CASE("encoding matches the documented layout") {
+  auto kp = key(6);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  REQUIRE(enc.size() % 8 == 0);
+  bytes sig(enc.end() - 64, enc.end());
+  CHECK(signed_message(body_of(enc), sig) == enc);
+  auto body = body_of(enc);
+  CHECK(load_le32(body.data()) == 0);
+  CHECK(size_t{load_le32(body.data() + 4)} * 8 + 8 == body.size());
+  CHECK(load_le32(body.data() + body_version_at) == snapshot_format_version);
+  CHECK(body[body_kind_at] == 1);
+  CHECK(body[body_state_tag_at] == 1);
+}
+
+TEST_CASE("decoding accepts input that is not word aligned") {
+  auto kp = key(7);
+  auto snap = full_snapshot(kp);
+  auto enc = encode_ok(snap, kp);
+  bytes shifted(enc.size() + 1);
+  std::copy(enc.begin(), enc.end(), shifted.begin() + 1);
+  auto dec = decode_snapshot(bytes_view{shifted.data() + 1, enc.size()});
+  REQUIRE(dec);
+  check_same(*dec, snap);
+}
+
+// --- identity and signature ------------------------------------------------
+
+TEST_CASE("decode with the matching expected id succeeds") {
+  auto kp = key(8);
+  auto id = kp.id();
+  auto dec = decode_snapshot(encode_ok(full_snapshot(kp), kp), &id);
+  REQUIRE(dec);
+  CHECK(dec->id == id);
+}
+
+TEST_CASE("decode with a different expected id fails "
+          "snapshot_identity_mismatch") {
+  auto a = key(9);
+  auto b = key(10);
+  auto other = b.id();
+  auto dec = decode_snapshot(encode_ok(full_snapshot(a), a), &other);
+  CHECK(error_of(dec) == errc::snapshot_identity_mismatch);
+  CHECK_THAT(message_of(dec), Catch::Contains(to_hex(a.id()))
+                                && Catch::Contains(to_hex(b.id())));
+}
+
+TEST_CASE("ids whose origin hashes collide on the low 32 bits are told "
+          "apart") {
+  // Birthday search over deterministic seeds: about 2^16 keypairs until two
+  // share the low 32 bits of origin_hash, the projection a routing table
+  // might key on.
+  std::unordered_map<uint32_t, uint64_t> seen;
+  std::optional<std::pair<uint64_t, uint64_t>> found;
+  for (uint64_t i = 0; i < 400000 && !found; ++i) {
+    auto low = static_cast<uint32_t>(key(i).origin_hash());
+    auto [it, fresh] = seen.emplace(low, i);
+    if (!fresh)
+      found = std::make_pair(it->second, i);
+  }
+  REQUIRE(found);
+  auto a = key(found->first);
+  auto b = key(found->second);
+  REQUIRE(static_cast<uint32_t>(a.origin_hash())
+          == static_cast<uint32_t>(b.origin_hash()));
+  REQUIRE(a.id() != b.id());
+
+  auto enc = encode_ok(full_snapshot(a), a);
+  auto b_id = b.id();
+  CHECK(error_of(decode_snapshot(enc, &b_id))
+        == errc::snapshot_identity_mismatch);
+  auto a_id = a.id();
+  CHECK(decode_snapshot(enc, &a_id));
+}
+
+TEST_CASE("a body signed by another key fails bad_signature") {
+  auto owner = key(11);
+  auto thief = key(12);
+  auto enc = encode_ok(full_snapshot(owner), owner);
+  auto forged = resign(enc, thief, [](bytes&) {});
+  auto dec = decode_snapshot(forged);
+  CHECK(error_of(dec) == errc::bad_signature);
+  CHECK_THAT(message_of(dec), Catch::Contains(to_hex(owner.id())));
+}
+
+TEST_CASE("every single flipped bit is rejected") {
+  auto kp = key(13);
+  auto snap = full_snapshot(kp);
+  snap.dedup_marks.resize(1);
+  auto enc = encode_ok(snap, kp);
+  for (size_t i = 0; i < enc.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      auto damaged = enc;
+      damaged[i] ^= static_cast<uint8_t>(1u << bit);
+      auto dec = decode_snapshot(damaged);
+      INFO("byte " << i << " bit " << bit);
+      REQUIRE_FALSE(dec);
+      auto code = code_of(dec.error());
+      CHECK((code == errc::corrupt_data || code == errc::bad_signature
+             || code == errc::unsupported_version));
+    }
+  }
+}
+
+// --- version and content ---------------------------------------------------
+
+TEST_CASE("an unknown format version fails unsupported_version") {
+  auto kp = key(14);
+  auto enc = resign(encode_ok(full_snapshot(kp), kp), kp, [](bytes& body) {
+    store_le32(body.data() + body_version_at, 2);
+  });
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::unsupported_version);
+  CHECK_THAT(message_of(dec), Catch::Contains("format version 2"));
+}
+
+TEST_CASE("a signed body with an unknown kind fails corrupt_data") {
+  auto kp = key(15);
+  auto enc = resign(encode_ok(full_snapshot(kp), kp), kp, [](bytes& body) {
+    body[body_kind_at] = 9;
+  });
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("unknown snapshot kind 9"));
+}
+
+TEST_CASE("a signed body with an unknown state variant fails corrupt_data") {
+  auto kp = key(16);
+  auto enc = resign(encode_ok(full_snapshot(kp), kp), kp, [](bytes& body) {
+    body[body_state_tag_at] = 5;
+  });
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("unknown state variant 5"));
+}
+
+TEST_CASE("an entity id that is not 32 bytes fails corrupt_data") {
+  auto kp = key(17);
+  auto enc = resign(encode_ok(full_snapshot(kp), kp), kp, [](bytes& body) {
+    auto at = body_pointer_at(body, entity_id_pointer);
+    auto ptr = load_le64(body.data() + at);
+    auto offset = static_cast<int32_t>(static_cast<uint32_t>(ptr)) >> 2;
+    // 31 bytes still fill four words; the dropped byte becomes padding,
+    // which canonical form requires to be zero.
+    body[at + 8 + 8 * static_cast<size_t>(offset) + 31] = 0;
+    store_le64(body.data() + at,
+               (ptr & ((uint64_t{1} << 35) - 1)) | (uint64_t{31} << 35));
+  });
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("entity id is 31 bytes"));
+}
+
+TEST_CASE("a signature that is not 64 bytes fails corrupt_data") {
+  auto kp = key(18);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  auto sig = kp.sign(body_of(enc));
+  auto dec = decode_snapshot(signed_message(body_of(enc), {sig.data(), 63}));
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("signature is 63 bytes"));
+}
+
+// --- framing ---------------------------------------------------------------
+
+TEST_CASE("empty input fails corrupt_data") {
+  CHECK(error_of(decode_snapshot(bytes_view{})) == errc::corrupt_data);
+}
+
+TEST_CASE("every truncation fails corrupt_data") {
+  auto kp = key(19);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  for (size_t n = 0; n < enc.size(); ++n) {
+    INFO("length " << n);
+    CHECK(error_of(decode_snapshot(bytes_view{enc.data(), n}))
+          == errc::corrupt_data);
+  }
+}
+
+TEST_CASE("a length that is not a multiple of 8 fails corrupt_data") {
+  auto kp = key(20);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  enc.push_back(0);
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("not a multiple of 8"));
+}
+
+TEST_CASE("trailing words fail corrupt_data") {
+  auto kp = key(21);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  enc.resize(enc.size() + 8);
+  CHECK(error_of(decode_snapshot(enc)) == errc::corrupt_data);
+}
+
+TEST_CASE("input larger than max_snapshot_bytes fails corrupt_data") {
+  bytes huge(max_snapshot_bytes + 8);
+  store_le32(huge.data() + 4, static_cast<uint32_t>(huge.size() / 8 - 1));
+  auto dec = decode_snapshot(huge);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("exceeds the limit"));
+}
+
+TEST_CASE("a multi-segment message fails corrupt_data") {
+  auto kp = key(22);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  store_le32(enc.data(), 1);
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("2 segments"));
+}
+
+TEST_CASE("a non-canonical message fails corrupt_data") {
+  // The same two pointers, but the struct claims a third pointer slot that
+  // overlaps the body: readable, yet not the one encoding of this value.
+  auto kp = key(23);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  store_le64(enc.data() + 8, struct_ptr(0, 0, 3));
+  auto dec = decode_snapshot(enc);
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("not in canonical form"));
+}
+
+// --- hostile structure -----------------------------------------------------
+
+TEST_CASE("a deeply nested message fails corrupt_data") {
+  std::vector<uint64_t> words;
+  for (int i = 0; i < 200; ++i)
+    words.push_back(struct_ptr(0, 0, 1));
+  words.push_back(0);
+  auto dec = decode_snapshot(message(words));
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("too deeply-nested"));
+}
+
+TEST_CASE("a pointer cycle fails corrupt_data") {
+  auto dec = decode_snapshot(
+    message({struct_ptr(0, 0, 1), struct_ptr(-1, 0, 1)}));
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("not in canonical form"));
+}
+
+TEST_CASE("a list pointer past the end of the message fails corrupt_data") {
+  auto dec = decode_snapshot(message(
+    {struct_ptr(0, 0, 2), list_ptr(1, byte_elements, (1u << 29) - 1), 0}));
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("out-of-bounds"));
+}
+
+TEST_CASE("a huge list of empty elements fails corrupt_data") {
+  auto dec = decode_snapshot(message(
+    {struct_ptr(0, 0, 2), list_ptr(1, void_elements, (1u << 29) - 1), 0}));
+  CHECK(error_of(dec) == errc::corrupt_data);
+  CHECK_THAT(message_of(dec), Catch::Contains("traversal limit"));
+}
+
+TEST_CASE("two pointers sharing one blob fail corrupt_data") {
+  auto kp = key(24);
+  auto enc = encode_ok(full_snapshot(kp), kp);
+  auto body_words = words_for(body_of(enc).size());
+  // Aim the signature pointer at the body as well.
+  store_le64(enc.data() + 24,
+             list_ptr(0, byte_elements, static_cast<uint32_t>(8 * body_words)));
+  CHECK(error_of(decode_snapshot(enc)) == errc::corrupt_data);
+}
+
+TEST_CASE("a root pointer of the wrong kind fails corrupt_data") {
+  CHECK(error_of(decode_snapshot(message({list_ptr(0, byte_elements, 8), 0})))
+        == errc::corrupt_data);
+}
+
+// --- encoding errors -------------------------------------------------------
+
+TEST_CASE("encode with a signer that is not the snapshot's entity fails "
+          "invalid_argument") {
+  auto a = key(25);
+  auto b = key(26);
+  auto enc = encode_snapshot(full_snapshot(a), b);
+  CHECK(error_of(enc) == errc::invalid_argument);
+}
+
+TEST_CASE("encode with a moved-from keypair fails invalid_argument") {
+  auto a = key(27);
+  auto snap = full_snapshot(a);
+  auto taken = std::move(a);
+  snap.id = a.id();
+  CHECK(error_of(encode_snapshot(snap, a)) == errc::invalid_argument);
+}
+
+TEST_CASE("encode of another format version fails invalid_argument") {
+  auto kp = key(28);
+  auto snap = full_snapshot(kp);
+  snap.format_version = snapshot_format_version + 1;
+  CHECK(error_of(encode_snapshot(snap, kp)) == errc::invalid_argument);
+}
+
+TEST_CASE("encode of an unknown kind fails invalid_argument") {
+  auto kp = key(29);
+  auto snap = full_snapshot(kp);
+  snap.kind = static_cast<snapshot_kind>(7);
+  CHECK(error_of(encode_snapshot(snap, kp)) == errc::invalid_argument);
+}
+
+TEST_CASE("encode of a state larger than max_snapshot_bytes fails "
+          "invalid_argument") {
+  auto kp = key(30);
+  auto snap = full_snapshot(kp);
+  snap.state = bytes(max_snapshot_bytes + 1);
+  CHECK(error_of(encode_snapshot(snap, kp)) == errc::invalid_argument);
+}
