@@ -1,0 +1,35 @@
+#pragma once
+
+// One daemon as an actor. Per input batch: dedup, daemon_seq, process and
+// outputs via daemon_core, then one append of the batch's entries to the
+// log_actor; the reply (outputs included) is released only when the log
+// acknowledges the append. Appends are answered in order, so replies leave in
+// input order. A failed log write fails the daemon: its in-memory state ran
+// ahead of what is durable, and only a restart (which replays the log) can
+// bring them back together.
+
+#include <chrono>
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "actors/messages.hpp"
+
+namespace mesh {
+
+class daemon_core;
+class node_store;
+
+struct daemon_actor_config {
+  std::shared_ptr<daemon_core> core;
+  log_actor log;                      // null: no durable log
+  std::shared_ptr<node_store> store;  // null: snapshots are not persisted
+  supervisor_actor supervisor;        // told when the daemon fails
+  uint64_t snapshot_every_events = 0;
+  std::chrono::milliseconds snapshot_every{0};
+  uint64_t epoch = 1;
+};
+
+daemon_actor spawn_daemon_actor(caf::actor_system& sys, daemon_actor_config cfg);
+
+} // namespace mesh

@@ -1,0 +1,161 @@
+#pragma once
+
+// Atoms, message types and actor interfaces of one node, plus their CAF
+// registration (one type-id block). Message types have inspect() overloads
+// so CAF can copy, print and, where needed, serialize them.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
+#include <caf/replies_to.hpp>
+
+#include "actors/runtime.hpp"
+#include "persistence/node_store.hpp"
+
+namespace mesh {
+
+// -- atoms --------------------------------------------------------------------
+
+using append_atom = caf::atom_constant<caf::atom("append")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using snapped_atom = caf::atom_constant<caf::atom("snapped")>;
+using forget_atom = caf::atom_constant<caf::atom("forget")>;
+using close_atom = caf::atom_constant<caf::atom("close")>;
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+using hwm_atom = caf::atom_constant<caf::atom("hwm")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using info_atom = caf::atom_constant<caf::atom("info")>;
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using start_atom = caf::atom_constant<caf::atom("start")>;
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+using list_atom = caf::atom_constant<caf::atom("list")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+// -- inspection ---------------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, causal_link& x) {
+  return f(caf::meta::type_name("causal_link"), x.origin_hash, x.sequence,
+           x.parent_hash, x.horizon);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, causal_event& x) {
+  return f(caf::meta::type_name("causal_event"), x.link, x.payload,
+           x.received_at_ns);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, inbound_event& x) {
+  return f(caf::meta::type_name("inbound_event"), x.producer_id,
+           x.producer_seq, x.payload);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery& x) {
+  return f(caf::meta::type_name("delivery"),
+           reinterpret_cast<uint8_t&>(x.state), x.daemon_seq, x.error,
+           x.outputs);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_entry& x) {
+  return f(caf::meta::type_name("log_entry"), x.origin_hash, x.daemon_seq,
+           x.producer_id, x.producer_seq, x.received_at_ns,
+           reinterpret_cast<uint8_t&>(x.state), x.payload);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, daemon_stats& x) {
+  return f(caf::meta::type_name("daemon_stats"), x.events_processed,
+           x.events_emitted, x.duplicates, x.errors, x.snapshots_taken,
+           x.restarts, x.last_seq);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, daemon_info& x) {
+  return f(caf::meta::type_name("daemon_info"), x.origin_hash, x.id, x.kind,
+           x.last_seq, x.state, x.epoch);
+}
+
+class daemon_core;
+
+/// Everything a new daemon actor needs; travels only inside one process.
+struct spawn_request {
+  std::shared_ptr<daemon_core> core;
+  /// Write the daemon record (false when recovering one that exists).
+  bool persist = true;
+  /// An encoded snapshot to store before the daemon runs (spawn from
+  /// snapshot), so its restored state is durable from the first event on.
+  bytes initial_snapshot;
+};
+
+using spawn_request_ptr = std::shared_ptr<spawn_request>;
+
+// -- interfaces ---------------------------------------------------------------
+
+/// The node's write-ahead event log (group commit over one segment).
+using log_actor = caf::typed_actor<
+  // Appends entries; answers the log seq of the last one once the append is
+  // durable under the policy.
+  caf::replies_to<append_atom, std::vector<log_entry>>::with<uint64_t>,
+  // Internal: writes everything queued so far.
+  caf::reacts_to<flush_atom>,
+  // A daemon's snapshot covers its entries through daemon_seq.
+  caf::reacts_to<snapped_atom, uint64_t, uint64_t>,
+  // A daemon was stopped: its entries no longer hold back compaction.
+  caf::reacts_to<forget_atom, uint64_t>,
+  // Closes the segment (fsync); answers true on success.
+  caf::replies_to<close_atom>::with<bool>>;
+
+/// One daemon.
+using daemon_actor = caf::typed_actor<
+  caf::replies_to<deliver_atom, std::vector<inbound_event>>::with<
+    std::vector<delivery>>,
+  caf::replies_to<hwm_atom, uint64_t>::with<uint64_t>,
+  caf::replies_to<stats_atom>::with<daemon_stats>,
+  caf::replies_to<info_atom>::with<daemon_info>,
+  caf::replies_to<snapshot_atom>::with<bytes>,
+  // Snapshots (when `final`) and exits.
+  caf::replies_to<stop_atom, bool>::with<bool>,
+  caf::reacts_to<tick_atom>>;
+
+/// The node's supervisor: lifecycle and daemon table.
+using supervisor_actor = caf::typed_actor<
+  // Enters `ready`; every daemon logs to the given log actor (may be null).
+  caf::replies_to<start_atom, log_actor>::with<bool>,
+  caf::replies_to<spawn_atom, spawn_request_ptr>::with<daemon_info>,
+  caf::replies_to<lookup_atom, uint64_t>::with<daemon_actor>,
+  caf::replies_to<list_atom>::with<std::vector<daemon_info>>,
+  caf::replies_to<stop_atom, uint64_t>::with<bool>,
+  caf::reacts_to<failed_atom, uint64_t, std::string>,
+  caf::replies_to<shutdown_atom>::with<bool>>;
+
+} // namespace mesh
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::spawn_request_ptr)
+
+CAF_BEGIN_TYPE_ID_BLOCK(meshd, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(meshd, (mesh::causal_event))
+  CAF_ADD_TYPE_ID(meshd, (mesh::inbound_event))
+  CAF_ADD_TYPE_ID(meshd, (mesh::delivery))
+  CAF_ADD_TYPE_ID(meshd, (mesh::log_entry))
+  CAF_ADD_TYPE_ID(meshd, (mesh::daemon_stats))
+  CAF_ADD_TYPE_ID(meshd, (mesh::daemon_info))
+  CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::causal_event>))
+  CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::inbound_event>))
+  CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::delivery>))
+  CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::log_entry>))
+  CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::daemon_info>))
+CAF_END_TYPE_ID_BLOCK(meshd)

@@ -1,0 +1,455 @@
+#include "actors/runtime.hpp"
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/daemon_core.hpp"
+#include "actors/factory_registry.hpp"
+#include "actors/log_actor.hpp"
+#include "actors/messages.hpp"
+#include "actors/supervisor_actor.hpp"
+#include "base/errc.hpp"
+#include "identity/entity_id.hpp"
+#include "identity/keypair.hpp"
+#include "persistence/node_store.hpp"
+#include "persistence/segment.hpp"
+#include "snapshot/snapshot.hpp"
+
+namespace mesh {
+
+restart_policy restart_policy::once() {
+  return {1, std::chrono::milliseconds{0}};
+}
+
+restart_policy restart_policy::bounded(uint32_t max_restarts,
+                                       std::chrono::milliseconds within) {
+  return {max_restarts, within};
+}
+
+namespace {
+
+enum class phase : int { registering = 0, ready = 1, shut_down = 2 };
+
+// CAF's own errors, translated into the ones our callers handle.
+caf::error normalize(caf::error err) {
+  if (err.category() == caf::atom("system")) {
+    auto code = static_cast<caf::sec>(err.code());
+    if (code == caf::sec::request_receiver_down)
+      return make_error(errc::daemon_not_found, "the daemon is gone");
+    if (code == caf::sec::request_timeout)
+      return make_error(errc::timeout, "no answer in time");
+  }
+  return err;
+}
+
+} // namespace
+
+struct runtime::impl {
+  caf::actor_system& sys;
+  runtime_options opts;
+  factory_registry registry;
+  std::shared_ptr<node_store> store;
+  supervisor_actor sup;
+  log_actor log;
+  std::atomic<int> state{static_cast<int>(phase::registering)};
+  std::mutex lifecycle_mtx;
+
+  std::mutex cache_mtx;
+  std::unordered_map<uint64_t, daemon_actor> cache;
+
+  // Blocking requests need a scoped_actor; making one per call costs more
+  // than the call, so idle ones wait here. All die before the runtime.
+  std::mutex pool_mtx;
+  std::vector<std::unique_ptr<caf::scoped_actor>> pool;
+
+  impl(caf::actor_system& s, runtime_options o) : sys(s), opts(std::move(o)) {}
+
+  struct lease {
+    impl* owner;
+    std::unique_ptr<caf::scoped_actor> self;
+    ~lease() {
+      std::lock_guard<std::mutex> guard{owner->pool_mtx};
+      owner->pool.push_back(std::move(self));
+    }
+    caf::scoped_actor& operator*() {
+      return *self;
+    }
+  };
+
+  lease acquire() {
+    {
+      std::lock_guard<std::mutex> guard{pool_mtx};
+      if (!pool.empty()) {
+        auto s = std::move(pool.back());
+        pool.pop_back();
+        return lease{this, std::move(s)};
+      }
+    }
+    return lease{this, std::make_unique<caf::scoped_actor>(sys)};
+  }
+
+  template <class R, class Handle, class... Ts>
+  caf::expected<R> ask(const Handle& dest, std::chrono::milliseconds timeout,
+                       Ts&&... xs) {
+    caf::expected<R> result = make_error(errc::timeout, "no answer");
+    auto l = acquire();
+    (*l)->request(dest, timeout, std::forward<Ts>(xs)...)
+      .receive([&](R& r) { result = std::move(r); },
+               [&](caf::error& e) { result = normalize(std::move(e)); });
+    return result;
+  }
+
+  template <class R, class... Ts>
+  caf::expected<R> ask_sup(Ts&&... xs) {
+    return ask<R>(sup, opts.request_timeout, std::forward<Ts>(xs)...);
+  }
+
+  caf::expected<daemon_actor> find(uint64_t origin, bool refresh = false) {
+    if (!refresh) {
+      std::lock_guard<std::mutex> guard{cache_mtx};
+      if (auto it = cache.find(origin); it != cache.end())
+        return it->second;
+    }
+    auto h = ask_sup<daemon_actor>(lookup_atom::value, origin);
+    if (!h)
+      return h.error();
+    std::lock_guard<std::mutex> guard{cache_mtx};
+    cache[origin] = *h;
+    return h;
+  }
+
+  void forget(uint64_t origin) {
+    std::lock_guard<std::mutex> guard{cache_mtx};
+    cache.erase(origin);
+  }
+
+  // Sends to a daemon; when the cached handle is stale (daemon restarted or
+  // stopped) looks it up once more.
+  template <class R, class... Ts>
+  caf::expected<R> ask_daemon(uint64_t origin, const Ts&... xs) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto h = find(origin, attempt > 0);
+      if (!h)
+        return h.error();
+      auto r = ask<R>(*h, opts.request_timeout, xs...);
+      if (r || !is(r.error(), errc::daemon_not_found))
+        return r;
+      forget(origin);
+    }
+    return make_error(errc::daemon_not_found,
+                      "no daemon " + hex_u64(origin) + " on this node");
+  }
+
+  caf::error check_can_spawn() const {
+    switch (static_cast<phase>(state.load())) {
+      case phase::registering:
+        return make_error(errc::not_ready, "the runtime has not been started");
+      case phase::shut_down:
+        return make_error(errc::shutting_down, "the runtime is shut down");
+      case phase::ready:
+        return {};
+    }
+    return {};
+  }
+
+  daemon_core::maker maker_for(const std::string& kind) {
+    return [this, kind] { return registry.make(kind); };
+  }
+
+  caf::expected<daemon_info> submit(std::shared_ptr<daemon_core> core,
+                                    bool persist, bytes initial = {}) {
+    auto req = std::make_shared<spawn_request>();
+    req->core = std::move(core);
+    req->persist = persist;
+    req->initial_snapshot = std::move(initial);
+    return ask_sup<daemon_info>(spawn_atom::value, std::move(req));
+  }
+
+  caf::error recover(std::vector<std::shared_ptr<daemon_core>>& cores);
+};
+
+caf::error
+runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores) {
+  store = std::make_shared<node_store>(opts.data_dir);
+  if (auto err = store->open())
+    return err;
+  segment_options so;
+  so.policy = requires_sync_ack(opts.fsync) ? fsync_policy::never() : opts.fsync;
+  so.on_warning = [](const std::string& line) { spdlog::warn("{}", line); };
+  auto seg = segment::open(store->log_dir(), so);
+  if (!seg)
+    return seg.error();
+  auto origins = store->list_daemons();
+  if (!origins)
+    return origins.error();
+  std::map<uint64_t, std::shared_ptr<daemon_core>> by_origin;
+  std::map<uint64_t, bool> unrecovered;
+  for (auto origin : *origins) {
+    auto fail = [&](const caf::error& err) {
+      spdlog::error("daemon origin={} cannot be recovered: {}", hex_u64(origin),
+                    describe(err));
+      unrecovered[origin] = true;
+    };
+    auto rec = store->load_daemon(origin);
+    if (!rec) {
+      fail(rec.error());
+      continue;
+    }
+    auto inst = registry.make(rec->kind);
+    if (!inst) {
+      fail(inst.error());
+      continue;
+    }
+    auto core = std::make_shared<daemon_core>(rec->kind,
+                                              std::move(rec->identity),
+                                              maker_for(rec->kind),
+                                              std::move(*inst), opts.restart);
+    auto raw = store->load_snapshot(origin);
+    if (raw) {
+      auto id = core->identity().id();
+      auto snap = decode_snapshot(*raw, &id);
+      if (!snap) {
+        fail(snap.error());
+        continue;
+      }
+      if (auto err = core->restore(*snap)) {
+        fail(err);
+        continue;
+      }
+    } else if (!is(raw.error(), errc::not_found)) {
+      fail(raw.error());
+      continue;
+    }
+    by_origin.emplace(origin, std::move(core));
+  }
+  log_actor_config lcfg;
+  uint64_t replayed = 0;
+  auto err = (*seg)->for_each(0, [&](const log_record& r) {
+    auto e = decode_log_entry(r.payload);
+    if (!e) {
+      spdlog::warn("event log record seq={} skipped: {}", r.seq,
+                   describe(e.error()));
+      return true;
+    }
+    auto it = by_origin.find(e->origin_hash);
+    if (it != by_origin.end()) {
+      if (e->daemon_seq > it->second->last_seq()) {
+        it->second->replay(*e);
+        ++replayed;
+        lcfg.pending.emplace_back(e->origin_hash, e->daemon_seq, r.seq);
+      }
+    } else if (unrecovered.count(e->origin_hash)) {
+      // Keep what a daemon we could not bring back still needs.
+      lcfg.pending.emplace_back(e->origin_hash, e->daemon_seq, r.seq);
+    }
+    return true;
+  });
+  if (err)
+    return err;
+  if (auto orphans = store->orphan_snapshots())
+    for (auto o : *orphans)
+      (void) store->remove_snapshot(o);
+  spdlog::info("recovered {} daemon(s), replayed {} logged event(s), "
+               "{} could not be recovered",
+               by_origin.size(), replayed, unrecovered.size());
+  lcfg.seg = std::shared_ptr<segment>(std::move(*seg));
+  lcfg.sync_each_commit = requires_sync_ack(opts.fsync);
+  lcfg.compact_after = std::max<uint64_t>(opts.compact_after, 1);
+  log = spawn_log_actor(sys, std::move(lcfg));
+  for (auto& [origin, core] : by_origin)
+    cores.push_back(core);
+  return {};
+}
+
+// -- runtime ------------------------------------------------------------------
+
+runtime::runtime(caf::actor_system& sys, runtime_options opts)
+  : impl_(std::make_unique<impl>(sys, std::move(opts))) {
+  supervisor_config cfg;
+  cfg.snapshot_every_events = impl_->opts.snapshot_every_events;
+  cfg.snapshot_every = impl_->opts.snapshot_every;
+  cfg.snapshot_on_shutdown = impl_->opts.snapshot_on_shutdown;
+  if (!impl_->opts.data_dir.empty())
+    cfg.store = std::make_shared<node_store>(impl_->opts.data_dir);
+  impl_->store = cfg.store;
+  impl_->sup = spawn_supervisor(sys, std::move(cfg));
+}
+
+runtime::~runtime() {
+  if (auto err = shutdown())
+    spdlog::warn("runtime shutdown: {}", describe(err));
+  {
+    std::lock_guard<std::mutex> guard{impl_->cache_mtx};
+    impl_->cache.clear();
+  }
+  std::lock_guard<std::mutex> guard{impl_->pool_mtx};
+  impl_->pool.clear();
+}
+
+caf::error runtime::register_factory(const std::string& kind,
+                                     daemon_factory factory) {
+  return impl_->registry.add(kind, std::move(factory));
+}
+
+caf::error runtime::start() {
+  std::lock_guard<std::mutex> guard{impl_->lifecycle_mtx};
+  auto st = static_cast<phase>(impl_->state.load());
+  if (st == phase::ready)
+    return {};
+  if (st == phase::shut_down)
+    return make_error(errc::shutting_down, "the runtime was shut down");
+  std::vector<std::shared_ptr<daemon_core>> cores;
+  if (!impl_->opts.data_dir.empty())
+    if (auto err = impl_->recover(cores))
+      return err;
+  auto ok = impl_->ask_sup<bool>(start_atom::value, impl_->log);
+  if (!ok)
+    return ok.error();
+  for (auto& core : cores) {
+    auto info = impl_->submit(core, false);
+    if (!info)
+      spdlog::error("recovered daemon origin={} could not start: {}",
+                    hex_u64(core->origin()), describe(info.error()));
+  }
+  impl_->state = static_cast<int>(phase::ready);
+  return {};
+}
+
+caf::error runtime::shutdown() {
+  std::lock_guard<std::mutex> guard{impl_->lifecycle_mtx};
+  if (static_cast<phase>(impl_->state.load()) == phase::shut_down)
+    return {};
+  impl_->state = static_cast<int>(phase::shut_down);
+  impl_->registry.close();
+  auto ok = impl_->ask<bool>(impl_->sup, std::chrono::minutes{5},
+                             shutdown_atom::value);
+  {
+    std::lock_guard<std::mutex> cguard{impl_->cache_mtx};
+    impl_->cache.clear();
+  }
+  if (!ok)
+    return ok.error();
+  return {};
+}
+
+bool runtime::is_ready() const {
+  return static_cast<phase>(impl_->state.load()) == phase::ready;
+}
+
+caf::expected<daemon_info> runtime::spawn(const std::string& kind) {
+  return spawn(kind, keypair::generate());
+}
+
+caf::expected<daemon_info> runtime::spawn(const std::string& kind,
+                                          const keypair& id) {
+  if (auto err = impl_->check_can_spawn())
+    return err;
+  auto inst = impl_->registry.make(kind);
+  if (!inst)
+    return inst.error();
+  auto core = std::make_shared<daemon_core>(kind, id.clone(),
+                                            impl_->maker_for(kind),
+                                            std::move(*inst),
+                                            impl_->opts.restart);
+  return impl_->submit(std::move(core), true);
+}
+
+caf::expected<daemon_info> runtime::spawn_from_snapshot(const keypair& id,
+                                                        bytes_view encoded) {
+  if (auto err = impl_->check_can_spawn())
+    return err;
+  auto expected_id = id.id();
+  auto snap = decode_snapshot(encoded, &expected_id);
+  if (!snap)
+    return snap.error();
+  auto inst = impl_->registry.make(snap->daemon_kind);
+  if (!inst)
+    return inst.error();
+  auto core = std::make_shared<daemon_core>(snap->daemon_kind, id.clone(),
+                                            impl_->maker_for(snap->daemon_kind),
+                                            std::move(*inst),
+                                            impl_->opts.restart);
+  if (auto err = core->restore(*snap))
+    return err;
+  return impl_->submit(std::move(core), true, encoded.to_bytes());
+}
+
+caf::expected<delivery> runtime::deliver(uint64_t origin, inbound_event ev) {
+  std::vector<inbound_event> one;
+  one.push_back(std::move(ev));
+  auto r = deliver_batch(origin, std::move(one));
+  if (!r)
+    return r.error();
+  if (r->size() != 1)
+    return make_error(errc::corrupt_data, "daemon answered "
+                                            + std::to_string(r->size())
+                                            + " deliveries for one event");
+  auto& d = r->front();
+  if (d.state == delivery::status::rejected)
+    return make_error(errc::process_failed, d.error);
+  return std::move(d);
+}
+
+caf::expected<std::vector<delivery>>
+runtime::deliver_batch(uint64_t origin, std::vector<inbound_event> evs) {
+  if (evs.empty())
+    return std::vector<delivery>{};
+  return impl_->ask_daemon<std::vector<delivery>>(origin, deliver_atom::value,
+                                                  evs);
+}
+
+caf::expected<uint64_t> runtime::high_water_mark(uint64_t origin,
+                                                 uint64_t producer_id) {
+  return impl_->ask_daemon<uint64_t>(origin, hwm_atom::value, producer_id);
+}
+
+caf::error runtime::stop(uint64_t origin) {
+  auto r = impl_->ask_sup<bool>(stop_atom::value, origin);
+  impl_->forget(origin);
+  if (!r)
+    return r.error();
+  return {};
+}
+
+caf::expected<bytes> runtime::snapshot(uint64_t origin) {
+  return impl_->ask_daemon<bytes>(origin, snapshot_atom::value);
+}
+
+caf::expected<daemon_stats> runtime::stats(uint64_t origin) {
+  return impl_->ask_daemon<daemon_stats>(origin, stats_atom::value);
+}
+
+caf::expected<daemon_info> runtime::info(uint64_t origin) {
+  return impl_->ask_daemon<daemon_info>(origin, info_atom::value);
+}
+
+std::vector<daemon_info> runtime::daemons() {
+  auto r = impl_->ask_sup<std::vector<daemon_info>>(list_atom::value);
+  if (!r)
+    return {};
+  std::sort(r->begin(), r->end(), [](const daemon_info& x, const daemon_info& y) {
+    return x.origin_hash < y.origin_hash;
+  });
+  return std::move(*r);
+}
+
+size_t runtime::daemon_count() {
+  return daemons().size();
+}
+
+std::vector<std::string> runtime::kinds() const {
+  return impl_->registry.kinds();
+}
+
+const runtime_options& runtime::options() const {
+  return impl_->opts;
+}
+
+} // namespace mesh

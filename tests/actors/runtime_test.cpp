@@ -1,0 +1,413 @@
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "actors/runtime.hpp"
+#include "base/errc.hpp"
+#include "identity/entity_id.hpp"
+#include "identity/keypair.hpp"
+#include "snapshot/snapshot.hpp"
+#include "support/temp_dir.hpp"
+#include "test_daemons.hpp"
+
+using namespace mesh;
+using mesh::test::text;
+using mesh::test::to_bytes;
+
+namespace {
+
+struct fixture {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  std::atomic<int> made{0};
+  std::unique_ptr<runtime> rt;
+
+  explicit fixture(runtime_options opts = {}) {
+    rt = std::make_unique<runtime>(sys, std::move(opts));
+    REQUIRE(!rt->register_factory("echo", [] {
+      return std::make_unique<test::echo_daemon>();
+    }));
+    REQUIRE(!rt->register_factory("sum", [this] {
+      ++made;
+      return std::make_unique<test::sum_daemon>();
+    }));
+  }
+
+  ~fixture() {
+    rt.reset();
+  }
+
+  uint64_t spawn(const std::string& kind = "sum") {
+    auto d = rt->spawn(kind);
+    REQUIRE(d);
+    return d->origin_hash;
+  }
+
+  std::string send(uint64_t origin, const std::string& payload,
+                   uint64_t producer = 0, uint64_t seq = 0) {
+    auto r = rt->deliver(origin, {producer, seq, to_bytes(payload)});
+    REQUIRE(r);
+    REQUIRE(r->outputs.size() == 1);
+    return text(r->outputs[0].payload);
+  }
+};
+
+} // namespace
+
+// -- lifecycle ----------------------------------------------------------------
+
+TEST_CASE("spawn before start fails not_ready") {
+  fixture f;
+  auto d = f.rt->spawn("echo");
+  REQUIRE(!d);
+  CHECK(is(d.error(), errc::not_ready));
+  CHECK_FALSE(f.rt->is_ready());
+}
+
+TEST_CASE("start is idempotent") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  REQUIRE(!f.rt->start());
+  CHECK(f.rt->is_ready());
+  f.spawn("echo");
+  CHECK(f.rt->daemon_count() == 1);
+}
+
+TEST_CASE("shutdown rejects later spawn and register") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  REQUIRE(!f.rt->shutdown());
+  CHECK_FALSE(f.rt->is_ready());
+  auto d = f.rt->spawn("echo");
+  REQUIRE(!d);
+  CHECK(is(d.error(), errc::shutting_down));
+  auto err = f.rt->register_factory("late", [] {
+    return std::make_unique<test::echo_daemon>();
+  });
+  CHECK(is(err, errc::shutting_down));
+  CHECK(is(f.rt->start(), errc::shutting_down));
+}
+
+TEST_CASE("a second registration of a kind is rejected") {
+  fixture f;
+  auto err = f.rt->register_factory("echo", [] {
+    return std::make_unique<test::echo_daemon>();
+  });
+  CHECK(is(err, errc::factory_already_registered));
+}
+
+TEST_CASE("new kinds may be registered after start") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  REQUIRE(!f.rt->register_factory("late_echo", [] {
+    return std::make_unique<test::echo_daemon>();
+  }));
+  auto d = f.rt->spawn("late_echo");
+  REQUIRE(d);
+  CHECK(d->kind == "late_echo");
+}
+
+TEST_CASE("of 32 concurrent registrations of one kind exactly one wins") {
+  fixture f;
+  std::atomic<int> wins{0};
+  std::atomic<int> dupes{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 32; ++i)
+    threads.emplace_back([&] {
+      auto err = f.rt->register_factory("contested", [] {
+        return std::make_unique<test::echo_daemon>();
+      });
+      if (!err)
+        ++wins;
+      else if (is(err, errc::factory_already_registered))
+        ++dupes;
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(wins == 1);
+  CHECK(dupes == 31);
+}
+
+TEST_CASE("spawning an unknown kind fails factory_not_found") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto d = f.rt->spawn("nope");
+  REQUIRE(!d);
+  CHECK(is(d.error(), errc::factory_not_found));
+  CHECK(f.rt->daemon_count() == 0);
+}
+
+TEST_CASE("the factory runs once per spawn") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  f.spawn();
+  f.spawn();
+  f.spawn();
+  CHECK(f.made == 3);
+}
+
+TEST_CASE("a spawn racing shutdown never leaves a daemon behind") {
+  for (int round = 0; round < 10; ++round) {
+    fixture f;
+    REQUIRE(!f.rt->start());
+    std::atomic<int> ok{0};
+    std::thread spawner([&] {
+      for (int i = 0; i < 20; ++i)
+        if (f.rt->spawn("echo"))
+          ++ok;
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds{200 * round});
+    REQUIRE(!f.rt->shutdown());
+    spawner.join();
+    CHECK(f.rt->daemon_count() == 0);
+  }
+}
+
+TEST_CASE("shutdown drains every daemon") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  for (int i = 0; i < 5; ++i)
+    f.spawn();
+  CHECK(f.rt->daemon_count() == 5);
+  REQUIRE(!f.rt->shutdown());
+  CHECK(f.rt->daemon_count() == 0);
+}
+
+// -- delivery -----------------------------------------------------------------
+
+TEST_CASE("echo round trip with stats") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn("echo");
+  auto r = f.rt->deliver(id, {0, 0, to_bytes("hello")});
+  REQUIRE(r);
+  CHECK(r->state == delivery::status::applied);
+  CHECK(r->daemon_seq == 1);
+  REQUIRE(r->outputs.size() == 1);
+  CHECK(text(r->outputs[0].payload) == "hello");
+  CHECK(r->outputs[0].link.origin_hash == id);
+  CHECK(r->outputs[0].link.sequence == 0);
+  CHECK(r->outputs[0].link.parent_hash == 0);
+  auto r2 = f.rt->deliver(id, {0, 0, to_bytes("again")});
+  REQUIRE(r2);
+  CHECK(follows(r->outputs[0].link, r->outputs[0].payload, r2->outputs[0].link));
+  auto st = f.rt->stats(id);
+  REQUIRE(st);
+  CHECK(st->events_processed == 2);
+  CHECK(st->events_emitted == 2);
+  CHECK(st->last_seq == 2);
+  CHECK(st->errors == 0);
+}
+
+TEST_CASE("deliver_batch answers every event in order") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  std::vector<inbound_event> evs;
+  for (int i = 1; i <= 100; ++i)
+    evs.push_back({7, static_cast<uint64_t>(i), to_bytes(std::to_string(i))});
+  auto r = f.rt->deliver_batch(id, evs);
+  REQUIRE(r);
+  REQUIRE(r->size() == 100);
+  CHECK(text(r->back().outputs[0].payload) == "5050");
+  CHECK(r->back().daemon_seq == 100);
+}
+
+TEST_CASE("stop then deliver gives daemon_not_found") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn("echo");
+  CHECK(f.send(id, "x") == "x");
+  REQUIRE(!f.rt->stop(id));
+  auto r = f.rt->deliver(id, {0, 0, to_bytes("y")});
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::daemon_not_found));
+  CHECK(is(f.rt->stop(id), errc::daemon_not_found));
+  CHECK(f.rt->daemon_count() == 0);
+}
+
+TEST_CASE("a duplicate producer seq is answered with the seq it was applied at") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  CHECK(f.send(id, "5", 42, 1) == "5");
+  CHECK(f.send(id, "5", 42, 2) == "10");
+  auto dup = f.rt->deliver(id, {42, 1, to_bytes("5")});
+  REQUIRE(dup);
+  CHECK(dup->state == delivery::status::duplicate);
+  CHECK(dup->daemon_seq == 1);
+  CHECK(dup->outputs.empty());
+  // Another producer's seq 1 is its own.
+  CHECK(f.send(id, "1", 43, 1) == "11");
+  auto hwm = f.rt->high_water_mark(id, 42);
+  REQUIRE(hwm);
+  CHECK(*hwm == 2);
+  CHECK(*f.rt->high_water_mark(id, 99) == 0);
+  CHECK(f.rt->stats(id)->duplicates == 1);
+}
+
+// -- snapshots and identity ---------------------------------------------------
+
+TEST_CASE("counter snapshot, stop and spawn_from_snapshot continue at 6") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto kp = keypair::generate();
+  auto d = f.rt->spawn("sum", kp);
+  REQUIRE(d);
+  for (int i = 1; i <= 5; ++i)
+    f.send(d->origin_hash, "1", 9, static_cast<uint64_t>(i));
+  auto snap = f.rt->snapshot(d->origin_hash);
+  REQUIRE(snap);
+  REQUIRE(!f.rt->stop(d->origin_hash));
+  auto again = f.rt->spawn_from_snapshot(kp, *snap);
+  REQUIRE(again);
+  CHECK(again->origin_hash == d->origin_hash);
+  CHECK(again->last_seq == 5);
+  CHECK(f.send(d->origin_hash, "1", 9, 6) == "6");
+  // Dedup marks travelled in the snapshot.
+  auto dup = f.rt->deliver(d->origin_hash, {9, 5, to_bytes("1")});
+  REQUIRE(dup);
+  CHECK(dup->state == delivery::status::duplicate);
+}
+
+TEST_CASE("spawn_from_snapshot rejects another identity's snapshot") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto kp = keypair::generate();
+  auto d = f.rt->spawn("sum", kp);
+  REQUIRE(d);
+  auto snap = f.rt->snapshot(d->origin_hash);
+  REQUIRE(snap);
+  auto other = keypair::generate();
+  auto r = f.rt->spawn_from_snapshot(other, *snap);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::snapshot_identity_mismatch));
+  CHECK(f.rt->daemon_count() == 1);
+}
+
+TEST_CASE("a tampered snapshot is rejected with bad_signature or corrupt_data") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto kp = keypair::generate();
+  auto d = f.rt->spawn("sum", kp);
+  REQUIRE(d);
+  auto snap = f.rt->snapshot(d->origin_hash);
+  REQUIRE(snap);
+  REQUIRE(!f.rt->stop(d->origin_hash));
+  (*snap)[snap->size() / 2] ^= 0x01;
+  auto r = f.rt->spawn_from_snapshot(kp, *snap);
+  REQUIRE(!r);
+  CHECK((is(r.error(), errc::bad_signature) || is(r.error(), errc::corrupt_data)));
+}
+
+TEST_CASE("the same identity twice is rejected and the first daemon keeps working") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto kp = keypair::generate();
+  auto d = f.rt->spawn("sum", kp);
+  REQUIRE(d);
+  CHECK(f.send(d->origin_hash, "3") == "3");
+  auto again = f.rt->spawn("sum", kp);
+  REQUIRE(!again);
+  CHECK(is(again.error(), errc::already_registered));
+  auto snap = f.rt->snapshot(d->origin_hash);
+  REQUIRE(snap);
+  auto from_snap = f.rt->spawn_from_snapshot(kp, *snap);
+  REQUIRE(!from_snap);
+  CHECK(is(from_snap.error(), errc::already_registered));
+  CHECK(f.send(d->origin_hash, "4") == "7");
+  CHECK(f.rt->daemon_count() == 1);
+}
+
+// -- failures -----------------------------------------------------------------
+
+TEST_CASE("a rejected event returns the error and the daemon is rebuilt") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  CHECK(f.send(id, "10", 1, 1) == "10");
+  auto r = f.rt->deliver(id, {1, 2, to_bytes("bad")});
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::process_failed));
+  CHECK(describe(r.error()).find("bad") != std::string::npos);
+  // State from before the failure is intact after the rebuild.
+  CHECK(f.send(id, "5", 1, 3) == "15");
+  auto st = f.rt->stats(id);
+  REQUIRE(st);
+  CHECK(st->errors == 1);
+  CHECK(st->restarts == 1);
+  CHECK(st->last_seq == 3);
+}
+
+TEST_CASE("an exception from process is a rejection, not a crash") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  CHECK(f.send(id, "2") == "2");
+  auto r = f.rt->deliver(id, {0, 0, to_bytes("throw")});
+  REQUIRE(!r);
+  CHECK(describe(r.error()).find("boom") != std::string::npos);
+  CHECK(f.send(id, "2") == "4");
+}
+
+TEST_CASE("restart policy once: a second failure stops the daemon as failed") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad1")}));
+  CHECK(f.send(id, "1") == "1");
+  CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad2")}));
+  auto r = f.rt->deliver(id, {0, 0, to_bytes("1")});
+  REQUIRE(!r);
+  CHECK(describe(r.error()).find("failed") != std::string::npos);
+  auto info = f.rt->info(id);
+  REQUIRE(info);
+  CHECK(info->state == "failed");
+  auto list = f.rt->daemons();
+  REQUIRE(list.size() == 1);
+  CHECK(list[0].state == "failed");
+}
+
+TEST_CASE("restart policy bounded allows max_restarts within the window") {
+  runtime_options opts;
+  opts.restart = restart_policy::bounded(3, std::chrono::minutes{1});
+  fixture f{opts};
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
+    CHECK(f.rt->info(id)->state == "running");
+  }
+  CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
+  CHECK(f.rt->info(id)->state == "failed");
+}
+
+TEST_CASE("restart policy bounded forgets failures older than the window") {
+  runtime_options opts;
+  opts.restart = restart_policy::bounded(1, std::chrono::milliseconds{50});
+  fixture f{opts};
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
+    std::this_thread::sleep_for(std::chrono::milliseconds{80});
+  }
+  CHECK(f.rt->info(id)->state == "running");
+  CHECK(f.rt->stats(id)->restarts == 3);
+}
+
+TEST_CASE("a rebuild replays events since the last snapshot on top of it") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  CHECK(f.send(id, "100") == "100");
+  REQUIRE(f.rt->snapshot(id));
+  CHECK(f.send(id, "20") == "120");
+  CHECK(f.send(id, "3") == "123");
+  CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
+  CHECK(f.send(id, "1") == "124");
+}
