@@ -6,6 +6,8 @@
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/sec.hpp>
 #include <spdlog/spdlog.h>
@@ -14,6 +16,7 @@
 #include "actors/factory_registry.hpp"
 #include "actors/log_actor.hpp"
 #include "actors/messages.hpp"
+#include "actors/nonce_actor.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
@@ -58,6 +61,7 @@ struct runtime::impl {
   std::shared_ptr<node_store> store;
   supervisor_actor sup;
   log_actor log;
+  nonce_actor nonce;
   std::atomic<int> state{static_cast<int>(phase::registering)};
   std::mutex lifecycle_mtx;
 
@@ -280,11 +284,15 @@ runtime::runtime(caf::actor_system& sys, runtime_options opts)
     cfg.store = std::make_shared<node_store>(impl_->opts.data_dir);
   impl_->store = cfg.store;
   impl_->sup = spawn_supervisor(sys, std::move(cfg));
+  impl_->nonce = spawn_nonce_actor(
+    sys, impl_->opts.data_dir.empty() ? std::string{}
+                                      : impl_->opts.data_dir + "/producer.nonce");
 }
 
 runtime::~runtime() {
   if (auto err = shutdown())
     spdlog::warn("runtime shutdown: {}", describe(err));
+  caf::anon_send_exit(impl_->nonce, caf::exit_reason::user_shutdown);
   {
     std::lock_guard<std::mutex> guard{impl_->cache_mtx};
     impl_->cache.clear();
@@ -442,6 +450,11 @@ std::vector<daemon_info> runtime::daemons() {
 
 size_t runtime::daemon_count() {
   return daemons().size();
+}
+
+caf::expected<uint64_t> runtime::producer_id() {
+  return impl_->ask<uint64_t>(impl_->nonce, impl_->opts.request_timeout,
+                              producer_id_atom::value);
 }
 
 std::vector<std::string> runtime::kinds() const {

@@ -170,6 +170,10 @@ public:
 
   size_t daemon_count();
 
+  /// The node's own producer id (stable across restarts when data_dir is
+  /// set; see actors/nonce_actor.hpp).
+  caf::expected<uint64_t> producer_id();
+
   /// Kinds that can be spawned.
   std::vector<std::string> kinds() const;
 

@@ -197,3 +197,36 @@ TEST_CASE("the log is compacted once every daemon's snapshot has passed its head
   node n{tmp.path(), opts};
   CHECK(n.send(id, "1") == "301");
 }
+
+TEST_CASE("the node's producer id is stable across restarts") {
+  test::temp_dir tmp;
+  uint64_t first = 0;
+  {
+    node n{tmp.path()};
+    auto id = n.rt->producer_id();
+    REQUIRE(id);
+    CHECK(*id != 0);
+    CHECK(*n.rt->producer_id() == *id);
+    first = *id;
+  }
+  node n{tmp.path()};
+  CHECK(*n.rt->producer_id() == first);
+}
+
+TEST_CASE("a damaged producer nonce file is reported, not replaced") {
+  test::temp_dir tmp;
+  {
+    node n{tmp.path()};
+    REQUIRE(n.rt->producer_id());
+  }
+  {
+    FILE* f = std::fopen((tmp / "producer.nonce").c_str(), "wb");
+    REQUIRE(f);
+    std::fputs("garbage!!!", f);
+    std::fclose(f);
+  }
+  node n{tmp.path()};
+  auto id = n.rt->producer_id();
+  REQUIRE(!id);
+  CHECK(describe(id.error()).find("producer.nonce") != std::string::npos);
+}
