@@ -1,7 +1,7 @@
 #pragma once
 
 // Byte layout of a key file, shared by the writer and the reader. The prose
-// specification with a byte diagram is docs/formats-identity.md.
+// specification with a byte diagram is docs/formats.md (section 5).
 //
 //   offset  size  field
 //   0       4     magic "MSHK"

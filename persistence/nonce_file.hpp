@@ -2,7 +2,7 @@
 
 // The nonce file: one stable random u64 per producer that survives restarts,
 // so retries after a crash reuse the identifiers of the crashed incarnation.
-// Format (docs/formats-nonce.md): [version u8 = 1][nonce u64 LE], 9 bytes.
+// Format (docs/formats.md, section 6): [version u8 = 1][nonce u64 LE], 9 bytes.
 //
 // Crash reasoning: the file is published with create_file_atomic, which links
 // a fully written and fsynced temp file into place. A crash before the link

@@ -81,7 +81,7 @@ void check_same(const snapshot& x, const snapshot& y) {
 }
 
 // Hand-built Cap'n Proto words, for the layout test and for inputs the codec
-// would never write. docs/formats-snapshot.md describes the pointers.
+// would never write. docs/formats.md (section 4) describes the pointers.
 
 uint64_t offset_bits(int32_t offset) {
   return uint64_t{static_cast<uint32_t>(offset) << 2};
