@@ -1,0 +1,9 @@
+#include "examples/echo/echo.hpp"
+
+namespace mesh::examples {
+
+caf::expected<std::vector<bytes>> echo::process(const causal_event& ev) {
+  return std::vector<bytes>{ev.payload};
+}
+
+} // namespace mesh::examples
