@@ -334,9 +334,10 @@ struct log_state {
   seq_ranges kept;
   uint64_t count = 0;
   uint64_t last_seq = 0;
-  /// Kept records whose seq is not above the one before. Checksums cover one
-  /// record each, so a replayed or misplaced idx record passes them; meshseg
-  /// checks the order the format promises on top of the recovery.
+  /// Kept records whose seq is not above the one before. Recovery already
+  /// drops stray copies of old records (recovery_report::out_of_order_records);
+  /// this independent check guards the operator tool against a regression
+  /// there, since it is the tool that declares a log intact.
   uint64_t out_of_order = 0;
   uint64_t first_disorder_seq = 0;
   uint64_t first_disorder_after = 0;

@@ -1,0 +1,131 @@
+# The control protocol between meshctl (or any client) and a node's gateway
+# (docs/protocol.md). One Request travels as the bytes of one CAF message
+# (request_atom, std::vector<char>); the gateway answers with the bytes of
+# one Response. Evolve by appending fields and union members; never
+# renumber or change a field's type.
+
+@0xef399487b86b0780;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("mesh::control::schema");
+
+struct Request {
+  # Must equal mesh::control::protocol_version; the gateway answers any
+  # other value with unsupported_version.
+  version @0 :UInt16;
+
+  union {
+    daemons @1 :Void;
+    kinds @2 :Void;
+    deploy @3 :Deploy;
+    send @4 :Send;
+    highWater @5 :HighWater;
+    stats @6 :DaemonRef;
+    snapshot @7 :DaemonRef;
+    stop @8 :DaemonRef;
+  }
+}
+
+struct Deploy {
+  kind @0 :Text;
+  count @1 :UInt32;
+}
+
+struct Send {
+  # The daemon's origin hash.
+  daemonId @0 :UInt64;
+  # Applied in list order, as one batch.
+  events @1 :List(Event);
+}
+
+struct Event {
+  # 0 = anonymous: no deduplication.
+  producerId @0 :UInt64;
+  producerSeq @1 :UInt64;
+  payload @2 :Data;
+}
+
+struct HighWater {
+  daemonId @0 :UInt64;
+  producerId @1 :UInt64;
+}
+
+struct DaemonRef {
+  daemonId @0 :UInt64;
+}
+
+struct Response {
+  union {
+    error @0 :Error;
+    daemons @1 :List(DaemonInfo);
+    kinds @2 :List(Text);
+    deploy @3 :DeployResult;
+    send @4 :List(Delivery);
+    highWater @5 :UInt64;
+    stats @6 :Stats;
+    snapshot @7 :SnapshotResult;
+    stop @8 :Void;
+  }
+}
+
+struct Error {
+  # A mesh::errc value (base/errc.hpp); 0 never appears.
+  code @0 :UInt8;
+  message @1 :Text;
+}
+
+struct DaemonInfo {
+  originHash @0 :UInt64;
+  # The 32-byte ed25519 public key.
+  entityId @1 :Data;
+  kind @2 :Text;
+  lastSeq @3 :UInt64;
+  # "running" or "failed".
+  state @4 :Text;
+  epoch @5 :UInt64;
+}
+
+struct DeployResult {
+  # The daemons spawned, in order.
+  daemons @0 :List(DaemonInfo);
+  # Why spawning stopped before `count`; code 0 when every spawn succeeded.
+  failure @1 :Error;
+}
+
+struct Delivery {
+  enum Status {
+    applied @0;
+    duplicate @1;
+    rejected @2;
+  }
+  status @0 :Status;
+  daemonSeq @1 :UInt64;
+  error @2 :Text;
+  outputs @3 :List(CausalEvent);
+}
+
+struct CausalEvent {
+  originHash @0 :UInt64;
+  sequence @1 :UInt64;
+  parentHash @2 :UInt64;
+  horizon @3 :UInt64;
+  payload @4 :Data;
+  receivedAtNs @5 :UInt64;
+}
+
+struct Stats {
+  eventsProcessed @0 :UInt64;
+  eventsEmitted @1 :UInt64;
+  duplicates @2 :UInt64;
+  errors @3 :UInt64;
+  snapshotsTaken @4 :UInt64;
+  restarts @5 :UInt64;
+  lastSeq @6 :UInt64;
+}
+
+struct SnapshotResult {
+  # The signed snapshot encoding (snapshot/snapshot.hpp).
+  snapshot @0 :Data;
+  # The last input daemon_seq it reflects.
+  throughSeq @1 :UInt64;
+}

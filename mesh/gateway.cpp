@@ -1,0 +1,373 @@
+#include "mesh/gateway.hpp"
+
+#include <exception>
+#include <optional>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/node_id.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/runtime.hpp"
+#include "base/bytes.hpp"
+#include "base/errc.hpp"
+#include "snapshot/snapshot.hpp"
+
+namespace {
+
+// One decoded request on its way from the gateway to a worker. Travels only
+// inside this process, as a pointer: the worker moves the request out.
+struct gateway_job {
+  mesh::control::request req;
+};
+
+using gateway_job_ptr = std::shared_ptr<gateway_job>;
+
+using serve_atom = caf::atom_constant<caf::atom("mesh_srv")>;
+
+using drain_atom = caf::atom_constant<caf::atom("mesh_drn")>;
+
+} // namespace
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_job_ptr)
+
+namespace mesh {
+
+namespace {
+
+using namespace mesh::control;
+
+error_response fail(errc code, std::string what) {
+  return {code, std::move(what)};
+}
+
+// -- serving one request ------------------------------------------------------
+
+struct server {
+  runtime& rt;
+  const gateway_options& opts;
+
+  response operator()(daemons_request) {
+    return daemons_response{rt.daemons()};
+  }
+
+  response operator()(kinds_request) {
+    return kinds_response{rt.kinds()};
+  }
+
+  response operator()(deploy_request x) {
+    if (x.kind.empty())
+      return fail(errc::invalid_argument, "deploy needs a daemon kind");
+    if (x.count == 0 || x.count > opts.max_deploy_count)
+      return fail(errc::invalid_argument,
+                  "deploy count must be 1.."
+                    + std::to_string(opts.max_deploy_count) + ", got "
+                    + std::to_string(x.count));
+    deploy_response out;
+    out.daemons.reserve(x.count);
+    for (uint32_t i = 0; i < x.count; ++i) {
+      auto info = rt.spawn(x.kind);
+      if (!info) {
+        spdlog::warn("deploy kind={} stopped after {} of {} daemon(s): {}",
+                     x.kind, i, x.count, describe(info.error()));
+        if (out.daemons.empty())
+          return to_error_response(info.error());
+        out.failure = to_error_response(info.error());
+        break;
+      }
+      out.daemons.emplace_back(std::move(*info));
+    }
+    if (out.daemons.size() == 1)
+      spdlog::info("deployed kind={} origin={}", x.kind,
+                   hex_u64(out.daemons.front().origin_hash));
+    else
+      spdlog::info("deployed kind={} count={} first origin={}", x.kind,
+                   out.daemons.size(),
+                   hex_u64(out.daemons.front().origin_hash));
+    return out;
+  }
+
+  response operator()(send_request x) {
+    auto r = rt.deliver_batch(x.daemon_id, std::move(x.events));
+    if (!r)
+      return to_error_response(r.error());
+    return send_response{std::move(*r)};
+  }
+
+  response operator()(high_water_request x) {
+    auto r = rt.high_water_mark(x.daemon_id, x.producer_id);
+    if (!r)
+      return to_error_response(r.error());
+    return high_water_response{*r};
+  }
+
+  response operator()(stats_request x) {
+    auto r = rt.stats(x.daemon_id);
+    if (!r)
+      return to_error_response(r.error());
+    return stats_response{*r};
+  }
+
+  response operator()(snapshot_request x) {
+    auto r = rt.snapshot(x.daemon_id);
+    if (!r)
+      return to_error_response(r.error());
+    // Decoding our own fresh snapshot only fails on a bug; say so rather
+    // than hand out bytes nobody can restore.
+    auto snap = decode_snapshot(*r);
+    if (!snap)
+      return to_error_response(snap.error());
+    return snapshot_response{std::move(*r), snap->through_seq};
+  }
+
+  response operator()(stop_request x) {
+    if (auto err = rt.stop(x.daemon_id))
+      return to_error_response(err);
+    spdlog::info("stopped origin={}", hex_u64(x.daemon_id));
+    return stop_response{};
+  }
+};
+
+// The daemon a request addresses, if any: it picks the worker.
+std::optional<uint64_t> daemon_of(const request& req) {
+  struct visitor {
+    std::optional<uint64_t> operator()(const daemons_request&) {
+      return std::nullopt;
+    }
+    std::optional<uint64_t> operator()(const kinds_request&) {
+      return std::nullopt;
+    }
+    std::optional<uint64_t> operator()(const deploy_request&) {
+      return std::nullopt;
+    }
+    std::optional<uint64_t> operator()(const send_request& x) {
+      return x.daemon_id;
+    }
+    std::optional<uint64_t> operator()(const high_water_request& x) {
+      return x.daemon_id;
+    }
+    std::optional<uint64_t> operator()(const stats_request& x) {
+      return x.daemon_id;
+    }
+    std::optional<uint64_t> operator()(const snapshot_request& x) {
+      return x.daemon_id;
+    }
+    std::optional<uint64_t> operator()(const stop_request& x) {
+      return x.daemon_id;
+    }
+  };
+  return std::visit(visitor{}, req);
+}
+
+// -- actors -------------------------------------------------------------------
+
+// Runs on its own thread (spawned detached): the runtime calls block.
+caf::behavior worker_actor(caf::event_based_actor*, runtime* rt,
+                           gateway_options opts) {
+  return {
+    [rt, opts](serve_atom, const gateway_job_ptr& job) -> wire_bytes {
+      const char* what = name_of(job->req);
+      try {
+        return encode(serve(*rt, std::move(job->req), opts));
+      } catch (const std::exception& ex) {
+        // A throwing runtime call is a bug; keep the worker alive for the
+        // requests queued behind this one.
+        spdlog::error("gateway: serving {} threw: {}", what, ex.what());
+        return encode(
+          response{fail(errc::io_error, std::string{"serving "} + what
+                                          + " failed: " + ex.what())});
+      }
+    },
+  };
+}
+
+struct gateway_state {
+  std::shared_ptr<authenticator> auth;
+  std::vector<caf::actor> workers;
+  caf::actor admin;
+
+  static inline const char* name = "mesh.gateway";
+};
+
+using gateway_ptr = caf::stateful_actor<gateway_state>*;
+
+wire_bytes seal_error(gateway_ptr self, const caf::node_id& peer,
+                      error_response err) {
+  return self->state.auth->seal(peer, encode(response{std::move(err)}));
+}
+
+caf::behavior gateway_actor(gateway_ptr self,
+                            std::shared_ptr<authenticator> auth,
+                            std::vector<caf::actor> workers, caf::actor admin) {
+  self->state.auth = std::move(auth);
+  self->state.workers = std::move(workers);
+  self->state.admin = std::move(admin);
+  return {
+    [self](request_atom, wire_bytes& wire) -> caf::result<wire_bytes> {
+      auto& st = self->state;
+      caf::node_id peer;
+      if (const auto& sender = self->current_sender())
+        peer = sender->node();
+      auto opened = st.auth->open(peer, std::move(wire));
+      if (!opened) {
+        spdlog::warn("gateway: refused request from node={}: {}",
+                     caf::to_string(peer), describe(opened.error()));
+        return seal_error(self, peer,
+                          to_error_response(opened.error(),
+                                            errc::unauthenticated));
+      }
+      auto req = decode_request(*opened);
+      if (!req) {
+        spdlog::warn("gateway: bad request from node={}: {}",
+                     caf::to_string(peer), describe(req.error()));
+        return seal_error(self, peer, to_error_response(req.error()));
+      }
+      auto target = st.admin;
+      if (auto id = daemon_of(*req))
+        target = st.workers[*id % st.workers.size()];
+      auto job = std::make_shared<gateway_job>(gateway_job{std::move(*req)});
+      auto rp = self->make_response_promise();
+      self->request(target, caf::infinite, serve_atom::value, std::move(job))
+        .then(
+          [self, rp, peer](wire_bytes& res) mutable {
+            rp.deliver(self->state.auth->seal(peer, std::move(res)));
+          },
+          [self, rp, peer](caf::error& err) mutable {
+            auto down = err == caf::sec::request_receiver_down;
+            rp.deliver(seal_error(self, peer,
+                                  down ? fail(errc::shutting_down,
+                                              "the node is shutting down")
+                                       : to_error_response(err)));
+          });
+      return rp;
+    },
+    // Sent by gateway::stop() once every worker is gone, so it queues behind
+    // the workers' last replies and bounced requests: each of those is
+    // answered before the gateway quits.
+    [self](drain_atom) {
+      self->quit();
+    },
+  };
+}
+
+// -- no authentication --------------------------------------------------------
+
+class no_authentication final : public authenticator {
+public:
+  caf::expected<std::vector<char>> open(const caf::node_id&,
+                                        std::vector<char> wire) override {
+    return wire;
+  }
+
+  std::vector<char> seal(const caf::node_id&,
+                         std::vector<char> response) override {
+    return response;
+  }
+
+  const char* mode() const override {
+    return "none";
+  }
+};
+
+} // namespace
+
+std::unique_ptr<authenticator> make_no_authentication() {
+  return std::make_unique<no_authentication>();
+}
+
+control::response serve(runtime& rt, control::request req,
+                        const gateway_options& opts) {
+  return std::visit(server{rt, opts}, std::move(req));
+}
+
+// -- gateway ------------------------------------------------------------------
+
+struct gateway::impl {
+  caf::actor_system& sys;
+  caf::actor gw;
+  // The daemon workers, then the admin worker.
+  std::vector<caf::actor> workers;
+  std::vector<uint16_t> ports;
+  bool stopped = false;
+
+  explicit impl(caf::actor_system& s) : sys(s) {}
+};
+
+gateway::gateway(caf::actor_system& sys, runtime& rt, gateway_options opts)
+  : impl_(std::make_unique<impl>(sys)) {
+  if (opts.workers == 0)
+    opts.workers = 1;
+  if (!opts.auth)
+    opts.auth = make_no_authentication();
+  std::vector<caf::actor> daemon_workers;
+  for (size_t i = 0; i < opts.workers; ++i)
+    daemon_workers.push_back(sys.spawn<caf::detached>(worker_actor, &rt, opts));
+  auto admin = sys.spawn<caf::detached>(worker_actor, &rt, opts);
+  impl_->workers = daemon_workers;
+  impl_->workers.push_back(admin);
+  auto auth = opts.auth;
+  impl_->gw = sys.spawn(gateway_actor, std::move(auth),
+                        std::move(daemon_workers), std::move(admin));
+}
+
+gateway::~gateway() {
+  stop();
+}
+
+const caf::actor& gateway::handle() const {
+  return impl_->gw;
+}
+
+caf::expected<uint16_t> gateway::publish(const std::string& host,
+                                         uint16_t port) {
+  if (impl_->stopped)
+    return make_error(errc::shutting_down, "the gateway is stopped");
+  if (!impl_->sys.has_middleman())
+    return make_error(errc::invalid_argument,
+                      "the actor system has no middleman: load "
+                      "caf::io::middleman before publishing");
+  auto bound = impl_->sys.middleman().publish(impl_->gw, port, host.c_str(),
+                                              true);
+  if (!bound)
+    return make_error(errc::io_error, "cannot listen on " + host + ":"
+                                        + std::to_string(port) + ": "
+                                        + describe(bound.error()));
+  impl_->ports.push_back(*bound);
+  return *bound;
+}
+
+void gateway::stop() {
+  if (impl_->stopped)
+    return;
+  impl_->stopped = true;
+  if (impl_->sys.has_middleman())
+    for (auto port : impl_->ports)
+      (void)impl_->sys.middleman().unpublish(impl_->gw, port);
+  // Workers first: each finishes the request it is serving and its queued
+  // requests bounce back to the gateway, which answers them shutting_down.
+  // So every client waiting on the gateway gets an answer before it quits.
+  caf::scoped_actor self{impl_->sys};
+  for (auto& w : impl_->workers) {
+    self->monitor(w);
+    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+  }
+  for (size_t i = 0; i < impl_->workers.size(); ++i)
+    self->receive([](const caf::down_msg&) {});
+  self->monitor(impl_->gw);
+  self->send(impl_->gw, drain_atom::value);
+  self->receive([](const caf::down_msg&) {});
+}
+
+} // namespace mesh

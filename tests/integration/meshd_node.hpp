@@ -1,0 +1,112 @@
+#pragma once
+
+// One meshd process on 127.0.0.1 for integration tests, driven with meshctl.
+// The node is stopped when the object goes out of scope.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include "integration/process.hpp"
+
+namespace mesh::test {
+
+class meshd_node {
+public:
+  /// `scratch` holds logs and the ready file; `data_dir` the node's data.
+  meshd_node(std::string scratch, std::string data_dir)
+    : scratch_(std::move(scratch)), data_dir_(std::move(data_dir)) {}
+
+  /// Starts meshd and waits until it listens. `listen` defaults to an
+  /// ephemeral port; pass address() of an earlier run to reuse its port.
+  void start(const std::string& listen = "127.0.0.1:0",
+             const std::vector<std::string>& extra = {}) {
+    ++starts_;
+    auto ready = scratch_ + "/ready-" + std::to_string(starts_);
+    log_ = scratch_ + "/meshd-" + std::to_string(starts_) + ".log";
+    std::vector<std::string> argv{meshd_binary(), "--data-dir", data_dir_,
+                                  "--listen",     listen,       "--ready-file",
+                                  ready};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc_ = std::make_unique<child>(argv,
+                                    scratch_ + "/meshd-"
+                                      + std::to_string(starts_) + ".out",
+                                    log_);
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    struct stat st {};
+    while (::stat(ready.c_str(), &st) != 0) {
+      if (!proc_->running())
+        FAIL("meshd exited before it was ready:\n" << log());
+      if (std::chrono::steady_clock::now() > deadline)
+        FAIL("meshd not ready after 60 s:\n" << log());
+      std::this_thread::sleep_for(10ms);
+    }
+    address_ = read_file(ready);
+    while (!address_.empty() && address_.back() == '\n')
+      address_.pop_back();
+    REQUIRE(!address_.empty());
+  }
+
+  const std::string& address() const {
+    return address_;
+  }
+
+  const std::string& data_dir() const {
+    return data_dir_;
+  }
+
+  /// meshctl --node <address> args...
+  run_result ctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{meshctl_binary(), "--node", address_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, scratch_);
+  }
+
+  /// ctl() that must succeed; returns stdout.
+  std::string ok(const std::vector<std::string>& args) const {
+    auto r = ctl(args);
+    INFO("meshctl stderr: " << r.err);
+    REQUIRE(r.code == 0);
+    return r.out;
+  }
+
+  /// SIGTERM; returns the exit code (SIGKILL after `grace`).
+  int terminate(std::chrono::milliseconds grace) {
+    return proc_ ? proc_->stop(grace) : -1;
+  }
+
+  void kill9() {
+    if (proc_)
+      proc_->kill9();
+  }
+
+  bool running() const {
+    return proc_ && proc_->running();
+  }
+
+  /// What the current (or last) run logged.
+  std::string log() const {
+    return read_file(log_);
+  }
+
+private:
+  std::string scratch_;
+  std::string data_dir_;
+  std::string address_;
+  std::string log_;
+  int starts_ = 0;
+  std::unique_ptr<child> proc_;
+};
+
+/// The first line of `text` (without the newline).
+inline std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+} // namespace mesh::test

@@ -1,0 +1,362 @@
+// Integration tests: real meshd processes on 127.0.0.1 (ephemeral ports),
+// driven with meshctl. Every process is stopped by its owner's destructor.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "integration/meshd_node.hpp"
+#include "integration/process.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace mesh::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Deploys one daemon of `kind` and returns its id.
+std::string deploy(meshd_node& node, const std::string& kind) {
+  auto out = node.ok({"deploy", kind});
+  auto id = first_line(out);
+  REQUIRE(id.rfind("0x", 0) == 0);
+  REQUIRE(id.size() == 18);
+  return id;
+}
+
+// A port nothing listens on: bound, then released.
+uint16_t closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Writes `lines` numbers (line i holds 1 + i % 7) and returns their sum.
+int64_t write_numbers(const std::string& path, int lines) {
+  std::ofstream out{path};
+  int64_t sum = 0;
+  for (int i = 0; i < lines; ++i) {
+    out << (1 + i % 7) << '\n';
+    sum += 1 + i % 7;
+  }
+  return sum;
+}
+
+uint64_t stat_value(const std::string& stats_out, const std::string& name) {
+  std::istringstream in{stats_out};
+  for (std::string key, value; in >> key >> value;)
+    if (key == name)
+      return std::stoull(value);
+  FAIL("no " << name << " in stats output:\n" << stats_out);
+  return 0;
+}
+
+// The counter's current total: sending 0 leaves it unchanged and echoes it.
+std::string counter_total(meshd_node& node, const std::string& id) {
+  return first_line(node.ok({"send", id, "0"}));
+}
+
+} // namespace
+
+TEST_CASE("deploy and send return the daemon's outputs") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto counter = deploy(node, "counter");
+  CHECK(node.ok({"send", counter, "5"}) == "5\n");
+  CHECK(node.ok({"send", counter, "7"}) == "12\n");
+  auto echo = deploy(node, "echo");
+  CHECK(node.ok({"send", echo, "hello world"}) == "hello world\n");
+  CHECK(node.ok({"send", echo, "--hex", "00ff"}) == "0x00ff\n");
+  auto json = node.ok({"--json", "send", counter, "1"});
+  CHECK(json.find("\"status\":\"applied\"") != std::string::npos);
+  CHECK(json.find("\"payload\":\"13\"") != std::string::npos);
+}
+
+TEST_CASE("deploy --count prints one id per line") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto out = node.ok({"deploy", "echo", "--count", "3"});
+  std::istringstream in{out};
+  std::vector<std::string> ids;
+  for (std::string line; std::getline(in, line);)
+    ids.push_back(line);
+  REQUIRE(ids.size() == 3);
+  for (auto& id : ids)
+    CHECK(id.rfind("0x", 0) == 0);
+}
+
+TEST_CASE("daemons prints a table of id, kind, seq and state") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  CHECK(node.ok({"daemons"}).find("no daemons") != std::string::npos);
+  auto counter = deploy(node, "counter");
+  auto echo = deploy(node, "echo");
+  node.ok({"send", counter, "1"});
+  node.ok({"send", counter, "2"});
+  auto table = node.ok({"daemons"});
+  std::istringstream in{table};
+  std::string header;
+  std::getline(in, header);
+  CHECK(header.rfind("ID", 0) == 0);
+  CHECK(header.find("KIND") != std::string::npos);
+  CHECK(header.find("SEQ") != std::string::npos);
+  CHECK(header.find("STATE") != std::string::npos);
+  int rows = 0;
+  for (std::string id, kind, seq, state; in >> id >> kind >> seq >> state;) {
+    ++rows;
+    CHECK(state == "running");
+    if (id == counter) {
+      CHECK(kind == "counter");
+      CHECK(seq == "2");
+    } else {
+      CHECK(id == echo);
+      CHECK(kind == "echo");
+      CHECK(seq == "0");
+    }
+  }
+  CHECK(rows == 2);
+  auto json = node.ok({"--json", "daemons"});
+  CHECK(json.rfind("{\"daemons\":[", 0) == 0);
+  CHECK(json.find("\"id\":\"" + counter + "\"") != std::string::npos);
+}
+
+TEST_CASE("kinds lists the example kinds") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto out = node.ok({"kinds"});
+  CHECK(out.find("counter\n") != std::string::npos);
+  CHECK(out.find("echo\n") != std::string::npos);
+  CHECK(out.find("window\n") != std::string::npos);
+}
+
+TEST_CASE("stats, snapshot and stop act on one daemon") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = deploy(node, "counter");
+  node.ok({"send", id, "3"});
+  node.ok({"send", id, "4"});
+  auto stats = node.ok({"stats", id});
+  CHECK(stat_value(stats, "events_processed") == 2);
+  CHECK(stat_value(stats, "last_seq") == 2);
+  auto snap = node.ok({"snapshot", id, "--out", dir / "snap.bin"});
+  CHECK(snap.find("through_seq 2") != std::string::npos);
+  CHECK(read_file(dir / "snap.bin").size() > 0);
+  CHECK(node.ok({"stop", id}) == "stopped " + id + "\n");
+  auto after = node.ctl({"stats", id});
+  CHECK(after.code == 1);
+  CHECK(after.err.find("daemon_not_found") != std::string::npos);
+}
+
+TEST_CASE("an unknown daemon id fails with one line on stderr") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto r = node.ctl({"send", "0x00000000000004d2", "1"});
+  CHECK(r.code == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.rfind("meshctl: daemon_not_found", 0) == 0);
+  CHECK(r.err.find("0x00000000000004d2") != std::string::npos);
+  auto bad = node.ctl({"stats", "not-an-id"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err_lines() == 1);
+  CHECK(bad.err.find("bad daemon id 'not-an-id'") != std::string::npos);
+}
+
+TEST_CASE("an unreachable node fails with a clear message") {
+  temp_dir dir;
+  auto addr = "127.0.0.1:" + std::to_string(closed_port());
+  auto r = run({meshctl_binary(), "--node", addr, "daemons"}, dir.path());
+  CHECK(r.code == 3);
+  CHECK(r.out.empty());
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("meshctl: target_unavailable: cannot connect to " + addr)
+        != std::string::npos);
+}
+
+TEST_CASE("meshd refuses a bad --fsync value") {
+  temp_dir dir;
+  auto r = run({meshd_binary(), "--data-dir", dir / "data", "--listen",
+                "127.0.0.1:0", "--fsync", "sometimes"},
+               dir.path());
+  CHECK(r.code == 2);
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("meshd: invalid --fsync") != std::string::npos);
+  CHECK(r.err.find("'sometimes'") != std::string::npos);
+}
+
+TEST_CASE("meshd refuses a --plugin file that does not exist") {
+  temp_dir dir;
+  auto missing = dir / "libnothing.so";
+  auto r = run({meshd_binary(), "--data-dir", dir / "data", "--listen",
+                "127.0.0.1:0", "--plugin", missing},
+               dir.path());
+  CHECK(r.code == 1);
+  CHECK(r.err.find("meshd: cannot load plugin " + missing)
+        != std::string::npos);
+  CHECK(r.err.find("not_found") != std::string::npos);
+}
+
+TEST_CASE("meshd serves the kinds of a --plugin") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start("127.0.0.1:0", {"--plugin", MESHD_EXAMPLE_PLUGIN});
+  CHECK(node.ok({"kinds"}).find("upper\n") != std::string::npos);
+  auto id = deploy(node, "upper");
+  CHECK(node.ok({"send", id, "shout"}) == "SHOUT\n");
+}
+
+TEST_CASE("a second meshd on the same data directory refuses to start") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto r = run({meshd_binary(), "--data-dir", dir / "data", "--listen",
+                "127.0.0.1:0"},
+               dir.path());
+  CHECK(r.code == 1);
+  CHECK(r.err.find("is in use by another meshd") != std::string::npos);
+  CHECK(node.running());
+}
+
+TEST_CASE("SIGTERM exits 0 and a restart brings the daemons back") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = deploy(node, "counter");
+  node.ok({"send", id, "5"});
+  node.ok({"send", id, "6"});
+  CHECK(node.terminate(120s) == 0);
+  CHECK(node.log().find("meshd stopped") != std::string::npos);
+  node.start();
+  auto table = node.ok({"daemons"});
+  CHECK(table.find(id) != std::string::npos);
+  CHECK(counter_total(node, id) == "11");
+}
+
+namespace {
+
+enum class interruption { sigkill, sigterm };
+
+// Streams a file into a counter with a producer file, interrupts meshd
+// mid-stream, restarts it on the same data directory and port, and re-runs
+// the same command: every line must be applied exactly once.
+void resume_after(interruption how) {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = deploy(node, "counter");
+  auto events = dir / "events.txt";
+  constexpr int lines = 40000;
+  auto sum = write_numbers(events, lines);
+  std::vector<std::string> send{meshctl_binary(),
+                                "--node",
+                                node.address(),
+                                "send",
+                                id,
+                                "--from-file",
+                                events,
+                                "--producer-file",
+                                dir / "producer",
+                                "--batch",
+                                "5"};
+  // Interrupt meshd while the stream runs: after some but not all lines.
+  uint64_t applied_before = 0;
+  int first_code = -1;
+  {
+    child stream{send, dir / "first.out", dir / "first.err"};
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (applied_before < 2000) {
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      REQUIRE(stream.running());
+      auto st = node.ctl({"stats", id});
+      if (st.code == 0)
+        applied_before = stat_value(st.out, "events_processed");
+      std::this_thread::sleep_for(20ms);
+    }
+    if (how == interruption::sigkill)
+      node.kill9();
+    else
+      CHECK(node.terminate(60s) == 0);
+    first_code = stream.wait_for(60s);
+  }
+  REQUIRE(applied_before < lines);
+  auto first_err = read_file(dir / "first.err");
+  INFO("first run stderr: " << first_err);
+  if (how == interruption::sigkill) {
+    CHECK(first_code == 3);
+    CHECK(first_err.find("went away after line") != std::string::npos);
+  } else {
+    // Answered shutting_down (1) or cut off when the process exited (3).
+    CHECK((first_code == 1 || first_code == 3));
+  }
+  CHECK(first_err.find("applied through") != std::string::npos);
+
+  // Same data directory, same port, right away.
+  auto address = node.address();
+  node.start(address);
+  REQUIRE(node.address() == address);
+  auto again = run(send, dir.path());
+  INFO("second run stderr: " << again.err);
+  REQUIRE(again.code == 0);
+  CHECK(again.out.find("sent " + std::to_string(lines)) == 0);
+  CHECK(again.out.find("rejected 0") != std::string::npos);
+  // Lines the node applied before the interruption are duplicates now.
+  auto dup_at = again.out.find("duplicates ");
+  REQUIRE(dup_at != std::string::npos);
+  auto duplicates = std::stoull(again.out.substr(dup_at + 11));
+  CHECK(duplicates >= applied_before);
+  CHECK(duplicates < static_cast<uint64_t>(lines));
+  CHECK(counter_total(node, id) == std::to_string(sum));
+
+  // Resending everything changes nothing: every line is a duplicate.
+  auto third = node.ok({"send", id, "--from-file", events, "--producer-file",
+                        dir / "producer", "--no-skip"});
+  CHECK(third.find("applied 0, duplicates " + std::to_string(lines))
+        != std::string::npos);
+  CHECK(counter_total(node, id) == std::to_string(sum));
+}
+
+} // namespace
+
+TEST_CASE("send --from-file resumes exactly once after meshd is killed") {
+  resume_after(interruption::sigkill);
+}
+
+TEST_CASE("send --from-file resumes exactly once after meshd is stopped") {
+  resume_after(interruption::sigterm);
+}
+
+TEST_CASE("send --from-file without a producer file is a new producer") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = deploy(node, "counter");
+  auto events = dir / "events.txt";
+  auto sum = write_numbers(events, 250);
+  auto first = node.ok({"send", id, "--from-file", events, "--batch", "100"});
+  CHECK(first == "sent 250, applied 250, duplicates 0, rejected 0\n");
+  node.ok({"send", id, "--from-file", events});
+  CHECK(counter_total(node, id) == std::to_string(2 * sum));
+}

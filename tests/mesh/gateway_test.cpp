@@ -1,0 +1,349 @@
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "actors/runtime.hpp"
+#include "base/errc.hpp"
+#include "examples/examples.hpp"
+#include "mesh/control_client.hpp"
+#include "mesh/gateway.hpp"
+#include "snapshot/snapshot.hpp"
+
+using namespace mesh;
+using namespace mesh::control;
+using namespace std::chrono_literals;
+
+namespace {
+
+bytes b(std::string_view s) {
+  return bytes(s.begin(), s.end());
+}
+
+std::string text(const bytes& x) {
+  return std::string(x.begin(), x.end());
+}
+
+// Records what the gateway asks of it; refuses everything when `refuse`.
+class recording_authenticator : public authenticator {
+public:
+  std::atomic<int> opened{0};
+  std::atomic<int> sealed{0};
+  bool refuse = false;
+
+  caf::expected<std::vector<char>> open(const caf::node_id&,
+                                        std::vector<char> wire) override {
+    ++opened;
+    if (refuse)
+      return make_error(errc::unauthenticated, "no session for this peer");
+    return wire;
+  }
+
+  std::vector<char> seal(const caf::node_id&,
+                         std::vector<char> response) override {
+    ++sealed;
+    return response;
+  }
+
+  const char* mode() const override {
+    return "recording";
+  }
+};
+
+// A node (runtime + gateway published on an ephemeral port) and a client
+// connected to it, in one actor system.
+struct fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<runtime> rt;
+  std::unique_ptr<gateway> gw;
+  std::shared_ptr<recording_authenticator> auth;
+  uint16_t port = 0;
+  std::optional<control_client> client;
+
+  explicit fixture(bool refuse = false) {
+    cfg.load<caf::io::middleman>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+    rt = std::make_unique<runtime>(*sys, runtime_options{});
+    for (auto& [kind, factory] : examples::example_kinds())
+      REQUIRE(!rt->register_factory(kind, factory));
+    REQUIRE(!rt->start());
+    auth = std::make_shared<recording_authenticator>();
+    auth->refuse = refuse;
+    gateway_options opts;
+    opts.workers = 2;
+    opts.auth = auth;
+    opts.max_deploy_count = 50;
+    gw = std::make_unique<gateway>(*sys, *rt, opts);
+    auto p = gw->publish("127.0.0.1", 0);
+    REQUIRE(p);
+    port = *p;
+    auto c = control_client::connect(*sys, "127.0.0.1", port, 10s);
+    REQUIRE(c);
+    client.emplace(std::move(*c));
+  }
+
+  ~fixture() {
+    client.reset();
+    gw.reset();
+    rt.reset();
+  }
+
+  template<class T>
+  T ask(const request& req) {
+    auto res = client->call(req);
+    REQUIRE(res);
+    if (auto* err = std::get_if<error_response>(&*res))
+      FAIL("error response: " << describe(to_error(*err)));
+    REQUIRE(std::holds_alternative<T>(*res));
+    return std::get<T>(*res);
+  }
+
+  error_response ask_error(const request& req) {
+    auto res = client->call(req);
+    REQUIRE(res);
+    REQUIRE(std::holds_alternative<error_response>(*res));
+    return std::get<error_response>(*res);
+  }
+
+  uint64_t deploy(const std::string& kind = "counter") {
+    auto res = ask<deploy_response>(deploy_request{kind, 1});
+    REQUIRE(res.daemons.size() == 1);
+    return res.daemons[0].origin_hash;
+  }
+
+  send_response send(uint64_t id, std::vector<std::string> payloads,
+                     uint64_t producer = 0, uint64_t first_seq = 1) {
+    send_request req;
+    req.daemon_id = id;
+    for (auto& p : payloads)
+      req.events.push_back({producer, first_seq++, b(p)});
+    return ask<send_response>(req);
+  }
+};
+
+} // namespace
+
+TEST_CASE("kinds lists every registered kind") {
+  fixture f;
+  auto res = f.ask<kinds_response>(kinds_request{});
+  std::set<std::string> kinds(res.kinds.begin(), res.kinds.end());
+  CHECK(kinds.count("counter") == 1);
+  CHECK(kinds.count("echo") == 1);
+  CHECK(kinds.count("window") == 1);
+}
+
+TEST_CASE("deploy spawns count daemons that daemons then lists") {
+  fixture f;
+  auto res = f.ask<deploy_response>(deploy_request{"echo", 3});
+  REQUIRE(res.daemons.size() == 3);
+  CHECK(!res.failure);
+  std::set<uint64_t> ids;
+  for (auto& d : res.daemons) {
+    CHECK(d.kind == "echo");
+    ids.insert(d.origin_hash);
+  }
+  CHECK(ids.size() == 3);
+  auto listed = f.ask<daemons_response>(daemons_request{});
+  REQUIRE(listed.daemons.size() == 3);
+  for (auto& d : listed.daemons) {
+    CHECK(ids.count(d.origin_hash) == 1);
+    CHECK(d.state == "running");
+  }
+}
+
+TEST_CASE("deploy of an unknown kind is factory_not_found") {
+  fixture f;
+  auto err = f.ask_error(deploy_request{"no-such-kind", 2});
+  CHECK(err.code == errc::factory_not_found);
+  CHECK(f.ask<daemons_response>(daemons_request{}).daemons.empty());
+}
+
+TEST_CASE("deploy count outside 1..max is invalid_argument") {
+  fixture f;
+  CHECK(f.ask_error(deploy_request{"echo", 0}).code == errc::invalid_argument);
+  auto err = f.ask_error(deploy_request{"echo", 51});
+  CHECK(err.code == errc::invalid_argument);
+  CHECK(err.message.find("1..50") != std::string::npos);
+  CHECK(f.ask_error(deploy_request{"", 1}).code == errc::invalid_argument);
+}
+
+TEST_CASE("send delivers a batch in order and returns every output") {
+  fixture f;
+  auto id = f.deploy();
+  auto res = f.send(id, {"1", "2", "3"});
+  REQUIRE(res.deliveries.size() == 3);
+  std::vector<std::string> totals;
+  for (auto& d : res.deliveries) {
+    CHECK(d.state == delivery::status::applied);
+    REQUIRE(d.outputs.size() == 1);
+    totals.push_back(text(d.outputs[0].payload));
+  }
+  CHECK(totals == std::vector<std::string>{"1", "3", "6"});
+  CHECK(res.deliveries[2].daemon_seq == res.deliveries[0].daemon_seq + 2);
+}
+
+TEST_CASE("a resent batch from the same producer comes back as duplicates") {
+  fixture f;
+  auto id = f.deploy();
+  f.send(id, {"5", "5"}, 77, 1);
+  auto again = f.send(id, {"5", "5", "5"}, 77, 1);
+  REQUIRE(again.deliveries.size() == 3);
+  CHECK(again.deliveries[0].state == delivery::status::duplicate);
+  CHECK(again.deliveries[1].state == delivery::status::duplicate);
+  CHECK(again.deliveries[2].state == delivery::status::applied);
+  CHECK(text(again.deliveries[2].outputs.at(0).payload) == "15");
+  auto hw = f.ask<high_water_response>(high_water_request{id, 77});
+  CHECK(hw.producer_seq == 3);
+  CHECK(f.ask<high_water_response>(high_water_request{id, 78}).producer_seq
+        == 0);
+}
+
+TEST_CASE("a rejected event is reported in its delivery") {
+  fixture f;
+  auto id = f.deploy();
+  // Does not fit in 64 bits: the counter rejects it.
+  auto res = f.send(id, {"2", "99999999999999999999999"});
+  REQUIRE(res.deliveries.size() == 2);
+  CHECK(res.deliveries[0].state == delivery::status::applied);
+  CHECK(res.deliveries[1].state == delivery::status::rejected);
+  CHECK(!res.deliveries[1].error.empty());
+  auto next = f.send(id, {"1"});
+  CHECK(text(next.deliveries.at(0).outputs.at(0).payload) == "3");
+}
+
+TEST_CASE("requests for an unknown daemon are daemon_not_found") {
+  fixture f;
+  send_request req;
+  req.daemon_id = 0x1234;
+  req.events.push_back({0, 1, b("1")});
+  CHECK(f.ask_error(req).code == errc::daemon_not_found);
+  CHECK(f.ask_error(stats_request{0x1234}).code == errc::daemon_not_found);
+  CHECK(f.ask_error(snapshot_request{0x1234}).code == errc::daemon_not_found);
+  CHECK(f.ask_error(high_water_request{0x1234, 1}).code
+        == errc::daemon_not_found);
+}
+
+TEST_CASE("stats count the events a daemon processed") {
+  fixture f;
+  auto id = f.deploy();
+  f.send(id, {"1", "1", "1", "1"}, 9, 1);
+  f.send(id, {"1"}, 9, 4);
+  auto st = f.ask<stats_response>(stats_request{id}).stats;
+  CHECK(st.events_processed == 4);
+  CHECK(st.duplicates == 1);
+  CHECK(st.last_seq == 4);
+}
+
+TEST_CASE("snapshot returns a verifiable encoding and its through_seq") {
+  fixture f;
+  auto id = f.deploy();
+  f.send(id, {"4", "6"});
+  auto res = f.ask<snapshot_response>(snapshot_request{id});
+  CHECK(res.through_seq == 2);
+  auto snap = decode_snapshot(res.snapshot);
+  REQUIRE(snap);
+  CHECK(snap->through_seq == 2);
+  CHECK(snap->daemon_kind == "counter");
+}
+
+TEST_CASE("stop removes the daemon") {
+  fixture f;
+  auto id = f.deploy();
+  f.ask<stop_response>(stop_request{id});
+  CHECK(f.ask<daemons_response>(daemons_request{}).daemons.empty());
+  CHECK(f.ask_error(stats_request{id}).code == errc::daemon_not_found);
+}
+
+TEST_CASE("garbage bytes get corrupt_data and the gateway keeps serving") {
+  fixture f;
+  auto res = f.client->call_raw(wire_bytes{'n', 'o', 'p', 'e'});
+  REQUIRE(res);
+  REQUIRE(std::holds_alternative<error_response>(*res));
+  CHECK(std::get<error_response>(*res).code == errc::corrupt_data);
+  wire_bytes junk(64, '\x7f');
+  res = f.client->call_raw(junk);
+  REQUIRE(res);
+  REQUIRE(std::holds_alternative<error_response>(*res));
+  CHECK(std::get<error_response>(*res).code == errc::corrupt_data);
+  f.ask<kinds_response>(kinds_request{});
+}
+
+TEST_CASE("every request passes the authenticator in and out") {
+  fixture f;
+  f.ask<kinds_response>(kinds_request{});
+  f.ask<daemons_response>(daemons_request{});
+  (void)f.client->call_raw(wire_bytes{'x'});
+  CHECK(f.auth->opened == 3);
+  CHECK(f.auth->sealed == 3);
+}
+
+TEST_CASE("a refusing authenticator answers unauthenticated to everything") {
+  fixture f{true};
+  CHECK(f.ask_error(kinds_request{}).code == errc::unauthenticated);
+  CHECK(f.ask_error(deploy_request{"echo", 1}).code == errc::unauthenticated);
+  CHECK(f.rt->daemon_count() == 0);
+  CHECK(f.auth->sealed == 2);
+}
+
+TEST_CASE("the client reports a stopped gateway as target_unavailable") {
+  fixture f;
+  f.ask<kinds_response>(kinds_request{});
+  f.gw->stop();
+  auto res = f.client->call(kinds_request{});
+  REQUIRE(!res);
+  CHECK(is(res.error(), errc::target_unavailable));
+  CHECK(describe(res.error()).find("went away") != std::string::npos);
+}
+
+TEST_CASE("publishing on a port in use fails naming the address") {
+  fixture f;
+  gateway second{*f.sys, *f.rt};
+  auto p = second.publish("127.0.0.1", f.port);
+  REQUIRE(!p);
+  CHECK(is(p.error(), errc::io_error));
+  CHECK(describe(p.error()).find("127.0.0.1:" + std::to_string(f.port))
+        != std::string::npos);
+}
+
+TEST_CASE("connecting to a closed port is target_unavailable") {
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  // Bind and release a port so that nothing listens on it.
+  uint16_t port = 0;
+  {
+    runtime rt{sys, runtime_options{}};
+    gateway gw{sys, rt};
+    auto p = gw.publish("127.0.0.1", 0);
+    REQUIRE(p);
+    port = *p;
+  }
+  auto c = control_client::connect(sys, "127.0.0.1", port, 5s);
+  REQUIRE(!c);
+  CHECK(is(c.error(), errc::target_unavailable));
+  CHECK(describe(c.error()).find("127.0.0.1:" + std::to_string(port))
+        != std::string::npos);
+}
+
+TEST_CASE("serve answers requests without any network") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  runtime rt{sys, runtime_options{}};
+  for (auto& [kind, factory] : examples::example_kinds())
+    REQUIRE(!rt.register_factory(kind, factory));
+  REQUIRE(!rt.start());
+  gateway_options opts;
+  auto res = serve(rt, deploy_request{"counter", 2}, opts);
+  REQUIRE(std::holds_alternative<deploy_response>(res));
+  CHECK(std::get<deploy_response>(res).daemons.size() == 2);
+  auto none = serve(rt, stop_request{42}, opts);
+  REQUIRE(std::holds_alternative<error_response>(none));
+  CHECK(std::get<error_response>(none).code == errc::daemon_not_found);
+}

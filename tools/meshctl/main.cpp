@@ -1,0 +1,296 @@
+// meshctl: the operator CLI of a meshd node (DESIGN.md section 9,
+// docs/operations.md). Parses the command line, connects to the node's
+// gateway and runs one command.
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "base/errc.hpp"
+#include "mesh/control_client.hpp"
+#include "mesh/node_address.hpp"
+#include "tools/meshctl/commands.hpp"
+
+namespace {
+
+using namespace mesh::meshctl;
+
+constexpr const char* main_footer
+  = R"(Global options go before the command. The node can also be given in
+MESHCTL_NODE. Daemon ids are the hex origin hashes 'meshctl daemons' prints
+(0x optional).
+
+Exit codes: 0 ok; 1 the node refused (unknown daemon or kind, rejected
+event, partial deploy); 2 bad usage or input; 3 node unreachable, gone or
+too slow (--timeout).
+
+Examples:
+  meshctl --node 127.0.0.1:7400 kinds
+  meshctl --node 127.0.0.1:7400 deploy counter --count 3
+  meshctl --node 127.0.0.1:7400 daemons
+  meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 42
+  meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 --from-file ev.txt \
+          --producer-file ev.producer
+  meshctl --node 127.0.0.1:7400 --json stats 0x1a2b3c4d5e6f7081
+Run 'meshctl COMMAND --help' for a command's options.)";
+
+constexpr const char* send_footer
+  = R"(With PAYLOAD: one event from an anonymous producer (not deduplicated);
+prints the daemon's outputs, one per line: as text when printable ASCII,
+otherwise 0x and hex.
+
+With --from-file: one event per line (the newline is not part of the
+payload; "-" reads stdin), line N sent as producer_seq N, --batch lines per
+message. Progress goes to stderr; the summary to stdout:
+  sent 1000, applied 1000, duplicates 0, rejected 0
+With --producer-file the producer id is stable across runs (the file is
+created on first use), so after any failure re-running the same command
+applies every line exactly once: lines the node already applied are
+skipped (its high-water mark is asked first) or come back as duplicates.
+Without it, each run is a new producer. If the node goes away mid-stream:
+  meshctl: node 127.0.0.1:7400 went away after line 1234 (applied through 1200)
+and exit code 3.
+
+Examples:
+  meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 hello
+  meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 --hex 00ff
+  meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 --from-file ev.txt \
+          --producer-file ev.producer --batch 500
+Payloads starting with '-' go after '--': meshctl ... send ID -- -5)";
+
+struct global_args {
+  std::string node;
+  bool json = false;
+  uint32_t timeout_ms = 60000;
+};
+
+// Accepts exactly the daemon ids parse_daemon_id accepts.
+CLI::Validator daemon_id_validator() {
+  return CLI::Validator{[](std::string& text) -> std::string {
+                          auto id = parse_daemon_id(text);
+                          return id ? std::string{}
+                                    : mesh::describe(id.error());
+                        },
+                        "ID"};
+}
+
+uint64_t to_id(const std::string& text) {
+  // Validated by daemon_id_validator during parsing.
+  return *parse_daemon_id(text);
+}
+
+int connect_and_run(const global_args& g,
+                    const std::function<int(session&)>& command) {
+  auto addr = mesh::node_address::parse(g.node);
+  if (!addr) {
+    std::cerr << "meshctl: --node: " << mesh::describe(addr.error())
+              << std::endl;
+    return exit_usage;
+  }
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto client = mesh::control_client::connect(sys, addr->host, addr->port,
+                                              std::chrono::milliseconds{
+                                                g.timeout_ms});
+  if (!client) {
+    std::cerr << "meshctl: " << mesh::describe(client.error()) << std::endl;
+    return exit_unreachable;
+  }
+  session s{*client, std::cout, std::cerr, g.json};
+  return command(s);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  global_args g;
+  CLI::App app{"meshctl: operate a meshd node", "meshctl"};
+  app.footer(main_footer);
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.get_formatter()->column_width(30);
+  app.add_option("--node", g.node, "Address of the node's gateway")
+    ->type_name("HOST:PORT")
+    ->envname("MESHCTL_NODE")
+    ->required();
+  app.add_flag("--json", g.json, "Machine-readable JSON output");
+  app
+    .add_option("--timeout", g.timeout_ms,
+                "How long to wait for the node to connect and answer each "
+                "request")
+    ->type_name("MS")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, 3600000u));
+
+  std::function<int(session&)> command;
+  auto id_check = daemon_id_validator();
+
+  auto* daemons = app.add_subcommand(
+    "daemons", "List the node's daemons: id, kind, last applied seq, state");
+  daemons->callback([&] {
+    command = run_daemons;
+  });
+
+  auto* kinds = app.add_subcommand("kinds", "List the kinds the node spawns");
+  kinds->callback([&] {
+    command = run_kinds;
+  });
+
+  deploy_args dep;
+  auto* deploy = app.add_subcommand("deploy", "Spawn daemons of a kind; prints "
+                                              "each new id, one per line");
+  deploy->add_option("KIND", dep.kind, "Daemon kind (see 'kinds')")->required();
+  deploy->add_option("--count", dep.count, "How many daemons")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, 10000u));
+  deploy->callback([&] {
+    command = [&dep](session& s) {
+      return run_deploy(s, dep);
+    };
+  });
+
+  send_args snd;
+  std::string snd_id;
+  auto* send = app.add_subcommand("send", "Send one event (PAYLOAD) or one "
+                                          "event per line of a file");
+  send->footer(send_footer);
+  send->add_option("ID", snd_id, "Daemon id")->required()->check(id_check);
+  auto* payload_opt = send->add_option("PAYLOAD", snd.payload,
+                                       "The event's payload");
+  auto* file_opt = send
+                     ->add_option("--from-file", snd.from_file,
+                                  "One event per line ('-' = stdin)")
+                     ->type_name("FILE");
+  payload_opt->excludes(file_opt);
+  send->add_flag("--hex", snd.hex, "PAYLOAD or every line is hex");
+  send
+    ->add_option("--producer-file", snd.producer_file,
+                 "Nonce file with a stable producer id, for exactly-once "
+                 "re-runs (created when missing)")
+    ->type_name("P")
+    ->needs(file_opt);
+  send->add_option("--batch", snd.batch, "Lines per message")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, 10000u))
+    ->needs(file_opt);
+  bool no_skip = false;
+  send
+    ->add_flag("--no-skip", no_skip,
+               "Resend lines the node's high-water mark covers (they come "
+               "back as duplicates)")
+    ->needs(file_opt);
+  send
+    ->add_flag("--outputs", snd.print_outputs,
+               "Print every output, one per line (with --json: one JSON "
+               "object per output, naming its line)")
+    ->needs(file_opt);
+  send
+    ->add_option("--progress-every", snd.progress_every,
+                 "Seconds between progress lines when stderr is not a "
+                 "terminal (0 = none)")
+    ->capture_default_str()
+    ->needs(file_opt);
+  send->callback([&] {
+    snd.daemon_id = to_id(snd_id);
+    snd.skip_applied = !no_skip;
+    bool from_file = !snd.from_file.empty();
+    command = [&snd, from_file](session& s) {
+      return from_file ? run_send_file(s, snd) : run_send(s, snd);
+    };
+  });
+
+  std::string stats_id;
+  auto* stats = app.add_subcommand("stats", "A daemon's counters");
+  stats->add_option("ID", stats_id, "Daemon id")->required()->check(id_check);
+  stats->callback([&] {
+    auto id = to_id(stats_id);
+    command = [id](session& s) {
+      return run_stats(s, id);
+    };
+  });
+
+  snapshot_args snap;
+  std::string snap_id;
+  auto* snapshot = app.add_subcommand("snapshot", "Take a snapshot; prints its "
+                                                  "size and through_seq");
+  snapshot->add_option("ID", snap_id, "Daemon id")->required()->check(id_check);
+  snapshot->add_option("--out", snap.out_file, "Also write its bytes to FILE")
+    ->type_name("FILE");
+  snapshot->callback([&] {
+    snap.daemon_id = to_id(snap_id);
+    command = [&snap](session& s) {
+      return run_snapshot(s, snap);
+    };
+  });
+
+  std::string stop_id;
+  auto* stop = app.add_subcommand("stop",
+                                  "Stop a daemon and delete its durable state");
+  stop->add_option("ID", stop_id, "Daemon id")->required()->check(id_check);
+  stop->callback([&] {
+    auto id = to_id(stop_id);
+    command = [id](session& s) {
+      return run_stop(s, id);
+    };
+  });
+
+  high_water_args hw;
+  std::string hw_id;
+  std::string hw_producer;
+  auto* high_water = app.add_subcommand(
+    "high-water", "Highest producer_seq of a producer the daemon applied");
+  high_water->add_option("ID", hw_id, "Daemon id")->required()->check(id_check);
+  auto* hw_file = high_water
+                    ->add_option("--producer-file", hw.producer_file,
+                                 "The producer's nonce file (not created)")
+                    ->type_name("P");
+  auto* hw_prod = high_water
+                    ->add_option("--producer", hw_producer,
+                                 "The producer id, hex")
+                    ->check(id_check)
+                    ->type_name("ID");
+  hw_file->excludes(hw_prod);
+  high_water->callback([&] {
+    hw.daemon_id = to_id(hw_id);
+    if (!hw_producer.empty())
+      hw.producer_id = to_id(hw_producer);
+    command = [&hw](session& s) {
+      return run_high_water(s, hw);
+    };
+  });
+
+  try {
+    app.parse(argc, argv);
+    if (send->parsed() && snd.payload.empty() && snd.from_file.empty()
+        && payload_opt->count() == 0)
+      throw CLI::ValidationError("send needs PAYLOAD or --from-file");
+    if (high_water->parsed() && hw_file->count() == 0 && hw_prod->count() == 0)
+      throw CLI::ValidationError(
+        "high-water needs --producer-file or --producer");
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    auto extras = app.remaining();
+    if (app.get_subcommands().empty() && !extras.empty())
+      std::cerr << "meshctl: unknown command '" << extras.front()
+                << "' (see meshctl --help)" << std::endl;
+    else
+      std::cerr << "meshctl: " << e.what() << " (see meshctl --help)"
+                << std::endl;
+    return exit_usage;
+  }
+  return connect_and_run(g, command);
+}

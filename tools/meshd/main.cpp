@@ -1,0 +1,342 @@
+// meshd: runs one node (DESIGN.md section 9, docs/operations.md).
+//
+// main wires the parts together: the actor system with the middleman, the
+// runtime (recovery from the data directory), the daemon kinds (the examples
+// plus plugins) and the gateway published on the listen address. SIGTERM or
+// SIGINT stops the gateway, shuts the runtime down (every daemon snapshots,
+// the log is closed) and exits 0.
+
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/plugin_loader.hpp"
+#include "actors/runtime.hpp"
+#include "base/errc.hpp"
+#include "examples/examples.hpp"
+#include "mesh/gateway.hpp"
+#include "mesh/node_address.hpp"
+#include "persistence/segment.hpp"
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+constexpr const char* footer
+  = R"(On start meshd recovers every daemon in DIR (snapshot, then replay of the
+event log), publishes its gateway on the listen address, prints
+  ready 127.0.0.1:7400
+on stdout (and writes "127.0.0.1:7400" to --ready-file) once it accepts
+requests, and logs to stderr. SIGTERM or SIGINT snapshots every daemon,
+closes the log and exits 0.
+
+There is no authentication yet: anyone who can reach the port is served.
+Listen on 127.0.0.1 or another private address.
+
+Exit codes: 0 clean shutdown, 1 could not start or shut down cleanly,
+2 bad usage.
+
+Examples:
+  meshd --data-dir /var/lib/meshd --listen 127.0.0.1:7400
+  meshd --data-dir ./node-a --listen 127.0.0.1:0 --ready-file ./node-a.addr
+  meshd --data-dir ./node-a --plugin ./libmy_kinds.so --fsync every_n:1
+Operations guide: docs/operations.md)";
+
+struct options {
+  std::string data_dir;
+  std::string listen = "127.0.0.1:7400";
+  std::vector<std::string> plugins;
+  std::string fsync = "every_n:1000";
+  std::string log_level = "info";
+  std::string ready_file;
+  size_t workers = 4;
+  uint64_t snapshot_every = 10000;
+};
+
+int fail(int code, const std::string& what) {
+  std::cerr << "meshd: " << what << std::endl;
+  return code;
+}
+
+void setup_logging(spdlog::level::level_enum level) {
+  auto logger = spdlog::stderr_color_mt("meshd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  logger->set_level(level);
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+// Creates DIR (not its parents) when missing.
+caf::error ensure_data_dir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode))
+      return mesh::make_error(mesh::errc::invalid_argument,
+                              dir + " exists and is not a directory");
+    return {};
+  }
+  if (errno != ENOENT)
+    return mesh::make_error(mesh::errc::io_error,
+                            "stat " + dir + ": " + std::strerror(errno));
+  if (::mkdir(dir.c_str(), 0700) != 0)
+    return mesh::make_error(mesh::errc::io_error,
+                            "mkdir " + dir + ": " + std::strerror(errno));
+  return {};
+}
+
+// Holds DIR/meshd.lock (flock) for the life of the process, so a second
+// meshd on the same data directory refuses to start instead of corrupting
+// the log. The kernel drops the lock when the process dies, also on SIGKILL.
+class data_dir_lock {
+public:
+  static caf::expected<std::unique_ptr<data_dir_lock>>
+  acquire(const std::string& dir) {
+    auto path = dir + "/meshd.lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return mesh::make_error(mesh::errc::io_error,
+                              "open " + path + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      auto err = errno;
+      char buf[32] = {};
+      auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+      ::close(fd);
+      if (err == EWOULDBLOCK) {
+        std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n))
+                                   : std::string{"?"};
+        while (!holder.empty() && holder.back() == '\n')
+          holder.pop_back();
+        return mesh::make_error(mesh::errc::already_registered,
+                                "data directory " + dir
+                                  + " is in use by another meshd (pid " + holder
+                                  + ")");
+      }
+      return mesh::make_error(mesh::errc::io_error,
+                              "flock " + path + ": " + std::strerror(err));
+    }
+    auto pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0
+        || ::pwrite(fd, pid.data(), pid.size(), 0)
+             != static_cast<ssize_t>(pid.size())) {
+      // The pid is only informational; the lock is what matters.
+      spdlog::warn("cannot write pid to {}: {}", path, std::strerror(errno));
+    }
+    return std::unique_ptr<data_dir_lock>{new data_dir_lock{fd}};
+  }
+
+  ~data_dir_lock() {
+    ::close(fd_);
+  }
+
+  data_dir_lock(const data_dir_lock&) = delete;
+  data_dir_lock& operator=(const data_dir_lock&) = delete;
+
+private:
+  explicit data_dir_lock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// Written to a temp file and renamed, so a reader polling for the file
+// never sees it half-written.
+caf::error write_ready_file(const std::string& path, const std::string& text) {
+  auto tmp = path + ".tmp." + std::to_string(::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr)
+    return mesh::make_error(mesh::errc::io_error,
+                            "open " + tmp + ": " + std::strerror(errno));
+  auto ok = std::fputs((text + "\n").c_str(), f) >= 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto err = errno;
+    std::remove(tmp.c_str());
+    return mesh::make_error(mesh::errc::io_error,
+                            "write " + path + ": " + std::strerror(err));
+  }
+  return {};
+}
+
+// Blocks the stop signals in this thread before any other thread exists, so
+// every thread CAF starts inherits the mask and only sigwait() sees them.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+int run(const options& opts, const mesh::fsync_policy& policy,
+        const mesh::node_address& listen) {
+  auto signals = block_stop_signals();
+  if (auto err = ensure_data_dir(opts.data_dir))
+    return fail(exit_failure, mesh::describe(err));
+  auto lock = data_dir_lock::acquire(opts.data_dir);
+  if (!lock)
+    return fail(exit_failure, mesh::describe(lock.error()));
+
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+
+  mesh::runtime_options ropts;
+  ropts.data_dir = opts.data_dir;
+  ropts.fsync = policy;
+  ropts.snapshot_every_events = opts.snapshot_every;
+  mesh::runtime rt{sys, ropts};
+
+  for (auto& [kind, factory] : mesh::examples::example_kinds())
+    if (auto err = rt.register_factory(kind, factory))
+      return fail(exit_failure,
+                  "cannot register kind " + kind + ": " + mesh::describe(err));
+  for (const auto& path : opts.plugins) {
+    auto kinds = mesh::load_plugin(path, [&rt](const std::string& kind,
+                                               mesh::daemon_factory f) {
+      return rt.register_factory(kind, std::move(f));
+    });
+    if (!kinds)
+      return fail(exit_failure, "cannot load plugin " + path + ": "
+                                  + mesh::describe(kinds.error()));
+    std::string names;
+    for (const auto& k : *kinds)
+      names += (names.empty() ? "" : ",") + k;
+    spdlog::info("loaded plugin {} kinds={}", path, names);
+  }
+
+  if (auto err = rt.start())
+    return fail(exit_failure, "cannot start the runtime on " + opts.data_dir
+                                + ": " + mesh::describe(err));
+
+  mesh::gateway_options gopts;
+  gopts.workers = opts.workers;
+  gopts.auth = mesh::make_no_authentication();
+  auto auth_mode = gopts.auth->mode();
+  mesh::gateway gw{sys, rt, gopts};
+  auto port = gw.publish(listen.host, listen.port);
+  if (!port) {
+    gw.stop();
+    (void)rt.shutdown();
+    return fail(exit_failure, mesh::describe(port.error()));
+  }
+  auto bound = listen.with_port(*port).to_string();
+  spdlog::info("meshd listening on {} data={} daemons={} fsync={} auth={}",
+               bound, opts.data_dir, rt.daemon_count(), policy.to_string(),
+               auth_mode);
+  std::cout << "ready " << bound << std::endl;
+  if (!opts.ready_file.empty())
+    if (auto err = write_ready_file(opts.ready_file, bound))
+      spdlog::error("cannot write ready file: {}", mesh::describe(err));
+
+  int sig = 0;
+  while (sigwait(&signals, &sig) != 0)
+    ; // EINTR: wait again
+  spdlog::info("received {}, shutting down",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  gw.stop();
+  auto daemons = rt.daemon_count();
+  if (auto err = rt.shutdown()) {
+    spdlog::error("shutdown failed: {}", mesh::describe(err));
+    return exit_failure;
+  }
+  spdlog::info("meshd stopped: {} daemon(s) snapshotted, log closed", daemons);
+  if (!opts.ready_file.empty())
+    std::remove(opts.ready_file.c_str());
+  return exit_ok;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options opts;
+  CLI::App app{"meshd: runs one meshd node (daemons, event log, gateway)",
+               "meshd"};
+  app.footer(footer);
+  app.get_formatter()->column_width(32);
+  app
+    .add_option("--data-dir", opts.data_dir,
+                "Node data directory (event log, snapshots, daemon "
+                "records); created when missing, its parent must exist")
+    ->required()
+    ->type_name("DIR");
+  app
+    .add_option("--listen", opts.listen,
+                "Address of the gateway; port 0 picks a free port (printed "
+                "on the ready line)")
+    ->type_name("HOST:PORT")
+    ->capture_default_str();
+  app
+    .add_option("--plugin", opts.plugins,
+                "Shared object adding daemon kinds (repeatable); the example "
+                "kinds counter, echo and window are always available")
+    ->type_name("LIB.so");
+  app
+    .add_option("--fsync", opts.fsync,
+                "Event log fsync policy: never, every_n:N, interval:MS or "
+                "interval_or_bytes:MS:BYTES")
+    ->type_name("POLICY")
+    ->capture_default_str();
+  app
+    .add_option("--log-level", opts.log_level,
+                "trace, debug, info, warn, error, critical or off")
+    ->type_name("LEVEL")
+    ->capture_default_str()
+    ->check(CLI::IsMember(
+      {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app
+    .add_option("--ready-file", opts.ready_file,
+                "Write the bound HOST:PORT to FILE once listening (removed "
+                "on clean shutdown)")
+    ->type_name("FILE");
+  app
+    .add_option("--workers", opts.workers,
+                "Gateway worker threads for requests that address a daemon")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{64}));
+  app
+    .add_option("--snapshot-every", opts.snapshot_every,
+                "Snapshot a daemon after this many applied events (0 = only "
+                "on shutdown and on request)")
+    ->type_name("N")
+    ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(exit_usage, std::string{e.what()} + " (see meshd --help)");
+  }
+  auto listen = mesh::node_address::parse(opts.listen);
+  if (!listen)
+    return fail(exit_usage, mesh::describe(listen.error()));
+  auto policy = mesh::fsync_policy::parse(opts.fsync);
+  if (!policy)
+    return fail(exit_usage,
+                "invalid --fsync: " + mesh::describe(policy.error()));
+  setup_logging(spdlog::level::from_str(opts.log_level));
+  return run(opts, *policy, *listen);
+}
