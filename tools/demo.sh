@@ -1,113 +1,135 @@
 #!/usr/bin/env bash
-# A guided tour of meshseg, the offline segment-log tool: write a log, read it,
-# tear the last append the way a crash would, find the damage, repair it.
+# The meshd demo: one node, a counter and a sliding-window daemon, a stream of
+# events, a SIGKILL in the middle of it, a restart, and proof that every
+# acknowledged event is in the state exactly once.
 #   tools/demo.sh                         builds in build/ (like tools/test.sh)
 #   MESHD_BUILD_DIR=/tmp/b tools/demo.sh  builds somewhere else
-# Everything it writes lives in a temp directory that is removed on exit.
+# Everything it writes lives in a temp directory removed on exit, and every
+# process it starts is stopped on exit. tools/demo_meshseg.sh tours the
+# offline log tool on its own.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${MESHD_BUILD_DIR:-$root/build}"
+events="${MESHD_DEMO_EVENTS:-300000}"
 
 if [ -t 1 ]; then
-  bold=$'\033[1m' dim=$'\033[2m' off=$'\033[0m'
+  bold=$'\033[1m' dim=$'\033[2m' green=$'\033[32m' red=$'\033[31m' off=$'\033[0m'
 else
-  bold="" dim="" off=""
+  bold="" dim="" green="" red="" off=""
 fi
-
 section() { printf '\n%s== %s ==%s\n' "$bold" "$*" "$off"; }
 say() { printf '%s# %s%s\n' "$dim" "$*" "$off"; }
-# Quotes one argument for display the way a person would type it.
-quote() {
-  if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-# Prints a command, then runs it.
 show() {
-  local line='$' arg
-  for arg in "$@"; do line+=" $(quote "$arg")"; done
-  printf '%s\n' "$line"
+  printf '$ %s\n' "$*"
   "$@"
 }
 
-section "1. Dependencies (tools/bootstrap.sh)"
+section "1. Dependencies and build"
 bash "$root/tools/bootstrap.sh"
-
-section "2. Build meshseg"
 cmake -S "$root" -B "$build" >/dev/null
-cmake --build "$build" --target meshseg -j "$(nproc)"
-bin="$build/tools/meshseg/meshseg"
-meshseg() { "$bin" "$@"; }
+cmake --build "$build" --target meshd meshctl meshseg -j "$(nproc)"
+meshd_bin="$build/tools/meshd/meshd"
+meshctl_bin="$build/tools/meshctl/meshctl"
+meshseg_bin="$build/tools/meshseg/meshseg"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/meshseg-demo.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+work="$(mktemp -d "${TMPDIR:-/tmp}/meshd-demo.XXXXXX")"
+node_pid=""
+cleanup() {
+  if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
+    kill -TERM "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 say "working in $work (removed when the demo ends)"
 
-section "3. Write a log"
-say "append creates the log directory and prints the seqs it assigned."
-show meshseg append log "deposit alice 100" "withdraw bob 20" "ok"
-say "--hex appends raw bytes; --from-file appends one record per line."
-show meshseg append --hex log 00ff10fe
-printf 'transfer alice->carol 40\nclose account bob\n' >events.txt
-show meshseg append log --from-file events.txt
-say "A log directory: the manifest names the live generation v1/."
-show ls -l log log/v1
+# start_node [HOST:PORT]: starts meshd in the background and waits until it
+# listens; sets node_pid and addr.
+start_node() {
+  local listen="${1:-127.0.0.1:0}"
+  rm -f "$work/ready"
+  "$meshd_bin" --data-dir "$work/node" --listen "$listen" \
+    --ready-file "$work/ready" --log-level warn >"$work/meshd.out" 2>>"$work/meshd.log" &
+  node_pid=$!
+  for _ in $(seq 1 200); do
+    [ -s "$work/ready" ] && break
+    if ! kill -0 "$node_pid" 2>/dev/null; then
+      echo "meshd exited during start-up:" >&2
+      cat "$work/meshd.log" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  [ -s "$work/ready" ] || { echo "meshd did not become ready" >&2; exit 1; }
+  addr="$(cat "$work/ready")"
+  say "meshd pid $node_pid listening on $addr"
+}
+ctl() { "$meshctl_bin" --node "$addr" "$@"; }
 
-section "4. Read it back"
-show meshseg dump log
-say "--json prints one JSON object per line, for scripts:"
-show meshseg dump log --json
-show meshseg verify log
+section "2. Start a node"
+start_node
+show "$meshctl_bin" --node "$addr" kinds
 
-section "5. Simulate a crash in the middle of an append"
-say "An append writes dat, then idx, then ts; the log fsyncs per policy, so"
-say "on power loss the kernel may have flushed some unsynced pages and not"
-say "others. Suppose the machine died while seq 7 was being appended:"
-say " - seq 7's payload reached dat only partly, 13 of the 32 bytes of its"
-say "   idx record reached idx, and its timestamp never reached ts;"
-say " - seq 6's idx and ts pages were flushed but dat got only 8 of its 17"
-say "   payload bytes."
-show meshseg append log "the seventh record, about to be torn"
-show ls -l log/v1
-say "Cutting the files back to that state:"
-show truncate -s -$((36 + 9)) log/v1/dat
-show truncate -s -19 log/v1/idx
-show truncate -s -8 log/v1/ts
-show ls -l log/v1
-sha256sum log/manifest log/v1/* >"$work/before.sha256"
+section "3. Deploy a counter and a sliding window"
+counter="$(ctl deploy counter)"
+window="$(ctl deploy window)"
+say "counter = $counter, window = $window"
+show "$meshctl_bin" --node "$addr" daemons
 
-section "6. verify finds the damage (read-only)"
-say "verify exits 1 and says what recovery would drop, and why."
-rc=0
-show meshseg verify log || rc=$?
-printf 'exit code: %s\n' "$rc"
-if [ "$rc" -ne 1 ]; then
-  echo "demo: expected verify to exit 1 on a damaged log" >&2
+section "4. Feed the window a few values"
+for v in 10 20 30 40; do
+  printf '%s -> ' "$v"
+  ctl send "$window" "$v"
+done
+
+section "5. Stream $events events into the counter, then SIGKILL the node mid-stream"
+seq 1 "$events" >"$work/numbers.txt"
+expected=$((events * (events + 1) / 2))
+say "line i carries the number i, so the exact total is $expected"
+say "the producer id lives in $work/producer.nonce, so a re-run resumes exactly once"
+set +e
+"$meshctl_bin" --node "$addr" send "$counter" --from-file "$work/numbers.txt" \
+  --producer-file "$work/producer.nonce" --progress-every 1 &
+sender=$!
+sleep 1.5
+printf '%s$ kill -9 %s   (the node dies without any chance to clean up)%s\n' "$red" "$node_pid" "$off"
+kill -9 "$node_pid"
+wait "$node_pid" 2>/dev/null
+wait "$sender"
+sender_rc=$?
+set -e
+node_pid=""
+say "meshctl exited with $sender_rc: it saw the node go away and said how far it got"
+
+section "6. Restart the node on the same data directory and port"
+start_node "$addr"
+show "$meshctl_bin" --node "$addr" daemons
+
+section "7. Re-run the very same send: applied lines come back as duplicates"
+show "$meshctl_bin" --node "$addr" send "$counter" --from-file "$work/numbers.txt" \
+  --producer-file "$work/producer.nonce"
+
+section "8. Check: every event counted exactly once"
+total="$(ctl send "$counter" 0)"
+if [ "$total" = "$expected" ]; then
+  printf '%scounter total %s == sum(1..%s) = %s: nothing lost, nothing doubled%s\n' \
+    "$green" "$total" "$events" "$expected" "$off"
+else
+  printf '%scounter total %s != expected %s%s\n' "$red" "$total" "$expected" "$off"
   exit 1
 fi
-say "dump shows the records recovery would keep, and warns on stderr:"
-show meshseg dump log
-say "Neither command changed a byte:"
-show sha256sum --quiet -c "$work/before.sha256" && echo "files unchanged"
+printf 'window after the crash, one more value 50 -> '
+ctl send "$window" 50
+show "$meshctl_bin" --node "$addr" stats "$counter"
 
-section "7. Repair"
-say "verify --repair runs the recovery: the torn tail is cut off and fsynced."
-show meshseg verify --repair log
-show meshseg verify log
-show meshseg dump log
-say "Appends continue after the surviving prefix; seqs 6 and 7 never became"
-say "durable, so the next append is seq 6 again:"
-show meshseg append log "after the repair"
-
-section "8. Compact"
-say "Retention drops the oldest records into a new generation (v2)."
-show meshseg compact log --keep-last 3
-show meshseg dump log
-show ls log
+section "9. Clean shutdown (SIGTERM) and a look at the node's event log"
+kill -TERM "$node_pid"
+wait "$node_pid"
+say "meshd exited with $? after snapshotting every daemon"
+node_pid=""
+show "$meshseg_bin" verify "$work/node/log"
 
 section "Done"
-say "Exit codes: 0 ok, 1 verify found damage, 2 bad usage or input. See docs/meshseg.md."
+say "tools/demo_meshseg.sh shows the log tool repairing a torn write"
