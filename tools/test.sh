@@ -10,6 +10,9 @@ bash "$root/tools/bootstrap.sh"
 san="${MESHD_SANITIZE:-}"
 build="$root/build${san:+-$san}"
 jobs="$(nproc)"
+# Let ccache share results between clones of the repo (CI builds a fresh one).
+export CCACHE_BASEDIR="$root"
+export CCACHE_NOHASHDIR=1
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMESHD_BUILD_TESTS=ON ${san:+-DMESHD_SANITIZE=$san} >/dev/null
