@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -410,4 +412,40 @@ TEST_CASE("a rebuild replays events since the last snapshot on top of it") {
   CHECK(f.send(id, "3") == "123");
   CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
   CHECK(f.send(id, "1") == "124");
+}
+
+TEST_CASE("spawn_from_snapshot tells apart identities colliding on the low 32 bits of origin_hash") {
+  // Birthday search over deterministic seeds for two identities that share
+  // the low 32 bits of origin_hash (about 2^16 keypairs).
+  auto key = [](uint64_t i) {
+    key_seed seed{};
+    store_le64(seed.data(), i);
+    seed[31] = 0x5c;
+    return keypair::from_seed(seed);
+  };
+  std::unordered_map<uint32_t, uint64_t> seen;
+  std::optional<std::pair<uint64_t, uint64_t>> found;
+  for (uint64_t i = 0; i < 400000 && !found; ++i) {
+    auto low = static_cast<uint32_t>(key(i).origin_hash());
+    auto [it, fresh] = seen.emplace(low, i);
+    if (!fresh)
+      found = std::make_pair(it->second, i);
+  }
+  REQUIRE(found);
+  auto a = key(found->first);
+  auto b = key(found->second);
+  REQUIRE(static_cast<uint32_t>(a.origin_hash())
+          == static_cast<uint32_t>(b.origin_hash()));
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto d = f.rt->spawn("sum", a);
+  REQUIRE(d);
+  f.send(d->origin_hash, "5");
+  auto snap = f.rt->snapshot(d->origin_hash);
+  REQUIRE(snap);
+  auto r = f.rt->spawn_from_snapshot(b, *snap);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::snapshot_identity_mismatch));
+  CHECK(f.rt->daemon_count() == 1);
+  CHECK(f.send(d->origin_hash, "1") == "6");
 }
