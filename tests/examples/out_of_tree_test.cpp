@@ -1,21 +1,27 @@
 // Builds examples/out_of_tree against an installed copy of this build tree,
-// the way a user would, then loads the plugin it produces. Hidden from the
-// default run ([.]): ctest runs it as examples/out_of_tree_plugin (label
-// out_of_tree), since it needs the whole tree built and installable.
+// the way a user would, then loads the plugin it produces: in this process
+// with load_plugin, and into a real meshd (--plugin) driven with meshctl.
+// Hidden from the default run ([.]): ctest runs it as
+// examples/out_of_tree_plugin (label out_of_tree), since it needs the whole
+// tree built and installable.
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "actors/factory_registry.hpp"
 #include "actors/plugin_loader.hpp"
 #include "base/errc.hpp"
+#include "integration/meshd_node.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace mesh;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -56,9 +62,10 @@ TEST_CASE("out-of-tree plugin builds against the installed package and loads",
           " -DCMAKE_CXX_COMPILER='" MESHD_CXX_COMPILER "'",
       tmp / "configure.log");
   run("'" + cmake + "' --build '" + build + "' -j 2", tmp / "build.log");
+  const auto plugin = build + "/libmeshd_reverse.so";
 
   factory_registry reg;
-  auto kinds = load_plugin(build + "/libmeshd_reverse.so",
+  auto kinds = load_plugin(plugin,
                            [&reg](const std::string& kind, daemon_factory f) {
                              return reg.add(kind, std::move(f));
                            });
@@ -73,4 +80,17 @@ TEST_CASE("out-of-tree plugin builds against the installed package and loads",
   REQUIRE(out);
   REQUIRE(out->size() == 1);
   CHECK(out->front() == bytes{'c', 'b', 'a'});
+
+  // The real meshd serves the plugin's kind to the real meshctl. The node
+  // owns its process: a failing REQUIRE stops it (SIGTERM, then SIGKILL).
+  test::meshd_node node{tmp.path(), tmp / "node"};
+  node.start("127.0.0.1:0", {"--plugin", plugin});
+  auto served = node.ok({"kinds"});
+  CHECK(served.find("reverse\n") != std::string::npos);
+  auto id = test::first_line(node.ok({"deploy", "reverse"}));
+  REQUIRE(id.rfind("0x", 0) == 0);
+  CHECK(node.ok({"send", id, "abc"}) == "cba\n");
+  auto code = node.terminate(60s);
+  INFO("meshd log:\n" << node.log());
+  CHECK(code == 0);
 }
