@@ -46,6 +46,21 @@ caf::expected<bytes> take_snapshot(daemon_ptr self) {
   return encoded;
 }
 
+// An automatic snapshot. Without a node_store nothing would keep an encoded
+// snapshot, so only the rebuild base moves (which bounds the journal).
+caf::error auto_snapshot(daemon_ptr self) {
+  auto& st = self->state;
+  if (st.cfg.store) {
+    if (auto r = take_snapshot(self); !r)
+      return std::move(r.error());
+    return {};
+  }
+  st.cfg.core->rebase();
+  st.since_snapshot = 0;
+  st.last_snapshot = std::chrono::steady_clock::now();
+  return {};
+}
+
 void maybe_snapshot(daemon_ptr self) {
   auto& st = self->state;
   auto& core = *st.cfg.core;
@@ -59,9 +74,9 @@ void maybe_snapshot(daemon_ptr self) {
                       >= st.cfg.snapshot_every);
   if (!due)
     return;
-  if (auto r = take_snapshot(self); !r)
+  if (auto err = auto_snapshot(self))
     spdlog::warn("auto-snapshot of daemon origin={} failed: {}",
-                 hex_u64(core.origin()), describe(r.error()));
+                 hex_u64(core.origin()), describe(err));
 }
 
 daemon_info make_info(daemon_ptr self) {
@@ -79,10 +94,15 @@ daemon_info make_info(daemon_ptr self) {
 daemon_actor::behavior_type daemon_impl(daemon_ptr self,
                                         daemon_actor_config cfg) {
   self->state.cfg = std::move(cfg);
+  // Log entries are built only when there is a log to write them to.
+  self->state.cfg.core->set_logging(static_cast<bool>(self->state.cfg.log));
   if (self->state.cfg.snapshot_every.count() > 0)
     self->delayed_send(self, self->state.cfg.snapshot_every, tick_atom::value);
   return {
-    [=](deliver_atom, std::vector<inbound_event>& evs)
+    // By const reference: the facade keeps a reference to the message for
+    // one resend after a stale handle, and a mutable reference would make
+    // CAF copy the whole batch.
+    [=](deliver_atom, const std::vector<inbound_event>& evs)
       -> caf::result<std::vector<delivery>> {
       auto& st = self->state;
       auto& core = *st.cfg.core;
@@ -92,18 +112,16 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
                             + " stopped accepting input after a failed log "
                               "write; restart the node to recover it");
       bool was_failed = core.failed();
-      std::vector<delivery> out;
-      out.reserve(evs.size());
+      std::vector<delivery> out(evs.size());
       std::vector<log_entry> entries;
-      entries.reserve(evs.size());
+      if (core.logging())
+        entries.reserve(evs.size());
+      uint64_t recorded = 0;
       auto now = unix_now_ns();
-      for (auto& ev : evs) {
-        auto step = core.apply(std::move(ev), now);
-        if (step.entry)
-          entries.push_back(std::move(*step.entry));
-        out.push_back(std::move(step.result));
-      }
-      st.since_snapshot += entries.size();
+      for (size_t i = 0; i < evs.size(); ++i)
+        if (core.apply(evs[i], now, out[i], entries))
+          ++recorded;
+      st.since_snapshot += recorded;
       if (!was_failed && core.failed()) {
         spdlog::error("daemon origin={} kind={} failed: {}",
                       hex_u64(core.origin()), core.kind(), core.failure());
@@ -119,11 +137,11 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
       self->request(st.cfg.log, caf::infinite, append_atom::value,
                     std::move(entries))
         .then(
-          [=](uint64_t) mutable {
+          [self, rp, out = std::move(out)](uint64_t) mutable {
             rp.deliver(std::move(out));
             maybe_snapshot(self);
           },
-          [=](caf::error& err) mutable {
+          [self, rp](caf::error& err) mutable {
             self->state.log_failed = true;
             spdlog::error("daemon origin={} failed: log write: {}",
                           hex_u64(self->state.cfg.core->origin()),

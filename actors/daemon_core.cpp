@@ -1,5 +1,6 @@
 #include "actors/daemon_core.hpp"
 
+#include <algorithm>
 #include <exception>
 
 #include "base/errc.hpp"
@@ -43,19 +44,45 @@ caf::error daemon_core::restore(const snapshot& snap) {
     pm.hwm = m.producer_seq;
     pm.applied_at = m.applied_at;
   }
-  journal_.clear();
+  journal_clear();
   return {};
 }
 
-causal_event daemon_core::make_input(const inbound_event& ev, uint64_t seq,
-                                     uint64_t now_ns) const {
-  causal_event in;
-  in.link.origin_hash = ev.producer_id;
-  in.link.sequence = ev.producer_seq;
-  in.link.horizon = seq;
-  in.payload = ev.payload;
-  in.received_at_ns = now_ns;
-  return in;
+void daemon_core::make_input(uint64_t producer_id, uint64_t producer_seq,
+                             bytes_view payload, uint64_t seq,
+                             uint64_t now_ns) {
+  input_.link = causal_link{};
+  input_.link.origin_hash = producer_id;
+  input_.link.sequence = producer_seq;
+  input_.link.horizon = seq;
+  input_.payload.assign(payload.begin(), payload.end());
+  input_.received_at_ns = now_ns;
+}
+
+void daemon_core::journal_append(uint64_t producer_id, uint64_t producer_seq,
+                                 bytes_view payload, uint64_t seq,
+                                 uint64_t now_ns) {
+  auto offset = journal_data_.size();
+  journal_data_.insert(journal_data_.end(), payload.begin(), payload.end());
+  auto& j = journal_.emplace_back();
+  j.producer_id = producer_id;
+  j.producer_seq = producer_seq;
+  j.seq = seq;
+  j.received_at_ns = now_ns;
+  j.offset = offset;
+  j.size = payload.size;
+}
+
+void daemon_core::journal_clear() {
+  journal_.clear();
+  // Keep the buffers for the next round unless one burst made them large.
+  constexpr size_t keep_bytes = 4u << 20;
+  if (journal_data_.capacity() > keep_bytes)
+    bytes{}.swap(journal_data_);
+  else
+    journal_data_.clear();
+  if (journal_.capacity() * sizeof(journal_entry) > keep_bytes)
+    std::vector<journal_entry>{}.swap(journal_);
 }
 
 caf::expected<std::vector<bytes>> daemon_core::run(const causal_event& ev) {
@@ -76,7 +103,13 @@ void daemon_core::note_applied(uint64_t producer_id, uint64_t producer_seq,
                                uint64_t seq) {
   if (producer_id == 0)
     return;
-  auto& pm = marks_[producer_id];
+  note_applied(marks_[producer_id], producer_seq, seq);
+}
+
+void daemon_core::note_applied(producer_marks& pm, uint64_t producer_seq,
+                               uint64_t seq) {
+  if (!pm.recent.empty() && producer_seq <= pm.recent.back().first)
+    pm.ordered = false;
   pm.hwm = producer_seq;
   pm.applied_at = seq;
   pm.recent.emplace_back(producer_seq, seq);
@@ -84,64 +117,95 @@ void daemon_core::note_applied(uint64_t producer_id, uint64_t producer_seq,
     pm.recent.pop_front();
 }
 
-daemon_core::step daemon_core::apply(inbound_event ev, uint64_t now_ns) {
-  step out;
-  if (failed_) {
-    out.result.state = delivery::status::rejected;
-    out.result.error = "daemon " + hex_u64(origin_) + " has failed: " + failure_;
-    return out;
+uint64_t daemon_core::applied_at(const producer_marks& pm,
+                                 uint64_t producer_seq) {
+  auto& recent = pm.recent;
+  if (pm.ordered) {
+    auto pos = std::lower_bound(
+      recent.begin(), recent.end(), producer_seq,
+      [](const std::pair<uint64_t, uint64_t>& x, uint64_t pseq) {
+        return x.first < pseq;
+      });
+    return pos != recent.end() && pos->first == producer_seq ? pos->second
+                                                             : 0;
   }
+  // The last match, as noted.
+  uint64_t dseq = 0;
+  for (auto& [pseq, d] : recent)
+    if (pseq == producer_seq)
+      dseq = d;
+  return dseq;
+}
+
+bool daemon_core::apply(const inbound_event& ev, uint64_t now_ns,
+                        delivery& out, std::vector<log_entry>& log) {
+  if (failed_) {
+    out.state = delivery::status::rejected;
+    out.error = "daemon " + hex_u64(origin_) + " has failed: " + failure_;
+    return false;
+  }
+  producer_marks* pm = nullptr;
   if (ev.producer_id != 0) {
     auto it = marks_.find(ev.producer_id);
-    if (it != marks_.end() && ev.producer_seq <= it->second.hwm) {
-      out.result.state = delivery::status::duplicate;
-      for (auto& [pseq, dseq] : it->second.recent)
-        if (pseq == ev.producer_seq)
-          out.result.daemon_seq = dseq;
-      ++stats_.duplicates;
-      return out;
+    if (it != marks_.end()) {
+      pm = &it->second;
+      if (ev.producer_seq <= pm->hwm) {
+        out.state = delivery::status::duplicate;
+        out.daemon_seq = applied_at(*pm, ev.producer_seq);
+        ++stats_.duplicates;
+        return false;
+      }
     }
   }
   auto seq = ++last_seq_;
   stats_.last_seq = seq;
-  auto input = make_input(ev, seq, now_ns);
-  log_entry entry;
-  entry.origin_hash = origin_;
-  entry.daemon_seq = seq;
-  entry.producer_id = ev.producer_id;
-  entry.producer_seq = ev.producer_seq;
-  entry.received_at_ns = now_ns;
-  auto result = run(input);
+  bytes_view payload{ev.payload};
+  make_input(ev.producer_id, ev.producer_seq, payload, seq, now_ns);
+  auto result = run(input_);
+  if (ev.producer_id != 0 && pm == nullptr)
+    pm = &marks_[ev.producer_id];
+  auto status = log_entry::status::accepted;
   if (result) {
-    out.result.state = delivery::status::applied;
-    out.result.daemon_seq = seq;
-    out.result.outputs.reserve(result->size());
-    for (auto& payload : *result) {
+    out.state = delivery::status::applied;
+    out.daemon_seq = seq;
+    out.outputs.reserve(result->size());
+    for (auto& p : *result) {
       causal_event o;
-      o.link = chain_.next(payload, seq);
-      o.payload = std::move(payload);
+      o.link = chain_.next(p, seq);
+      o.payload = std::move(p);
       o.received_at_ns = now_ns;
-      out.result.outputs.push_back(std::move(o));
+      out.outputs.push_back(std::move(o));
     }
     stats_.events_processed++;
-    stats_.events_emitted += out.result.outputs.size();
-    note_applied(ev.producer_id, ev.producer_seq, seq);
-    entry.payload = std::move(ev.payload);
-    journal_.push_back(std::move(input));
+    stats_.events_emitted += out.outputs.size();
+    if (pm)
+      note_applied(*pm, ev.producer_seq, seq);
+    journal_append(ev.producer_id, ev.producer_seq, payload, seq, now_ns);
   } else {
     // The producer gets the error; its seq still counts as seen, so a
     // resend is answered as a duplicate rather than retried forever.
     stats_.errors++;
-    entry.state = log_entry::status::rejected;
-    entry.payload = std::move(ev.payload);
-    note_applied(ev.producer_id, ev.producer_seq, seq);
-    out.result.state = delivery::status::rejected;
-    out.result.daemon_seq = seq;
-    out.result.error = describe(result.error());
-    rebuild(out.result.error);
+    status = log_entry::status::rejected;
+    if (pm)
+      note_applied(*pm, ev.producer_seq, seq);
+    out.state = delivery::status::rejected;
+    out.daemon_seq = seq;
+    out.error = describe(result.error());
   }
-  out.entry = std::move(entry);
-  return out;
+  if (logging_) {
+    log.emplace_back();
+    auto& entry = log.back();
+    entry.origin_hash = origin_;
+    entry.daemon_seq = seq;
+    entry.producer_id = ev.producer_id;
+    entry.producer_seq = ev.producer_seq;
+    entry.received_at_ns = now_ns;
+    entry.state = status;
+    entry.payload = ev.payload;
+  }
+  if (!result)
+    rebuild(out.error);
+  return true;
 }
 
 bool daemon_core::rebuild(const std::string& why) {
@@ -177,11 +241,14 @@ bool daemon_core::rebuild(const std::string& why) {
       return false;
     }
   }
-  for (auto& ev : journal_) {
-    auto r = run(ev);
+  for (auto& j : journal_) {
+    make_input(j.producer_id, j.producer_seq,
+               bytes_view{journal_data_.data() + j.offset, j.size}, j.seq,
+               j.received_at_ns);
+    auto r = run(input_);
     if (!r) {
       failed_ = true;
-      failure_ = "rebuild failed: replay of seq " + std::to_string(ev.link.horizon)
+      failure_ = "rebuild failed: replay of seq " + std::to_string(j.seq)
                  + ": " + describe(r.error());
       return false;
     }
@@ -198,9 +265,10 @@ void daemon_core::replay(const log_entry& e) {
   note_applied(e.producer_id, e.producer_seq, e.daemon_seq);
   if (e.state == log_entry::status::rejected)
     return;
-  inbound_event ev{e.producer_id, e.producer_seq, e.payload};
-  auto input = make_input(ev, e.daemon_seq, e.received_at_ns);
-  auto r = run(input);
+  bytes_view in{e.payload};
+  make_input(e.producer_id, e.producer_seq, in, e.daemon_seq,
+             e.received_at_ns);
+  auto r = run(input_);
   if (!r) {
     // The event was accepted the first time; a daemon that now rejects it
     // is not deterministic. Keep going so the rest of the state comes back.
@@ -211,7 +279,8 @@ void daemon_core::replay(const log_entry& e) {
     chain_.next(payload, e.daemon_seq);
   stats_.events_processed++;
   stats_.events_emitted += r->size();
-  journal_.push_back(std::move(input));
+  journal_append(e.producer_id, e.producer_seq, in, e.daemon_seq,
+                 e.received_at_ns);
 }
 
 snapshot daemon_core::take_snapshot(snapshot_kind kind, uint64_t now_ns) {
@@ -228,9 +297,16 @@ snapshot daemon_core::take_snapshot(snapshot_kind kind, uint64_t now_ns) {
   s.created_at_ns = now_ns;
   base_state_ = s.state;
   base_state_version_ = s.state_version;
-  journal_.clear();
+  journal_clear();
   stats_.snapshots_taken++;
   return s;
+}
+
+void daemon_core::rebase() {
+  base_state_ = instance_->snapshot();
+  base_state_version_ = instance_->state_version();
+  journal_clear();
+  stats_.snapshots_taken++;
 }
 
 uint64_t daemon_core::high_water_mark(uint64_t producer_id) const {

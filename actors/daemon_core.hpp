@@ -48,15 +48,22 @@ public:
   /// and takes over the chain head, dedup marks and through_seq.
   caf::error restore(const snapshot& snap);
 
-  /// One step of input handling. `entry` is what must be logged (nothing for
-  /// a duplicate).
-  struct step {
-    delivery result;
-    std::optional<log_entry> entry;
-  };
+  /// Whether apply() builds log entries (on when the daemon has an event
+  /// log; off saves a payload copy per event). On by default.
+  void set_logging(bool on) {
+    logging_ = on;
+  }
+  bool logging() const {
+    return logging_;
+  }
 
-  /// Applies one inbound event (dedup, seq, process, outputs or rebuild).
-  step apply(inbound_event ev, uint64_t now_ns);
+  /// Applies one inbound event (dedup, seq, process, outputs or rebuild) and
+  /// writes the answer into `out` (a default-constructed delivery). When
+  /// logging is on and the event got a daemon_seq (applied or rejected),
+  /// appends what must be logged to `log`. Returns true when the event got a
+  /// daemon_seq; false for a duplicate or when the daemon has failed.
+  bool apply(const inbound_event& ev, uint64_t now_ns, delivery& out,
+             std::vector<log_entry>& log);
 
   /// Re-applies a logged entry during start-up recovery. Outputs advance the
   /// chain exactly as they did the first time.
@@ -94,17 +101,44 @@ public:
     return journal_.size();
   }
 
+  /// Marks the current state as the new rebuild base without building a
+  /// snapshot (for auto-snapshots that nothing keeps: no node_store). Counts
+  /// as a snapshot taken in stats(), like take_snapshot().
+  void rebase();
+
 private:
   struct producer_marks {
     uint64_t hwm = 0;
     uint64_t applied_at = 0;
+    /// (producer_seq, daemon_seq) in the order noted.
     std::deque<std::pair<uint64_t, uint64_t>> recent;
+    /// producer_seq strictly increases along `recent` (always, unless a log
+    /// replayed out of order): duplicates are looked up by binary search.
+    bool ordered = true;
+  };
+
+  /// An event accepted since the last snapshot; its payload is
+  /// journal_data_[offset, offset + size).
+  struct journal_entry {
+    uint64_t producer_id;
+    uint64_t producer_seq;
+    uint64_t seq;
+    uint64_t received_at_ns;
+    size_t offset;
+    size_t size;
   };
 
   caf::expected<std::vector<bytes>> run(const causal_event& ev);
-  causal_event make_input(const inbound_event& ev, uint64_t seq,
-                          uint64_t now_ns) const;
+  /// Fills input_ (reusing its payload buffer) with the input event.
+  void make_input(uint64_t producer_id, uint64_t producer_seq,
+                  bytes_view payload, uint64_t seq, uint64_t now_ns);
+  void journal_append(uint64_t producer_id, uint64_t producer_seq,
+                      bytes_view payload, uint64_t seq, uint64_t now_ns);
+  void journal_clear();
   void note_applied(uint64_t producer_id, uint64_t producer_seq, uint64_t seq);
+  void note_applied(producer_marks& pm, uint64_t producer_seq, uint64_t seq);
+  /// The daemon_seq `producer_seq` was applied at, 0 when not remembered.
+  static uint64_t applied_at(const producer_marks& pm, uint64_t producer_seq);
   /// Returns false when the restart policy is exhausted or rebuild failed.
   bool rebuild(const std::string& why);
 
@@ -119,7 +153,12 @@ private:
   std::map<uint64_t, producer_marks> marks_;
   std::optional<bytes> base_state_;
   uint32_t base_state_version_ = 1;
-  std::vector<causal_event> journal_;
+  std::vector<journal_entry> journal_;
+  bytes journal_data_;
+  /// The event handed to process(); reused so that its payload buffer is
+  /// not allocated per event.
+  causal_event input_;
+  bool logging_ = true;
   std::deque<std::chrono::steady_clock::time_point> restart_times_;
   daemon_stats stats_;
   bool failed_ = false;

@@ -1,6 +1,7 @@
 #include "actors/log_actor.hpp"
 
 #include <deque>
+#include <iterator>
 #include <map>
 
 #include <caf/actor_system.hpp>
@@ -27,7 +28,11 @@ struct log_state {
   bool flush_pending = false;
   // Per origin: (daemon_seq, log_seq) of entries newer than its snapshot.
   std::map<uint64_t, std::deque<std::pair<uint64_t, uint64_t>>> live;
+  // Reused by every flush: the encoded entries back to back, where each one
+  // starts, and the views handed to the segment.
   bytes scratch;
+  std::vector<size_t> offsets;
+  std::vector<bytes_view> views;
   static inline const char* name = "mesh.log";
 };
 
@@ -61,14 +66,26 @@ void flush(log_ptr self) {
   uint64_t last = 0;
   caf::error err;
   if (st.cfg.seg) {
-    std::vector<bytes> encoded(st.queue.size());
-    std::vector<bytes_view> views;
-    views.reserve(st.queue.size());
-    for (size_t i = 0; i < st.queue.size(); ++i) {
-      encode_log_entry(st.queue[i], encoded[i]);
-      views.emplace_back(encoded[i]);
+    auto n = st.queue.size();
+    size_t total = 0;
+    for (auto& e : st.queue)
+      total += log_entry_header_size + e.payload.size();
+    st.scratch.clear();
+    st.scratch.reserve(total);
+    st.offsets.clear();
+    st.offsets.reserve(n + 1);
+    for (auto& e : st.queue) {
+      st.offsets.push_back(st.scratch.size());
+      encode_log_entry(e, st.scratch);
     }
-    auto r = st.cfg.seg->append_batch(views);
+    st.offsets.push_back(st.scratch.size());
+    // Views only once every entry is encoded: appending may move the buffer.
+    st.views.clear();
+    st.views.reserve(n);
+    for (size_t i = 0; i < n; ++i)
+      st.views.emplace_back(st.scratch.data() + st.offsets[i],
+                            st.offsets[i + 1] - st.offsets[i]);
+    auto r = st.cfg.seg->append_batch(st.views);
     if (!r) {
       err = r.error();
     } else {
@@ -77,10 +94,22 @@ void flush(log_ptr self) {
         err = st.cfg.seg->sync();
     }
     if (!err) {
-      auto seq = last - st.queue.size() + 1;
-      for (auto& e : st.queue)
-        st.live[e.origin_hash].emplace_back(e.daemon_seq, seq++);
+      auto seq = last - n + 1;
+      // Entries come in runs from one daemon: one map lookup per run.
+      std::deque<std::pair<uint64_t, uint64_t>>* q = nullptr;
+      uint64_t q_origin = 0;
+      for (auto& e : st.queue) {
+        if (q == nullptr || e.origin_hash != q_origin) {
+          q = &st.live[e.origin_hash];
+          q_origin = e.origin_hash;
+        }
+        q->emplace_back(e.daemon_seq, seq++);
+      }
     }
+    // Do not keep a buffer that one large flush grew.
+    constexpr size_t keep_bytes = 4u << 20;
+    if (st.scratch.capacity() > keep_bytes)
+      bytes{}.swap(st.scratch);
   }
   if (err)
     spdlog::error("event log append of {} entries failed: {}", st.queue.size(),
@@ -108,8 +137,11 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
       auto& st = self->state;
       auto rp = self->make_response_promise<uint64_t>();
       st.waiting.emplace_back(rp, entries.size());
-      for (auto& e : entries)
-        st.queue.push_back(std::move(e));
+      if (st.queue.empty())
+        st.queue.swap(entries);
+      else
+        st.queue.insert(st.queue.end(), std::make_move_iterator(entries.begin()),
+                        std::make_move_iterator(entries.end()));
       if (!st.flush_pending) {
         st.flush_pending = true;
         self->send(self, flush_atom::value);

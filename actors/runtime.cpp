@@ -3,9 +3,14 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 
+#include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/after.hpp>
+#include <caf/blocking_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
@@ -79,11 +84,18 @@ struct runtime::impl {
     impl* owner;
     std::unique_ptr<caf::scoped_actor> self;
     ~lease() {
+      if (!self)
+        return;
       std::lock_guard<std::mutex> guard{owner->pool_mtx};
       owner->pool.push_back(std::move(self));
     }
     caf::scoped_actor& operator*() {
       return *self;
+    }
+    /// Destroys the actor instead of returning it to the pool (a late reply
+    /// to an abandoned request would sit in its mailbox).
+    void discard() {
+      self.reset();
     }
   };
 
@@ -99,14 +111,26 @@ struct runtime::impl {
     return lease{this, std::make_unique<caf::scoped_actor>(sys)};
   }
 
+  // The request itself carries no timeout: in CAF 0.17 a timed request
+  // costs two round trips through the clock thread (set and cancel). The
+  // caller waits at most `timeout` for the reply instead.
   template <class R, class Handle, class... Ts>
   caf::expected<R> ask(const Handle& dest, std::chrono::milliseconds timeout,
                        Ts&&... xs) {
     caf::expected<R> result = make_error(errc::timeout, "no answer");
     auto l = acquire();
-    (*l)->request(dest, timeout, std::forward<Ts>(xs)...)
-      .receive([&](R& r) { result = std::move(r); },
-               [&](caf::error& e) { result = normalize(std::move(e)); });
+    auto& self = *l;
+    bool timed_out = false;
+    auto rh = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
+    caf::blocking_actor::accept_one_cond rc;
+    self->varargs_receive(
+      rc, rh.id(), [&](R& r) { result = std::move(r); },
+      [&](caf::error& e) { result = normalize(std::move(e)); },
+      caf::after(timeout) >> [&] { timed_out = true; });
+    if (timed_out) {
+      l.discard();
+      result = make_error(errc::timeout, "no answer in time");
+    }
     return result;
   }
 
@@ -135,14 +159,28 @@ struct runtime::impl {
   }
 
   // Sends to a daemon; when the cached handle is stale (daemon restarted or
-  // stopped) looks it up once more.
+  // stopped) looks it up once more. The message is built once (arguments
+  // moved in) and the same message is sent again on the retry; it goes
+  // through an untyped handle because a typed request cannot carry a
+  // prebuilt caf::message, so the interface is checked here instead.
   template <class R, class... Ts>
-  caf::expected<R> ask_daemon(uint64_t origin, const Ts&... xs) {
+  caf::expected<R> ask_daemon(uint64_t origin, Ts&&... xs) {
+    using token = caf::detail::type_list<typename caf::detail::
+                                           implicit_conversions<
+                                             std::decay_t<Ts>>::type...>;
+    using unboxed
+      = caf::response_type_unbox<caf::signatures_of_t<daemon_actor>, token>;
+    static_assert(unboxed::valid, "daemon_actor does not accept this message");
+    static_assert(std::is_same<typename unboxed::type,
+                               caf::detail::type_list<R>>::value,
+                  "daemon_actor answers this message with another type");
+    auto msg = caf::make_message(std::forward<Ts>(xs)...);
     for (int attempt = 0; attempt < 2; ++attempt) {
       auto h = find(origin, attempt > 0);
       if (!h)
         return h.error();
-      auto r = ask<R>(*h, opts.request_timeout, xs...);
+      auto r = ask<R>(caf::actor_cast<caf::actor>(*h), opts.request_timeout,
+                      msg);
       if (r || !is(r.error(), errc::daemon_not_found))
         return r;
       forget(origin);
@@ -410,7 +448,7 @@ runtime::deliver_batch(uint64_t origin, std::vector<inbound_event> evs) {
   if (evs.empty())
     return std::vector<delivery>{};
   return impl_->ask_daemon<std::vector<delivery>>(origin, deliver_atom::value,
-                                                  evs);
+                                                  std::move(evs));
 }
 
 caf::expected<uint64_t> runtime::high_water_mark(uint64_t origin,

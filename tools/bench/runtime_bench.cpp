@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <sstream>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,7 @@ struct options {
   std::string erlang_script;
   std::string dir;        // parent of the scratch directory (log rows)
   std::string filter;     // substring of the row label
+  unsigned producers = 4; // threads of the pipelined rows
   std::vector<std::string> caf_args; // extra CAF options (diagnostics only)
 };
 
@@ -84,7 +86,7 @@ void usage(FILE* out) {
   std::fprintf(out,
     "usage: runtime_bench [--seconds S] [--trials N] [--threads N] [--dir DIR]\n"
     "                     [--erlang | --no-erlang] [--erlang-script PATH]\n"
-    "                     [--time-box S] [--filter TEXT]\n"
+    "                     [--time-box S] [--filter TEXT] [--producers N]\n"
     "\n"
     "Events/s through a counter daemon via mesh::runtime deliver (one event\n"
     "per call) and deliver_batch (%zu per call), without and with the event\n"
@@ -102,6 +104,7 @@ void usage(FILE* out) {
     "  --erlang-script P  the runner (default %s/run.sh)\n"
     "  --time-box S       stop starting rows after S seconds (default 55); the\n"
     "                     process aborts at S + 5 s whatever it is doing\n"
+    "  --producers N      producer threads of the pipelined rows (default 4)\n"
     "  --filter TEXT      run only rows whose label contains TEXT, e.g.\n"
     "                     \"deliver_batch\" (handy under valgrind)\n"
     "  --caf-arg ARG      hand ARG to actor_system_config::parse, e.g.\n"
@@ -163,6 +166,8 @@ options parse_args(int argc, char** argv) {
       o.erlang = 0;
     } else if (a == "--erlang-script") {
       o.erlang_script = value();
+    } else if (a == "--producers") {
+      o.producers = parse_uint(a, value(), 1, 64);
     } else if (a == "--filter") {
       o.filter = value();
     } else if (a == "--caf-arg") {
@@ -365,6 +370,7 @@ enum class row_kind { raw, runtime, runtime_log, erlang_cast, erlang_call };
 struct row {
   row_kind kind = row_kind::raw;
   bool batch = false;
+  unsigned producers = 1; // > 1: that many threads deliver concurrently
   std::string label;
   // Results.
   bool ran = false;
@@ -417,6 +423,43 @@ void run_trials(row& r, const options& o, const bench_clock& bc, unsigned check_
                                    : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2]) / 2;
 }
 
+/// Like run_trials, with `threads` threads each calling `step(thread)` until
+/// the trial's budget is spent (each reads the clock after every step). A
+/// trial ends when the last thread returns; its rate is all threads' events
+/// over that time.
+void run_parallel_trials(row& r, const options& o, const bench_clock& bc, unsigned threads,
+                         const std::function<uint64_t(unsigned)>& step) {
+  std::vector<double> rates;
+  double cpu0 = process_cpu();
+  for (unsigned t = 0; t < o.trials; ++t) {
+    double budget = std::min(o.seconds / o.trials, std::max(0.05, bc.remaining()));
+    std::vector<uint64_t> counts(threads, 0);
+    std::vector<std::thread> workers;
+    auto t0 = clock_type::now();
+    for (unsigned i = 0; i < threads; ++i)
+      workers.emplace_back([&, i] {
+        uint64_t n = 0;
+        do
+          n += step(i);
+        while (since(t0) < budget);
+        counts[i] = n;
+      });
+    for (auto& w : workers)
+      w.join();
+    timed tm;
+    tm.seconds = since(t0);
+    for (auto n : counts)
+      tm.events += n;
+    r.events += tm.events;
+    r.seconds += tm.seconds;
+    rates.push_back(tm.seconds > 0 ? tm.events / tm.seconds : 0);
+  }
+  r.cpu_seconds = process_cpu() - cpu0;
+  std::sort(rates.begin(), rates.end());
+  r.median_rate = rates.size() % 2 ? rates[rates.size() / 2]
+                                   : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2]) / 2;
+}
+
 /// Sum of the payload values of events 0..n-1 (event i carries i % 64 + 1).
 int64_t expected_sum(uint64_t n) {
   uint64_t full = n / pool_size, rest = n % pool_size;
@@ -451,8 +494,13 @@ public:
     next_ = 0;
     switch (r.kind) {
       case row_kind::raw: run_raw(r); break;
-      case row_kind::runtime: run_runtime(r, false); break;
-      case row_kind::runtime_log: run_runtime(r, true); break;
+      case row_kind::runtime:
+      case row_kind::runtime_log:
+        if (r.producers > 1)
+          run_pipelined(r, r.kind == row_kind::runtime_log);
+        else
+          run_runtime(r, r.kind == row_kind::runtime_log);
+        break;
       default: break;
     }
     r.ran = true;
@@ -503,8 +551,10 @@ private:
     self->send_exit(a, caf::exit_reason::user_shutdown);
   }
 
-  void run_runtime(row& r, bool with_log) {
-    mesh::runtime_options ro;
+  /// A started runtime (with a fresh data_dir for the log rows) with one
+  /// counter daemon.
+  std::unique_ptr<mesh::runtime> start_runtime(bool with_log, mesh::runtime_options& ro,
+                                               uint64_t& origin) {
     if (with_log) {
       ro.data_dir = scratch_ + "/row" + std::to_string(row_no_++);
       fs::create_directories(ro.data_dir);
@@ -519,7 +569,35 @@ private:
     auto d = rt->spawn("counter");
     if (!d)
       die("spawn: " + mesh::describe(d.error()));
-    const uint64_t origin = d->origin_hash;
+    origin = d->origin_hash;
+    return rt;
+  }
+
+  /// Checks stats() against `sent`, notes the snapshots, shuts down.
+  void finish_runtime(row& r, std::unique_ptr<mesh::runtime>& rt, uint64_t origin,
+                      uint64_t sent, const mesh::runtime_options& ro) {
+    auto st = rt->stats(origin);
+    if (!st)
+      die("stats: " + mesh::describe(st.error()));
+    if (st->events_processed != sent || st->duplicates != 0 || st->errors != 0)
+      die("stats disagree: processed " + std::to_string(st->events_processed) + " of "
+          + std::to_string(sent) + ", duplicates " + std::to_string(st->duplicates));
+    r.note = "snapshots " + std::to_string(st->snapshots_taken);
+    auto t0 = clock_type::now();
+    if (auto err = rt->shutdown())
+      die("shutdown: " + mesh::describe(err));
+    rt.reset();
+    r.note += ", shutdown " + std::to_string(static_cast<int>(since(t0) * 1e3)) + " ms";
+    if (!ro.data_dir.empty()) {
+      std::error_code ec;
+      fs::remove_all(ro.data_dir, ec);
+    }
+  }
+
+  void run_runtime(row& r, bool with_log) {
+    mesh::runtime_options ro;
+    uint64_t origin = 0;
+    auto rt = start_runtime(with_log, ro, origin);
     uint64_t seq = 0;
     uint64_t last_daemon_seq = 0;
     std::function<uint64_t()> step;
@@ -558,22 +636,74 @@ private:
       n += step();
     run_trials(r, opt_, clock_, r.batch ? 1 : 16, step);
     check_total(r);
-    auto st = rt->stats(origin);
-    if (!st)
-      die("stats: " + mesh::describe(st.error()));
-    if (st->events_processed != next_ || st->duplicates != 0 || st->errors != 0)
-      die("stats disagree: processed " + std::to_string(st->events_processed) + " of "
-          + std::to_string(next_) + ", duplicates " + std::to_string(st->duplicates));
-    r.note = "snapshots " + std::to_string(st->snapshots_taken);
-    auto t0 = clock_type::now();
-    if (auto err = rt->shutdown())
-      die("shutdown: " + mesh::describe(err));
-    rt.reset();
-    r.note += ", shutdown " + std::to_string(static_cast<int>(since(t0) * 1e3)) + " ms";
-    if (with_log) {
-      std::error_code ec;
-      fs::remove_all(ro.data_dir, ec);
+    finish_runtime(r, rt, origin, next_, ro);
+  }
+
+  /// `r.producers` threads, each its own producer (ids 1, 2, ...) with its
+  /// own increasing seqs and its own cycle through the payloads, deliver
+  /// batches of 100 to one daemon at the same time. The last total must be
+  /// the sum of everything all of them sent.
+  void run_pipelined(row& r, bool with_log) {
+    mesh::runtime_options ro;
+    uint64_t origin = 0;
+    auto rt = start_runtime(with_log, ro, origin);
+    struct producer {
+      uint64_t id = 0;
+      uint64_t seq = 0;
+      uint64_t sent = 0;
+      uint64_t last_daemon_seq = 0;
+      bytes last_text;
+    };
+    std::vector<producer> ps(r.producers);
+    for (unsigned i = 0; i < r.producers; ++i)
+      ps[i].id = producer_id + i;
+    auto step = [&](unsigned i) -> uint64_t {
+      auto& p = ps[i];
+      std::vector<mesh::inbound_event> evs;
+      evs.reserve(batch_size);
+      for (size_t k = 0; k < batch_size; ++k)
+        evs.push_back({p.id, ++p.seq, pool_[p.sent++ % pool_size]});
+      auto res = rt->deliver_batch(origin, std::move(evs));
+      if (!res)
+        die("deliver_batch: " + mesh::describe(res.error()));
+      if (res->size() != batch_size)
+        die("deliver_batch: short answer");
+      for (auto& d : *res) {
+        if (d.state != mesh::delivery::status::applied || d.outputs.size() != 1
+            || d.daemon_seq <= p.last_daemon_seq)
+          die("deliver_batch: unexpected answer for producer " + std::to_string(p.id));
+        p.last_daemon_seq = d.daemon_seq;
+      }
+      p.last_text = std::move(res->back().outputs[0].payload);
+      return batch_size;
+    };
+    {
+      // Warm-up: every producer at once, warmup_events in all.
+      std::vector<std::thread> ws;
+      for (unsigned i = 0; i < r.producers; ++i)
+        ws.emplace_back([&, i] {
+          for (uint64_t n = 0; n < warmup_events / r.producers;)
+            n += step(i);
+        });
+      for (auto& w : ws)
+        w.join();
     }
+    run_parallel_trials(r, opt_, clock_, r.producers, step);
+    uint64_t sent = 0;
+    int64_t want = 0;
+    const producer* last = &ps[0];
+    for (auto& p : ps) {
+      sent += p.sent;
+      want += expected_sum(p.sent);
+      if (p.last_daemon_seq > last->last_daemon_seq)
+        last = &p;
+    }
+    if (last->last_daemon_seq != sent)
+      die(r.label + ": last daemon_seq " + std::to_string(last->last_daemon_seq) + ", expected "
+          + std::to_string(sent));
+    if (text_of(last->last_text) != std::to_string(want))
+      die(r.label + ": total " + text_of(last->last_text) + ", expected " + std::to_string(want));
+    finish_runtime(r, rt, origin, sent, ro);
   }
 
   void check_total(const row& r) {
@@ -732,10 +862,11 @@ int main(int argc, char** argv) {
   // CAF 0.17 spells the key without the "caf." prefix that 0.18 added.
   cfg.set("scheduler.max-threads", static_cast<size_t>(opt.threads));
   std::vector<row> rows;
-  auto add = [&](row_kind k, bool batch, std::string label) {
+  auto add = [&](row_kind k, bool batch, std::string label, unsigned producers = 1) {
     row r;
     r.kind = k;
     r.batch = batch;
+    r.producers = producers;
     r.label = std::move(label);
     rows.push_back(std::move(r));
   };
@@ -746,6 +877,12 @@ int main(int argc, char** argv) {
   add(row_kind::runtime, true, "runtime deliver_batch, batch" + b);
   add(row_kind::runtime_log, false, "runtime deliver + log, single");
   add(row_kind::runtime_log, true, "runtime deliver_batch + log, batch" + b);
+  if (opt.producers > 1) {
+    const std::string np = ", " + std::to_string(opt.producers) + " producers";
+    add(row_kind::runtime, true, "runtime deliver_batch, batch" + b + np, opt.producers);
+    add(row_kind::runtime_log, true, "runtime deliver_batch + log, batch" + b + np,
+        opt.producers);
+  }
   add(row_kind::erlang_cast, false, "Erlang gen_server:cast");
   add(row_kind::erlang_call, false, "Erlang gen_server:call");
 
@@ -764,16 +901,23 @@ int main(int argc, char** argv) {
   }
   // The actor system is gone before the BEAM starts: nothing else competes
   // for the two cores.
-  erlang_line = run_erlang(opt, bc, rows[6], rows[7]);
+  auto row_of = [&](row_kind k) -> row& {
+    for (auto& r : rows)
+      if (r.kind == k)
+        return r;
+    die("no such row");
+  };
+  erlang_line = run_erlang(opt, bc, row_of(row_kind::erlang_cast), row_of(row_kind::erlang_call));
   double total = since(bc.start);
   finished = true;
   ::alarm(0);
   std::error_code ec;
   fs::remove_all(scratch, ec);
 
+  // The single-producer rows (the targets are about those).
   auto find = [&](row_kind k, bool batch) -> const row* {
     for (auto& r : rows)
-      if (r.ran && r.kind == k && r.batch == batch)
+      if (r.ran && r.kind == k && r.batch == batch && r.producers == 1)
         return &r;
     return nullptr;
   };
@@ -834,9 +978,14 @@ int main(int argc, char** argv) {
               "One producer (producer_id %llu) with producer_seq 1, 2, 3, ... so every event "
               "passes the dedup check; payloads \"1\"..\"%zu\" cycled; a %llu-event warm-up "
               "per row is not timed. Runtime defaults otherwise (snapshot every 10,000 "
-              "events, compact after 100,000 records).\n",
+              "events, compact after 100,000 records).\n"
+              "\"N producers\" rows: N threads (producer_id %llu..%llu, each with its own "
+              "seqs) deliver batches to the same daemon concurrently; not part of the "
+              "targets.\n",
               batch_size, static_cast<unsigned long long>(producer_id), pool_size,
-              static_cast<unsigned long long>(warmup_events));
+              static_cast<unsigned long long>(warmup_events),
+              static_cast<unsigned long long>(producer_id),
+              static_cast<unsigned long long>(producer_id + opt.producers - 1));
 
   // -- targets ----------------------------------------------------------------
   std::printf("\nTargets:\n");
