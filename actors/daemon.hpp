@@ -54,7 +54,7 @@ public:
   /// Restores what snapshot() returned (possibly from an older
   /// state_version). An error makes spawn_from_snapshot fail restore_failed.
   virtual caf::error restore(bytes_view state) {
-    (void) state;
+    (void)state;
     return {};
   }
 

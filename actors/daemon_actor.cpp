@@ -19,8 +19,8 @@ namespace {
 struct daemon_state {
   daemon_actor_config cfg;
   uint64_t since_snapshot = 0;
-  std::chrono::steady_clock::time_point last_snapshot
-    = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_snapshot = std::chrono::
+    steady_clock::now();
   bool log_failed = false;
   static inline const char* name = "mesh.daemon";
 };
@@ -134,8 +134,9 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
         return out;
       }
       auto rp = self->make_response_promise<std::vector<delivery>>();
-      self->request(st.cfg.log, caf::infinite, append_atom::value,
-                    std::move(entries))
+      self
+        ->request(st.cfg.log, caf::infinite, append_atom::value,
+                  std::move(entries))
         .then(
           [self, rp, out = std::move(out)](uint64_t) mutable {
             rp.deliver(std::move(out));
@@ -157,7 +158,9 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
     [=](stats_atom) -> daemon_stats {
       return self->state.cfg.core->stats();
     },
-    [=](info_atom) -> daemon_info { return make_info(self); },
+    [=](info_atom) -> daemon_info {
+      return make_info(self);
+    },
     [=](snapshot_atom) -> caf::result<bytes> {
       if (self->state.log_failed)
         return make_error(errc::io_error, "daemon's log write failed");
@@ -184,7 +187,8 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
     },
     [=](tick_atom) {
       maybe_snapshot(self);
-      self->delayed_send(self, self->state.cfg.snapshot_every, tick_atom::value);
+      self->delayed_send(self, self->state.cfg.snapshot_every,
+                         tick_atom::value);
     },
   };
 }

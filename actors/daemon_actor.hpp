@@ -22,14 +22,15 @@ class node_store;
 
 struct daemon_actor_config {
   std::shared_ptr<daemon_core> core;
-  log_actor log;                      // null: no durable log
-  std::shared_ptr<node_store> store;  // null: snapshots are not persisted
-  supervisor_actor supervisor;        // told when the daemon fails
+  log_actor log;                     // null: no durable log
+  std::shared_ptr<node_store> store; // null: snapshots are not persisted
+  supervisor_actor supervisor;       // told when the daemon fails
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
   uint64_t epoch = 1;
 };
 
-daemon_actor spawn_daemon_actor(caf::actor_system& sys, daemon_actor_config cfg);
+daemon_actor spawn_daemon_actor(caf::actor_system& sys,
+                                daemon_actor_config cfg);
 
 } // namespace mesh

@@ -9,7 +9,8 @@
 namespace mesh {
 
 daemon_core::daemon_core(std::string kind, keypair identity, maker make,
-                         std::unique_ptr<daemon> instance, restart_policy policy)
+                         std::unique_ptr<daemon> instance,
+                         restart_policy policy)
   : kind_(std::move(kind)),
     identity_(std::move(identity)),
     origin_(identity_.origin_hash()),
@@ -29,9 +30,9 @@ caf::error daemon_core::restore(const snapshot& snap) {
       err = make_error(errc::restore_failed, e.what());
     }
     if (err)
-      return make_error(errc::restore_failed,
-                        "restore of " + kind_ + " daemon "
-                          + hex_u64(origin_) + " failed: " + describe(err));
+      return make_error(errc::restore_failed, "restore of " + kind_ + " daemon "
+                                                + hex_u64(origin_)
+                                                + " failed: " + describe(err));
   }
   base_state_ = snap.state;
   base_state_version_ = snap.state_version;
@@ -121,13 +122,12 @@ uint64_t daemon_core::applied_at(const producer_marks& pm,
                                  uint64_t producer_seq) {
   auto& recent = pm.recent;
   if (pm.ordered) {
-    auto pos = std::lower_bound(
-      recent.begin(), recent.end(), producer_seq,
-      [](const std::pair<uint64_t, uint64_t>& x, uint64_t pseq) {
-        return x.first < pseq;
-      });
-    return pos != recent.end() && pos->first == producer_seq ? pos->second
-                                                             : 0;
+    auto pos = std::lower_bound(recent.begin(), recent.end(), producer_seq,
+                                [](const std::pair<uint64_t, uint64_t>& x,
+                                   uint64_t pseq) {
+                                  return x.first < pseq;
+                                });
+    return pos != recent.end() && pos->first == producer_seq ? pos->second : 0;
   }
   // The last match, as noted.
   uint64_t dseq = 0;
@@ -137,8 +137,8 @@ uint64_t daemon_core::applied_at(const producer_marks& pm,
   return dseq;
 }
 
-bool daemon_core::apply(const inbound_event& ev, uint64_t now_ns,
-                        delivery& out, std::vector<log_entry>& log) {
+bool daemon_core::apply(const inbound_event& ev, uint64_t now_ns, delivery& out,
+                        std::vector<log_entry>& log) {
   if (failed_) {
     out.state = delivery::status::rejected;
     out.error = "daemon " + hex_u64(origin_) + " has failed: " + failure_;
@@ -248,8 +248,8 @@ bool daemon_core::rebuild(const std::string& why) {
     auto r = run(input_);
     if (!r) {
       failed_ = true;
-      failure_ = "rebuild failed: replay of seq " + std::to_string(j.seq)
-                 + ": " + describe(r.error());
+      failure_ = "rebuild failed: replay of seq " + std::to_string(j.seq) + ": "
+                 + describe(r.error());
       return false;
     }
   }
@@ -266,8 +266,7 @@ void daemon_core::replay(const log_entry& e) {
   if (e.state == log_entry::status::rejected)
     return;
   bytes_view in{e.payload};
-  make_input(e.producer_id, e.producer_seq, in, e.daemon_seq,
-             e.received_at_ns);
+  make_input(e.producer_id, e.producer_seq, in, e.daemon_seq, e.received_at_ns);
   auto r = run(input_);
   if (!r) {
     // The event was accepted the first time; a daemon that now rejects it

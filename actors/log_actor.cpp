@@ -140,7 +140,8 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
       if (st.queue.empty())
         st.queue.swap(entries);
       else
-        st.queue.insert(st.queue.end(), std::make_move_iterator(entries.begin()),
+        st.queue.insert(st.queue.end(),
+                        std::make_move_iterator(entries.begin()),
                         std::make_move_iterator(entries.end()));
       if (!st.flush_pending) {
         st.flush_pending = true;
@@ -148,7 +149,9 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
       }
       return rp;
     },
-    [=](flush_atom) { flush(self); },
+    [=](flush_atom) {
+      flush(self);
+    },
     [=](snapped_atom, uint64_t origin, uint64_t through) {
       auto it = self->state.live.find(origin);
       if (it == self->state.live.end())

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
-#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/replies_to.hpp>
 #include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
-#include <caf/replies_to.hpp>
 
 #include "actors/runtime.hpp"
 #include "persistence/node_store.hpp"
@@ -44,46 +44,46 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
 // -- inspection ---------------------------------------------------------------
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, causal_link& x) {
   return f(caf::meta::type_name("causal_link"), x.origin_hash, x.sequence,
            x.parent_hash, x.horizon);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, causal_event& x) {
   return f(caf::meta::type_name("causal_event"), x.link, x.payload,
            x.received_at_ns);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, inbound_event& x) {
-  return f(caf::meta::type_name("inbound_event"), x.producer_id,
-           x.producer_seq, x.payload);
+  return f(caf::meta::type_name("inbound_event"), x.producer_id, x.producer_seq,
+           x.payload);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
   return f(caf::meta::type_name("delivery"),
            reinterpret_cast<uint8_t&>(x.state), x.daemon_seq, x.error,
            x.outputs);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, log_entry& x) {
   return f(caf::meta::type_name("log_entry"), x.origin_hash, x.daemon_seq,
            x.producer_id, x.producer_seq, x.received_at_ns,
            reinterpret_cast<uint8_t&>(x.state), x.payload);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, daemon_stats& x) {
   return f(caf::meta::type_name("daemon_stats"), x.events_processed,
            x.events_emitted, x.duplicates, x.errors, x.snapshots_taken,
            x.restarts, x.last_seq);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, daemon_info& x) {
   return f(caf::meta::type_name("daemon_info"), x.origin_hash, x.id, x.kind,
            x.last_seq, x.state, x.epoch);
@@ -121,15 +121,14 @@ using log_actor = caf::typed_actor<
 
 /// One daemon.
 using daemon_actor = caf::typed_actor<
-  caf::replies_to<deliver_atom, std::vector<inbound_event>>::with<
-    std::vector<delivery>>,
+  caf::replies_to<deliver_atom,
+                  std::vector<inbound_event>>::with<std::vector<delivery>>,
   caf::replies_to<hwm_atom, uint64_t>::with<uint64_t>,
   caf::replies_to<stats_atom>::with<daemon_stats>,
   caf::replies_to<info_atom>::with<daemon_info>,
   caf::replies_to<snapshot_atom>::with<bytes>,
   // Snapshots (when `final`) and exits.
-  caf::replies_to<stop_atom, bool>::with<bool>,
-  caf::reacts_to<tick_atom>>;
+  caf::replies_to<stop_atom, bool>::with<bool>, caf::reacts_to<tick_atom>>;
 
 /// The node's supervisor: lifecycle and daemon table.
 using supervisor_actor = caf::typed_actor<

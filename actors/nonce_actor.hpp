@@ -21,8 +21,8 @@ using producer_id_atom = caf::atom_constant<caf::atom("producer")>;
 /// Answers the node's producer_id; loads or creates the nonce file on the
 /// first request (an error when the data directory is missing or the file is
 /// damaged). An empty path gives a random id for this process only.
-using nonce_actor
-  = caf::typed_actor<caf::replies_to<producer_id_atom>::with<uint64_t>>;
+using nonce_actor = caf::typed_actor<
+  caf::replies_to<producer_id_atom>::with<uint64_t>>;
 
 nonce_actor spawn_nonce_actor(caf::actor_system& sys, std::string path);
 

@@ -12,9 +12,9 @@
 #include <caf/after.hpp>
 #include <caf/blocking_actor.hpp>
 #include <caf/exit_reason.hpp>
-#include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/sec.hpp>
+#include <caf/send.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/daemon_core.hpp"
@@ -114,9 +114,9 @@ struct runtime::impl {
   // The request itself carries no timeout: in CAF 0.17 a timed request
   // costs two round trips through the clock thread (set and cancel). The
   // caller waits at most `timeout` for the reply instead.
-  template <class R, class Handle, class... Ts>
-  caf::expected<R> ask(const Handle& dest, std::chrono::milliseconds timeout,
-                       Ts&&... xs) {
+  template<class R, class Handle, class... Ts>
+  caf::expected<R>
+  ask(const Handle& dest, std::chrono::milliseconds timeout, Ts&&... xs) {
     caf::expected<R> result = make_error(errc::timeout, "no answer");
     auto l = acquire();
     auto& self = *l;
@@ -124,9 +124,17 @@ struct runtime::impl {
     auto rh = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
     caf::blocking_actor::accept_one_cond rc;
     self->varargs_receive(
-      rc, rh.id(), [&](R& r) { result = std::move(r); },
-      [&](caf::error& e) { result = normalize(std::move(e)); },
-      caf::after(timeout) >> [&] { timed_out = true; });
+      rc, rh.id(),
+      [&](R& r) {
+        result = std::move(r);
+      },
+      [&](caf::error& e) {
+        result = normalize(std::move(e));
+      },
+      caf::after(timeout) >>
+        [&] {
+          timed_out = true;
+        });
     if (timed_out) {
       l.discard();
       result = make_error(errc::timeout, "no answer in time");
@@ -134,7 +142,7 @@ struct runtime::impl {
     return result;
   }
 
-  template <class R, class... Ts>
+  template<class R, class... Ts>
   caf::expected<R> ask_sup(Ts&&... xs) {
     return ask<R>(sup, opts.request_timeout, std::forward<Ts>(xs)...);
   }
@@ -163,13 +171,12 @@ struct runtime::impl {
   // moved in) and the same message is sent again on the retry; it goes
   // through an untyped handle because a typed request cannot carry a
   // prebuilt caf::message, so the interface is checked here instead.
-  template <class R, class... Ts>
+  template<class R, class... Ts>
   caf::expected<R> ask_daemon(uint64_t origin, Ts&&... xs) {
-    using token = caf::detail::type_list<typename caf::detail::
-                                           implicit_conversions<
-                                             std::decay_t<Ts>>::type...>;
-    using unboxed
-      = caf::response_type_unbox<caf::signatures_of_t<daemon_actor>, token>;
+    using token = caf::detail::type_list<
+      typename caf::detail::implicit_conversions<std::decay_t<Ts>>::type...>;
+    using unboxed = caf::response_type_unbox<caf::signatures_of_t<daemon_actor>,
+                                             token>;
     static_assert(unboxed::valid, "daemon_actor does not accept this message");
     static_assert(std::is_same<typename unboxed::type,
                                caf::detail::type_list<R>>::value,
@@ -195,14 +202,15 @@ struct runtime::impl {
         return make_error(errc::not_ready, "the runtime has not been started");
       case phase::shut_down:
         return make_error(errc::shutting_down, "the runtime is shut down");
-      case phase::ready:
-        return {};
+      case phase::ready: return {};
     }
     return {};
   }
 
   daemon_core::maker maker_for(const std::string& kind) {
-    return [this, kind] { return registry.make(kind); };
+    return [this, kind] {
+      return registry.make(kind);
+    };
   }
 
   caf::expected<daemon_info> submit(std::shared_ptr<daemon_core> core,
@@ -223,8 +231,11 @@ runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores) {
   if (auto err = store->open())
     return err;
   segment_options so;
-  so.policy = requires_sync_ack(opts.fsync) ? fsync_policy::never() : opts.fsync;
-  so.on_warning = [](const std::string& line) { spdlog::warn("{}", line); };
+  so.policy = requires_sync_ack(opts.fsync) ? fsync_policy::never()
+                                            : opts.fsync;
+  so.on_warning = [](const std::string& line) {
+    spdlog::warn("{}", line);
+  };
   auto seg = segment::open(store->log_dir(), so);
   if (!seg)
     return seg.error();
@@ -297,7 +308,7 @@ runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores) {
     return err;
   if (auto orphans = store->orphan_snapshots())
     for (auto o : *orphans)
-      (void) store->remove_snapshot(o);
+      (void)store->remove_snapshot(o);
   spdlog::info("recovered {} daemon(s), replayed {} logged event(s), "
                "{} could not be recovered",
                by_origin.size(), replayed, unrecovered.size());
@@ -322,9 +333,10 @@ runtime::runtime(caf::actor_system& sys, runtime_options opts)
     cfg.store = std::make_shared<node_store>(impl_->opts.data_dir);
   impl_->store = cfg.store;
   impl_->sup = spawn_supervisor(sys, std::move(cfg));
-  impl_->nonce = spawn_nonce_actor(
-    sys, impl_->opts.data_dir.empty() ? std::string{}
-                                      : impl_->opts.data_dir + "/producer.nonce");
+  impl_->nonce = spawn_nonce_actor(sys, impl_->opts.data_dir.empty()
+                                          ? std::string{}
+                                          : impl_->opts.data_dir
+                                              + "/producer.nonce");
 }
 
 runtime::~runtime() {
@@ -480,9 +492,10 @@ std::vector<daemon_info> runtime::daemons() {
   auto r = impl_->ask_sup<std::vector<daemon_info>>(list_atom::value);
   if (!r)
     return {};
-  std::sort(r->begin(), r->end(), [](const daemon_info& x, const daemon_info& y) {
-    return x.origin_hash < y.origin_hash;
-  });
+  std::sort(r->begin(), r->end(),
+            [](const daemon_info& x, const daemon_info& y) {
+              return x.origin_hash < y.origin_hash;
+            });
   return std::move(*r);
 }
 

@@ -41,8 +41,7 @@ caf::error refuse(const supervisor_state& st) {
       return make_error(errc::not_ready, "the runtime has not been started");
     case phase::shutting_down:
       return make_error(errc::shutting_down, "the runtime is shutting down");
-    case phase::ready:
-      return {};
+    case phase::ready: return {};
   }
   return {};
 }
@@ -161,8 +160,13 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
         rp.deliver(true);
       };
       self->request(actor, std::chrono::seconds{30}, stop_atom::value, false)
-        .then([=](bool) mutable { finish(); },
-              [=](caf::error&) mutable { finish(); });
+        .then(
+          [=](bool) mutable {
+            finish();
+          },
+          [=](caf::error&) mutable {
+            finish();
+          });
       return rp;
     },
     [=](failed_atom, uint64_t origin, const std::string& why) {
@@ -184,8 +188,9 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
           self->quit();
           return;
         }
-        self->request(self->state.log, std::chrono::seconds{60},
-                      close_atom::value)
+        self
+          ->request(self->state.log, std::chrono::seconds{60},
+                    close_atom::value)
           .then(
             [=](bool) mutable {
               rp.deliver(true);
@@ -204,8 +209,9 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       auto table = std::move(st.table);
       st.table.clear();
       for (auto& [origin, e] : table) {
-        self->request(e.actor, std::chrono::seconds{60}, stop_atom::value,
-                      self->state.cfg.snapshot_on_shutdown)
+        self
+          ->request(e.actor, std::chrono::seconds{60}, stop_atom::value,
+                    self->state.cfg.snapshot_on_shutdown)
           .then(
             [=](bool) mutable {
               if (--*remaining == 0)
@@ -223,7 +229,8 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
 
 } // namespace
 
-supervisor_actor spawn_supervisor(caf::actor_system& sys, supervisor_config cfg) {
+supervisor_actor spawn_supervisor(caf::actor_system& sys,
+                                  supervisor_config cfg) {
   return sys.spawn(sup_impl, std::move(cfg));
 }
 

@@ -18,12 +18,13 @@ namespace mesh {
 class node_store;
 
 struct supervisor_config {
-  std::shared_ptr<node_store> store;  // null: nothing durable
+  std::shared_ptr<node_store> store; // null: nothing durable
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
   bool snapshot_on_shutdown = true;
 };
 
-supervisor_actor spawn_supervisor(caf::actor_system& sys, supervisor_config cfg);
+supervisor_actor spawn_supervisor(caf::actor_system& sys,
+                                  supervisor_config cfg);
 
 } // namespace mesh

@@ -112,8 +112,8 @@ caf::error write_file_atomic(const std::string& path, bytes_view data,
   return fsync_directory(parent_dir(path));
 }
 
-caf::expected<bool> create_file_atomic(const std::string& path,
-                                       bytes_view data, unsigned mode) {
+caf::expected<bool> create_file_atomic(const std::string& path, bytes_view data,
+                                       unsigned mode) {
   std::string tmp;
   if (auto err = write_temp(path, data, mode, tmp))
     return err;
@@ -135,8 +135,7 @@ caf::expected<bool> create_file_atomic(const std::string& path,
   return created;
 }
 
-caf::expected<bytes> read_small_file(const std::string& path,
-                                     size_t max_size) {
+caf::expected<bytes> read_small_file(const std::string& path, size_t max_size) {
   // O_NONBLOCK so a FIFO planted at `path` cannot hang the caller.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
@@ -162,9 +161,9 @@ caf::expected<bytes> read_small_file(const std::string& path,
     out.insert(out.end(), buf, buf + n);
     if (out.size() > max_size) {
       ::close(fd);
-      return make_error(errc::corrupt_data,
-                        path + ": larger than " + std::to_string(max_size)
-                          + " bytes");
+      return make_error(errc::corrupt_data, path + ": larger than "
+                                              + std::to_string(max_size)
+                                              + " bytes");
     }
   }
   ::close(fd);

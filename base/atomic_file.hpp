@@ -24,8 +24,8 @@ caf::error write_file_atomic(const std::string& path, bytes_view data,
 /// true when this call created it, false when another file was already there
 /// (the existing file is left untouched). Concurrent callers on one path:
 /// exactly one wins and every loser sees false.
-caf::expected<bool> create_file_atomic(const std::string& path,
-                                       bytes_view data, unsigned mode);
+caf::expected<bool> create_file_atomic(const std::string& path, bytes_view data,
+                                       unsigned mode);
 
 /// Reads all of `path`, refusing files larger than `max_size` bytes.
 caf::expected<bytes> read_small_file(const std::string& path, size_t max_size);

@@ -24,13 +24,21 @@ struct bytes_view {
   bytes_view(std::string_view s)
     : data(reinterpret_cast<const uint8_t*>(s.data())), size(s.size()) {}
 
-  const uint8_t* begin() const { return data; }
-  const uint8_t* end() const { return data + size; }
-  bool empty() const { return size == 0; }
+  const uint8_t* begin() const {
+    return data;
+  }
+  const uint8_t* end() const {
+    return data + size;
+  }
+  bool empty() const {
+    return size == 0;
+  }
   std::string_view as_chars() const {
     return {reinterpret_cast<const char*>(data), size};
   }
-  bytes to_bytes() const { return bytes(begin(), end()); }
+  bytes to_bytes() const {
+    return bytes(begin(), end());
+  }
 };
 
 inline void store_le32(uint8_t* p, uint32_t v) {

@@ -1,7 +1,7 @@
 #include "base/errc.hpp"
 
-#include <caf/message.hpp>
 #include <caf/make_message.hpp>
+#include <caf/message.hpp>
 #include <caf/sec.hpp>
 
 namespace mesh {

@@ -36,7 +36,8 @@ caf::error write_fd(int fd, bytes_view data, const std::string& path) {
 
 class posix_file_handle final : public file_handle {
 public:
-  posix_file_handle(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  posix_file_handle(int fd, std::string path)
+    : fd_(fd), path_(std::move(path)) {}
 
   ~posix_file_handle() override {
     ::close(fd_);
@@ -97,7 +98,8 @@ class posix_file_system final : public file_system {
 public:
   caf::expected<std::unique_ptr<file_handle>>
   open_append(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
+                    0644);
     if (fd < 0)
       return os_error("open", path, errno);
     return std::unique_ptr<file_handle>{new posix_file_handle(fd, path)};
@@ -138,7 +140,8 @@ public:
   }
 
   caf::error write_file(const std::string& path, bytes_view data) override {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                    0644);
     if (fd < 0)
       return os_error("open", path, errno);
     auto err = write_fd(fd, data, path);
@@ -249,7 +252,8 @@ public:
     size_t partial = 0;
     if (auto err = fs_->check(fs_op::write, inner_->path(), &partial)) {
       if (partial > 0)
-        (void) inner_->append(bytes_view{data.data, std::min(partial, data.size)});
+        (void)inner_->append(
+          bytes_view{data.data, std::min(partial, data.size)});
       return err;
     }
     return inner_->append(data);
@@ -326,8 +330,9 @@ uint64_t fault_injecting_file_system::failures() const {
 
 caf::error fault_injecting_file_system::check(fs_op op, const std::string& path,
                                               size_t* partial) {
-  static constexpr const char* names[]
-    = {"open", "write", "sync", "truncate", "rename", "remove", "mkdir", "read"};
+  static constexpr const char* names[] = {"open",     "write",  "sync",
+                                          "truncate", "rename", "remove",
+                                          "mkdir",    "read"};
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = static_cast<size_t>(op);
   ++calls_[i];
@@ -381,8 +386,8 @@ caf::error fault_injecting_file_system::write_file(const std::string& path,
   size_t partial = 0;
   if (auto err = check(fs_op::write, path, &partial)) {
     if (partial > 0)
-      (void) base_->write_file(path, bytes_view{data.data,
-                                                std::min(partial, data.size)});
+      (void)base_->write_file(path, bytes_view{data.data,
+                                               std::min(partial, data.size)});
     return err;
   }
   return base_->write_file(path, data);
@@ -436,7 +441,8 @@ fault_injecting_file_system::list_dir(const std::string& path) {
   return base_->list_dir(path);
 }
 
-caf::expected<int> fault_injecting_file_system::stat_kind(const std::string& path) {
+caf::expected<int>
+fault_injecting_file_system::stat_kind(const std::string& path) {
   return base_->stat_kind(path);
 }
 

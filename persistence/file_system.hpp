@@ -140,7 +140,8 @@ public:
 
   /// Returns an injected error when the call of `op` about to happen must
   /// fail. `partial` receives how many bytes a failing write lets through.
-  caf::error check(fs_op op, const std::string& path, size_t* partial = nullptr);
+  caf::error check(fs_op op, const std::string& path,
+                   size_t* partial = nullptr);
 
   // -- file_system -----------------------------------------------------------
   caf::expected<std::unique_ptr<file_handle>>

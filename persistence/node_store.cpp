@@ -132,12 +132,14 @@ std::string node_store::log_dir() const {
 }
 
 caf::error node_store::save_snapshot(uint64_t origin, bytes_view encoded) {
-  return write_file_atomic(sub(dir_, "snapshots") + "/" + origin_file_name(origin),
+  return write_file_atomic(sub(dir_, "snapshots") + "/"
+                             + origin_file_name(origin),
                            encoded, 0600);
 }
 
 caf::expected<bytes> node_store::load_snapshot(uint64_t origin) const {
-  return read_small_file(sub(dir_, "snapshots") + "/" + origin_file_name(origin),
+  return read_small_file(sub(dir_, "snapshots") + "/"
+                           + origin_file_name(origin),
                          max_file_size);
 }
 
@@ -176,9 +178,9 @@ caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
   if (b.size() < 6 || std::memcmp(b.data(), record_magic, 4) != 0)
     return bad("bad magic or too short");
   if (b[4] != record_version)
-    return make_error(errc::unsupported_version,
-                      "daemon record " + path + ": unknown version byte "
-                        + std::to_string(b[4]));
+    return make_error(errc::unsupported_version, "daemon record " + path
+                                                   + ": unknown version byte "
+                                                   + std::to_string(b[4]));
   size_t k = b[5];
   if (k == 0 || b.size() != 6 + k + 32 + 8)
     return bad(std::to_string(b.size()) + " bytes, expected "
@@ -187,13 +189,14 @@ caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
     return bad("checksum mismatch");
   key_seed seed;
   std::memcpy(seed.data(), b.data() + 6 + k, seed.size());
-  daemon_record rec{std::string(b.begin() + 6, b.begin() + 6 + static_cast<long>(k)),
+  daemon_record rec{std::string(b.begin() + 6,
+                                b.begin() + 6 + static_cast<long>(k)),
                     keypair::from_seed(seed)};
   sodium_memzero(seed.data(), seed.size());
   sodium_memzero(b.data(), b.size());
   if (origin_hash(rec.identity.id()) != origin)
-    return make_error(errc::corrupt_data, "daemon record " + path
-                                            + " holds another daemon's key");
+    return make_error(errc::corrupt_data,
+                      "daemon record " + path + " holds another daemon's key");
   return rec;
 }
 

@@ -57,10 +57,10 @@ std::array<uint8_t, nonce_file_size> encode_nonce(uint64_t nonce) {
 
 caf::expected<uint64_t> decode_nonce(bytes_view data, const std::string& path) {
   if (data.size != nonce_file_size)
-    return make_error(errc::corrupt_data,
-                      prefix(path) + std::to_string(data.size)
-                        + " bytes, expected "
-                        + std::to_string(nonce_file_size));
+    return make_error(errc::corrupt_data, prefix(path)
+                                            + std::to_string(data.size)
+                                            + " bytes, expected "
+                                            + std::to_string(nonce_file_size));
   if (data.data[0] != nonce_file_version)
     return make_error(errc::unsupported_version,
                       prefix(path) + "unknown version byte "
@@ -79,10 +79,10 @@ caf::expected<uint64_t> load_nonce(const std::string& path) {
     return decode_nonce(*data, path);
   // read_small_file reports an oversized file as corrupt_data.
   if (is(data.error(), errc::corrupt_data))
-    return make_error(errc::corrupt_data,
-                      prefix(path) + "more than "
-                        + std::to_string(max_read_size) + " bytes, expected "
-                        + std::to_string(nonce_file_size));
+    return make_error(errc::corrupt_data, prefix(path) + "more than "
+                                            + std::to_string(max_read_size)
+                                            + " bytes, expected "
+                                            + std::to_string(nonce_file_size));
   return data.error();
 }
 
@@ -96,8 +96,9 @@ caf::expected<uint64_t> load_or_create_nonce(const std::string& path) {
   if (!fresh)
     return fresh.error();
   auto encoded = encode_nonce(*fresh);
-  auto created = create_file_atomic(
-    path, bytes_view{encoded.data(), encoded.size()}, nonce_file_mode);
+  auto created = create_file_atomic(path,
+                                    bytes_view{encoded.data(), encoded.size()},
+                                    nonce_file_mode);
   if (!created) {
     if (is(created.error(), errc::not_found))
       return make_error(errc::not_found,

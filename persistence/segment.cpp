@@ -122,12 +122,9 @@ caf::expected<fsync_policy> fsync_policy::parse(std::string_view text) {
 
 std::string fsync_policy::to_string() const {
   switch (type) {
-    case kind::never:
-      return "never";
-    case kind::every_n:
-      return "every_n:" + std::to_string(n);
-    case kind::interval:
-      return "interval:" + std::to_string(period.count());
+    case kind::never: return "never";
+    case kind::every_n: return "every_n:" + std::to_string(n);
+    case kind::interval: return "interval:" + std::to_string(period.count());
     case kind::interval_or_bytes:
       return "interval_or_bytes:" + std::to_string(period.count()) + ":"
              + std::to_string(bytes);
@@ -144,7 +141,8 @@ retention retention::max_bytes(uint64_t bytes) {
 }
 
 retention retention::max_age(std::chrono::nanoseconds age) {
-  return {kind::max_age_ns, static_cast<uint64_t>(std::max<int64_t>(age.count(), 0))};
+  return {kind::max_age_ns,
+          static_cast<uint64_t>(std::max<int64_t>(age.count(), 0))};
 }
 
 // -- recovery_report ----------------------------------------------------------
@@ -152,8 +150,8 @@ retention retention::max_age(std::chrono::nanoseconds age) {
 bool recovery_report::clean() const {
   return generation_note.empty() && torn_idx_bytes == 0 && torn_records == 0
          && unpaired_records == 0 && bad_checksum_records == 0
-         && out_of_order_records == 0 && !ts_missing
-         && trimmed_dat_bytes == 0 && trimmed_ts_bytes == 0 && orphans.empty();
+         && out_of_order_records == 0 && !ts_missing && trimmed_dat_bytes == 0
+         && trimmed_ts_bytes == 0 && orphans.empty();
 }
 
 std::vector<std::string> recovery_report::findings() const {
@@ -181,10 +179,11 @@ std::vector<std::string> recovery_report::findings() const {
                   + " record(s) (seq " + seqs + ")");
   }
   if (ts_missing)
-    out.push_back("ts file missing: timestamps of " + std::to_string(kept_records)
-                  + " record(s) reset to 0");
+    out.push_back("ts file missing: timestamps of "
+                  + std::to_string(kept_records) + " record(s) reset to 0");
   if (trimmed_dat_bytes > 0)
-    out.push_back("unreferenced dat bytes: " + std::to_string(trimmed_dat_bytes));
+    out.push_back("unreferenced dat bytes: "
+                  + std::to_string(trimmed_dat_bytes));
   if (trimmed_ts_bytes > 0)
     out.push_back("unreferenced ts bytes: " + std::to_string(trimmed_ts_bytes));
   if (!orphans.empty()) {
@@ -289,7 +288,8 @@ std::string path_join(const std::string& a, const std::string& b) {
 // with few syscalls.
 class payload_reader {
 public:
-  payload_reader(file_handle* f, uint64_t file_len) : f_(f), file_len_(file_len) {}
+  payload_reader(file_handle* f, uint64_t file_len)
+    : f_(f), file_len_(file_len) {}
 
   caf::error read(uint64_t off, uint32_t len, const uint8_t*& out) {
     if (off > file_len_ || len > file_len_ - off)
@@ -319,11 +319,11 @@ private:
 
 // Where a log directory's live generation is, and what else is in it.
 struct layout {
-  bool fresh = false;           // no log here yet
-  bool manifest_ok = false;     // manifest exists, decodes and names `gen`
-  sf::manifest man;             // base_seq valid when manifest decoded
+  bool fresh = false;       // no log here yet
+  bool manifest_ok = false; // manifest exists, decodes and names `gen`
+  sf::manifest man;         // base_seq valid when manifest decoded
   uint32_t gen = 0;
-  uint32_t highest_gen = 0;     // highest generation-like name seen
+  uint32_t highest_gen = 0; // highest generation-like name seen
   std::vector<std::string> orphans;
 };
 
@@ -358,7 +358,8 @@ caf::expected<layout> resolve_layout(file_system* fs, const std::string& dir,
     } else if (name.rfind("manifest.tmp.", 0) == 0) {
       out.orphans.push_back(name);
     } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0
-               && sf::parse_generation_dir_name(name.substr(0, name.size() - 4), g)) {
+               && sf::parse_generation_dir_name(name.substr(0, name.size() - 4),
+                                                g)) {
       out.orphans.push_back(name);
       out.highest_gen = std::max(out.highest_gen, g);
     } else {
@@ -371,7 +372,8 @@ caf::expected<layout> resolve_layout(file_system* fs, const std::string& dir,
   if (!has_manifest && gens.empty()) {
     if (!unknown.empty())
       return make_error(errc::invalid_argument,
-                        dir + " is not a meshd log (it holds '" + unknown.front()
+                        dir + " is not a meshd log (it holds '"
+                          + unknown.front()
                           + "' but no manifest and no v<N>/ generation)");
     out.fresh = true;
     return out;
@@ -410,8 +412,9 @@ caf::expected<layout> resolve_layout(file_system* fs, const std::string& dir,
                              + sf::generation_dir_name(out.gen)
                              + ", which is missing; starting it empty";
   } else {
-    return make_error(errc::corrupt_data,
-                      dir + ": manifest is corrupt and no v<N>/ generation exists");
+    return make_error(errc::corrupt_data, dir
+                                            + ": manifest is corrupt and no "
+                                              "v<N>/ generation exists");
   }
   if (!decoded)
     out.man.base_seq = 1;
@@ -427,10 +430,10 @@ caf::expected<layout> resolve_layout(file_system* fs, const std::string& dir,
 // The outcome of the recovery walk over one generation directory.
 struct analysis {
   std::vector<entry> kept;
-  uint64_t idx_len = 0;  // on-disk lengths as found
+  uint64_t idx_len = 0; // on-disk lengths as found
   uint64_t dat_len = 0;
   uint64_t ts_len = 0;
-  uint64_t dat_end = 0;  // bytes of dat the kept records reference
+  uint64_t dat_end = 0; // bytes of dat the kept records reference
   bool ts_exists = true;
 };
 
@@ -600,12 +603,12 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
   auto tmp = path_join(dir, "manifest.tmp." + std::to_string(::getpid()) + "."
                               + std::to_string(counter.fetch_add(1)));
   if (auto err = fs->write_file(tmp, bytes_view{buf, sizeof(buf)})) {
-    (void) fs->remove(tmp);
+    (void)fs->remove(tmp);
     return err;
   }
   step(opts, "manifest_temp_written");
   if (auto err = fs->rename(tmp, path_join(dir, sf::manifest_name))) {
-    (void) fs->remove(tmp);
+    (void)fs->remove(tmp);
     return err;
   }
   renamed = true;
@@ -630,7 +633,7 @@ write_generation(file_system* fs, const std::string& dir, uint32_t gen,
   if (auto err = fs->create_dir(tmp_dir))
     return err;
   auto fail = [&](caf::error err) -> caf::expected<std::vector<entry>> {
-    (void) fs->remove_all(tmp_dir);
+    (void)fs->remove_all(tmp_dir);
     return err;
   };
   std::unique_ptr<file_handle> files[3];
@@ -669,9 +672,10 @@ write_generation(file_system* fs, const std::string& dir, uint32_t gen,
     }
     bytes_view payload{p, e.rec.length};
     if (sf::record_checksum(e.rec, payload) != e.rec.checksum)
-      return fail(make_error(errc::corrupt_data,
-                             "record seq " + std::to_string(e.rec.seq)
-                               + " changed on disk since recovery (bad checksum)"));
+      return fail(
+        make_error(errc::corrupt_data,
+                   "record seq " + std::to_string(e.rec.seq)
+                     + " changed on disk since recovery (bad checksum)"));
     entry ne{sf::make_record(e.rec.seq, payload, dat_off), e.ts};
     if (!ne.rec.is_inline()) {
       bufs[0].insert(bufs[0].end(), payload.begin(), payload.end());
@@ -701,7 +705,7 @@ write_generation(file_system* fs, const std::string& dir, uint32_t gen,
     return fail(err);
   step(opts, "generation_renamed");
   if (auto err = fs->sync_dir(dir)) {
-    (void) fs->remove_all(final_dir);
+    (void)fs->remove_all(final_dir);
     return err;
   }
   return out;
@@ -758,8 +762,9 @@ struct segment::impl {
       return make_error(errc::invalid_argument, dir + ": segment is closed");
     if (poisoned.load())
       return make_error(errc::poisoned,
-                        dir + ": a failed write could not be rolled back; "
-                              "reopen the log to recover");
+                        dir
+                          + ": a failed write could not be rolled back; "
+                            "reopen the log to recover");
     return {};
   }
 
@@ -806,8 +811,7 @@ struct segment::impl {
     bool request = false;
     switch (opts.policy.type) {
       case fsync_policy::kind::never:
-      case fsync_policy::kind::interval:
-        return;
+      case fsync_policy::kind::interval: return;
       case fsync_policy::kind::every_n:
         records_since_request += records;
         if (records_since_request >= opts.policy.n) {
@@ -864,9 +868,13 @@ struct segment::impl {
     auto period = opts.policy.period;
     while (!stop) {
       if (period.count() > 0)
-        wcv.wait_for(lk, period, [this] { return stop || sync_requested; });
+        wcv.wait_for(lk, period, [this] {
+          return stop || sync_requested;
+        });
       else
-        wcv.wait(lk, [this] { return stop || sync_requested; });
+        wcv.wait(lk, [this] {
+          return stop || sync_requested;
+        });
       if (stop)
         break;
       bool due = sync_requested
@@ -878,15 +886,17 @@ struct segment::impl {
       auto err = sync_now();
       lk.lock();
       if (err)
-        warn("segment " + dir + ": policy fsync failed, will retry: "
-             + describe(err));
+        warn("segment " + dir
+             + ": policy fsync failed, will retry: " + describe(err));
     }
   }
 
   void start_worker() {
     if (opts.policy.type == fsync_policy::kind::never)
       return;
-    worker = std::thread{[this] { run_worker(); }};
+    worker = std::thread{[this] {
+      run_worker();
+    }};
   }
 
   void stop_worker() {
@@ -987,7 +997,8 @@ struct segment::impl {
     } else {
       // Only a tail is bad: cut every file back to what the survivors use.
       // truncate_file fsyncs, so a crash now cannot bring the tail back.
-      auto cut = [&](const char* name, uint64_t have, uint64_t want) -> caf::error {
+      auto cut = [&](const char* name, uint64_t have,
+                     uint64_t want) -> caf::error {
         if (have <= want)
           return {};
         return fs->truncate_file(path_join(gen_dir(gen), name), want);
@@ -1019,7 +1030,7 @@ struct segment::impl {
         swept = true;
     }
     if (swept)
-      (void) fs->sync_dir(dir);
+      (void)fs->sync_dir(dir);
     if (auto err = open_files(gen_dir(gen)))
       return err;
     index.assign(a->kept);
@@ -1047,8 +1058,8 @@ segment::~segment() {
     impl_->warn("segment " + impl_->dir + ": close failed: " + describe(err));
 }
 
-caf::expected<std::unique_ptr<segment>>
-segment::open(const std::string& dir, segment_options opts) {
+caf::expected<std::unique_ptr<segment>> segment::open(const std::string& dir,
+                                                      segment_options opts) {
   auto pimpl = std::make_unique<impl>();
   pimpl->fs = opts.fs ? opts.fs : real_file_system();
   pimpl->dir = dir;
@@ -1079,7 +1090,8 @@ segment::inspect(const std::string& dir,
     auto kind = fs->stat_kind(dir);
     if (kind && *kind == 0)
       return make_error(errc::not_found, dir + ": no such directory");
-    return make_error(errc::not_found, dir + " holds no meshd log (empty directory)");
+    return make_error(errc::not_found,
+                      dir + " holds no meshd log (empty directory)");
   }
   auto gdir = path_join(dir, sf::generation_dir_name(lay->gen));
   auto a = analyze(fs, gdir, report);
@@ -1268,7 +1280,7 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   if (!rebased)
     return rebased.error();
   auto abort_new = [&](caf::error err) -> caf::expected<compaction_result> {
-    (void) d.fs->remove_all(d.gen_dir(new_gen));
+    (void)d.fs->remove_all(d.gen_dir(new_gen));
     return err;
   };
   std::shared_ptr<file_handle> old[3] = {d.dat, d.idx, d.ts};
@@ -1295,7 +1307,8 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
     // lost. Refuse writes until a reopen settles it.
     d.poisoned = true;
     d.warn("segment " + d.dir + " poisoned: manifest flip to "
-           + sf::generation_dir_name(new_gen) + " not durable: " + describe(err));
+           + sf::generation_dir_name(new_gen)
+           + " not durable: " + describe(err));
   }
   auto old_gen = d.gen;
   d.gen = new_gen;
@@ -1309,10 +1322,10 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   step(d.opts, "manifest_flipped");
   if (!err) {
     if (auto rm = d.fs->remove_all(d.gen_dir(old_gen)))
-      d.warn("segment " + d.dir + ": could not remove old generation: "
-             + describe(rm));
+      d.warn("segment " + d.dir
+             + ": could not remove old generation: " + describe(rm));
     else
-      (void) d.fs->sync_dir(d.dir);
+      (void)d.fs->sync_dir(d.dir);
     // The new generation was fsynced in full before the flip.
     uint64_t prev = d.durable.load();
     uint64_t target = d.next_seq - 1;
@@ -1342,8 +1355,9 @@ caf::expected<log_record> segment::read(uint64_t seq) const {
   return out;
 }
 
-caf::error segment::for_each(uint64_t from_seq,
-                             const std::function<bool(const log_record&)>& f) const {
+caf::error
+segment::for_each(uint64_t from_seq,
+                  const std::function<bool(const log_record&)>& f) const {
   auto& d = *impl_;
   std::lock_guard<std::mutex> guard{d.mtx};
   if (d.closed.load())

@@ -5,7 +5,8 @@
 // reordering:
 //   sequence    increases by one per output; genesis is 0
 //   parent_hash XXH3-64(previous link bytes || previous payload); 0 at genesis
-// docs/formats.md (section 3, "Causal link") has the byte layout the hash runs over.
+// docs/formats.md (section 3, "Causal link") has the byte layout the hash runs
+// over.
 
 #include <cstdint>
 

@@ -54,7 +54,9 @@ keypair daemon_key() {
   opts.snapshot_every_events = 97; // snapshots and replays both happen
   opts.compact_after = 300;        // and the log gets compacted
   runtime rt{sys, opts};
-  if (rt.register_factory("sum", [] { return std::make_unique<test::sum_daemon>(); }))
+  if (rt.register_factory("sum", [] {
+        return std::make_unique<test::sum_daemon>();
+      }))
     ::_exit(11);
   if (rt.start())
     ::_exit(12);
@@ -110,7 +112,8 @@ round_result run_round(const std::string& dir, std::mt19937& rng, bool kill) {
   round_result res;
   uint64_t buf[3];
   // Wait for the recovered state before the kill timer starts.
-  if (::read(fds[0], buf, sizeof(buf)) == sizeof(buf) && buf[0] == msg_recovered) {
+  if (::read(fds[0], buf, sizeof(buf)) == sizeof(buf)
+      && buf[0] == msg_recovered) {
     res.recovered = true;
     res.hwm = buf[1];
     res.total = buf[2];
@@ -130,7 +133,8 @@ round_result run_round(const std::string& dir, std::mt19937& rng, bool kill) {
 
 } // namespace
 
-TEST_CASE("a node killed with SIGKILL keeps every acknowledged event exactly once") {
+TEST_CASE(
+  "a node killed with SIGKILL keeps every acknowledged event exactly once") {
   test::temp_dir tmp;
   auto seed = std::random_device{}();
   INFO("seed " << seed);

@@ -62,7 +62,8 @@ runtime_options no_auto_snapshots() {
 
 } // namespace
 
-TEST_CASE("a clean shutdown and restart bring every daemon back with its state") {
+TEST_CASE(
+  "a clean shutdown and restart bring every daemon back with its state") {
   test::temp_dir tmp;
   uint64_t a = 0;
   uint64_t b = 0;
@@ -174,7 +175,8 @@ TEST_CASE("the output chain continues across a restart") {
   CHECK(follows(last, last_payload, r->outputs[0].link));
 }
 
-TEST_CASE("the log is compacted once every daemon's snapshot has passed its head") {
+TEST_CASE(
+  "the log is compacted once every daemon's snapshot has passed its head") {
   test::temp_dir tmp;
   runtime_options opts;
   opts.snapshot_every_events = 20;

@@ -196,7 +196,8 @@ TEST_CASE("echo round trip with stats") {
   CHECK(r->outputs[0].link.parent_hash == 0);
   auto r2 = f.rt->deliver(id, {0, 0, to_bytes("again")});
   REQUIRE(r2);
-  CHECK(follows(r->outputs[0].link, r->outputs[0].payload, r2->outputs[0].link));
+  CHECK(
+    follows(r->outputs[0].link, r->outputs[0].payload, r2->outputs[0].link));
   auto st = f.rt->stats(id);
   REQUIRE(st);
   CHECK(st->events_processed == 2);
@@ -232,7 +233,8 @@ TEST_CASE("stop then deliver gives daemon_not_found") {
   CHECK(f.rt->daemon_count() == 0);
 }
 
-TEST_CASE("a duplicate producer seq is answered with the seq it was applied at") {
+TEST_CASE(
+  "a duplicate producer seq is answered with the seq it was applied at") {
   fixture f;
   REQUIRE(!f.rt->start());
   auto id = f.spawn();
@@ -291,7 +293,8 @@ TEST_CASE("spawn_from_snapshot rejects another identity's snapshot") {
   CHECK(f.rt->daemon_count() == 1);
 }
 
-TEST_CASE("a tampered snapshot is rejected with bad_signature or corrupt_data") {
+TEST_CASE(
+  "a tampered snapshot is rejected with bad_signature or corrupt_data") {
   fixture f;
   REQUIRE(!f.rt->start());
   auto kp = keypair::generate();
@@ -303,10 +306,12 @@ TEST_CASE("a tampered snapshot is rejected with bad_signature or corrupt_data") 
   (*snap)[snap->size() / 2] ^= 0x01;
   auto r = f.rt->spawn_from_snapshot(kp, *snap);
   REQUIRE(!r);
-  CHECK((is(r.error(), errc::bad_signature) || is(r.error(), errc::corrupt_data)));
+  CHECK(
+    (is(r.error(), errc::bad_signature) || is(r.error(), errc::corrupt_data)));
 }
 
-TEST_CASE("the same identity twice is rejected and the first daemon keeps working") {
+TEST_CASE(
+  "the same identity twice is rejected and the first daemon keeps working") {
   fixture f;
   REQUIRE(!f.rt->start());
   auto kp = keypair::generate();
@@ -414,7 +419,8 @@ TEST_CASE("a rebuild replays events since the last snapshot on top of it") {
   CHECK(f.send(id, "1") == "124");
 }
 
-TEST_CASE("spawn_from_snapshot tells apart identities colliding on the low 32 bits of origin_hash") {
+TEST_CASE("spawn_from_snapshot tells apart identities colliding on the low 32 "
+          "bits of origin_hash") {
   // Birthday search over deterministic seeds for two identities that share
   // the low 32 bits of origin_hash (about 2^16 keypairs).
   auto key = [](uint64_t i) {

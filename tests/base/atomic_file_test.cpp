@@ -24,7 +24,8 @@ TEST_CASE("write_file_atomic replaces the target with exact mode bits") {
   CHECK((st.st_mode & 0777) == 0640);
 }
 
-TEST_CASE("a stale temp file from a crashed process with our pid does not block creation") {
+TEST_CASE("a stale temp file from a crashed process with our pid does not "
+          "block creation") {
   test::temp_dir tmp;
   auto path = tmp / "f";
   // What a process with this pid that crashed mid-create leaves behind.

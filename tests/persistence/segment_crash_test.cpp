@@ -65,7 +65,8 @@ std::string payload_for(uint64_t seq) {
 
 } // namespace
 
-TEST_CASE("a log killed with SIGKILL mid-append recovers a gap-free prefix with every synced record") {
+TEST_CASE("a log killed with SIGKILL mid-append recovers a gap-free prefix "
+          "with every synced record") {
   test::temp_dir tmp;
   auto dir = tmp / "log";
   auto seed = std::random_device{}();
@@ -108,8 +109,9 @@ TEST_CASE("a log killed with SIGKILL mid-append recovers a gap-free prefix with 
     uint64_t expect = 1;
     bool ok = true;
     auto err = (*seg)->for_each(0, [&](const log_record& r) {
-      if (r.seq != expect || std::string(r.payload.begin(), r.payload.end())
-                               != payload_for(r.seq)) {
+      if (r.seq != expect
+          || std::string(r.payload.begin(), r.payload.end())
+               != payload_for(r.seq)) {
         ok = false;
         return false;
       }

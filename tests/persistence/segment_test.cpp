@@ -36,7 +36,8 @@ struct fixture {
   }
 
   std::unique_ptr<segment> open(segment_options opts = {}) {
-    if (opts.policy.type == fsync_policy::kind::every_n && opts.policy.n == 1000)
+    if (opts.policy.type == fsync_policy::kind::every_n
+        && opts.policy.n == 1000)
       opts.policy = fsync_policy::never();
     auto seg = segment::open(dir, std::move(opts));
     REQUIRE(seg);
@@ -72,7 +73,7 @@ void fill(segment& seg, const std::vector<std::string>& payloads) {
 const std::string heap_a = "heap payload A (longer than eight)";
 const std::string heap_b = "heap payload B (longer than eight)";
 
-template <class Pred>
+template<class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -195,9 +196,11 @@ TEST_CASE("inspect of a missing or empty directory says there is no log") {
   CHECK(describe(b.error()).find("no meshd log") != std::string::npos);
 }
 
-// -- write and fsync order ------------------------------------------------------
+// -- write and fsync order
+// ------------------------------------------------------
 
-TEST_CASE("an append writes dat then idx then ts and sync fsyncs in the same order") {
+TEST_CASE(
+  "an append writes dat then idx then ts and sync fsyncs in the same order") {
   fixture f;
   test::recording_fs rec{real_file_system()};
   segment_options opts;
@@ -206,13 +209,15 @@ TEST_CASE("an append writes dat then idx then ts and sync fsyncs in the same ord
   auto seg = f.open(opts);
   rec.clear();
   REQUIRE(seg->append(bytes_view{heap_a}));
-  CHECK(rec.events() == std::vector<std::string>{"write:dat", "write:idx", "write:ts"});
+  CHECK(rec.events()
+        == std::vector<std::string>{"write:dat", "write:idx", "write:ts"});
   rec.clear();
   REQUIRE(seg->append(bytes_view{"tiny"}));
   CHECK(rec.events() == std::vector<std::string>{"write:idx", "write:ts"});
   rec.clear();
   REQUIRE(!seg->sync());
-  CHECK(rec.events() == std::vector<std::string>{"sync:dat", "sync:idx", "sync:ts"});
+  CHECK(rec.events()
+        == std::vector<std::string>{"sync:dat", "sync:idx", "sync:ts"});
 }
 
 TEST_CASE("a batch append writes each file once") {
@@ -224,13 +229,15 @@ TEST_CASE("a batch append writes each file once") {
   auto seg = f.open(opts);
   std::vector<std::string> storage;
   for (int i = 0; i < 100; ++i)
-    storage.push_back(i % 3 == 0 ? std::to_string(i) : heap_a + std::to_string(i));
+    storage.push_back(i % 3 == 0 ? std::to_string(i)
+                                 : heap_a + std::to_string(i));
   std::vector<bytes_view> views(storage.begin(), storage.end());
   rec.clear();
   auto last = seg->append_batch(views, 77);
   REQUIRE(last);
   CHECK(*last == 100);
-  CHECK(rec.events() == std::vector<std::string>{"write:dat", "write:idx", "write:ts"});
+  CHECK(rec.events()
+        == std::vector<std::string>{"write:dat", "write:idx", "write:ts"});
   REQUIRE(!seg->close());
   auto again = f.open();
   auto recs = f.all(*again);
@@ -248,14 +255,17 @@ TEST_CASE("a batch of only inline payloads skips dat") {
   opts.fs = &rec;
   auto seg = f.open(opts);
   rec.clear();
-  std::vector<bytes_view> views{bytes_view{"a"}, bytes_view{"bb"}, bytes_view{"ccc"}};
+  std::vector<bytes_view> views{bytes_view{"a"}, bytes_view{"bb"},
+                                bytes_view{"ccc"}};
   REQUIRE(seg->append_batch(views));
   CHECK(rec.events() == std::vector<std::string>{"write:idx", "write:ts"});
 }
 
-// -- recovery -------------------------------------------------------------------
+// -- recovery
+// -------------------------------------------------------------------
 
-TEST_CASE("a torn idx tail is truncated on reopen and the truncation is fsynced") {
+TEST_CASE(
+  "a torn idx tail is truncated on reopen and the truncation is fsynced") {
   fixture f;
   {
     auto seg = f.open();
@@ -274,7 +284,8 @@ TEST_CASE("a torn idx tail is truncated on reopen and the truncation is fsynced"
   CHECK(seg->next_seq() == 5);
 }
 
-TEST_CASE("a torn dat tail drops the torn heap record and every record after it") {
+TEST_CASE(
+  "a torn dat tail drops the torn heap record and every record after it") {
   fixture f;
   {
     auto seg = f.open();
@@ -307,7 +318,8 @@ TEST_CASE("inline records between torn heap records do not stop the walk") {
   CHECK(f.seqs(*seg) == std::vector<uint64_t>{1});
 }
 
-TEST_CASE("external truncation of dat to the first heap record drops everything from it") {
+TEST_CASE("external truncation of dat to the first heap record drops "
+          "everything from it") {
   fixture f;
   {
     auto seg = f.open();
@@ -332,7 +344,8 @@ TEST_CASE("dat bytes no record references are trimmed") {
   CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
 }
 
-TEST_CASE("a record without a timestamp is an unfinished append and is dropped") {
+TEST_CASE(
+  "a record without a timestamp is an unfinished append and is dropped") {
   fixture f;
   {
     auto seg = f.open();
@@ -346,7 +359,8 @@ TEST_CASE("a record without a timestamp is an unfinished append and is dropped")
   CHECK(test::file_size(f.file("ts")) == 2 * sf::ts_record_size);
 }
 
-TEST_CASE("checksum damage mid-file drops only the damaged record and ts stays paired") {
+TEST_CASE("checksum damage mid-file drops only the damaged record and ts stays "
+          "paired") {
   fixture f;
   {
     auto seg = f.open();
@@ -394,7 +408,8 @@ TEST_CASE("a damaged idx record is dropped by its checksum") {
   CHECK(seg->recovery().bad_checksum_records == 1);
 }
 
-TEST_CASE("a bad checksum on the last record is a tail and is truncated in place") {
+TEST_CASE(
+  "a bad checksum on the last record is a tail and is truncated in place") {
   fixture f;
   {
     auto seg = f.open();
@@ -435,7 +450,9 @@ TEST_CASE("inspect reports damage without changing a byte") {
   auto idx_before = test::slurp(f.file("idx"));
   auto dat_before = test::slurp(f.file("dat"));
   std::vector<uint64_t> seen;
-  auto rep = segment::inspect(f.dir, [&](const log_record& r) { seen.push_back(r.seq); });
+  auto rep = segment::inspect(f.dir, [&](const log_record& r) {
+    seen.push_back(r.seq);
+  });
   REQUIRE(rep);
   CHECK_FALSE(rep->clean());
   CHECK(rep->torn_idx_bytes == 7);
@@ -446,7 +463,8 @@ TEST_CASE("inspect reports damage without changing a byte") {
   CHECK_FALSE(rep->findings().empty());
 }
 
-// -- rollback and poisoning -------------------------------------------------------
+// -- rollback and poisoning
+// -------------------------------------------------------
 
 namespace {
 
@@ -503,7 +521,8 @@ TEST_CASE("a failed batch append leaves nothing behind") {
   auto seg = f.open(opts);
   fill(*seg, {"keep"});
   faulty.fail_nth(fs_op::write, 2, 40);
-  std::vector<bytes_view> views{bytes_view{heap_a}, bytes_view{"x"}, bytes_view{heap_b}};
+  std::vector<bytes_view> views{bytes_view{heap_a}, bytes_view{"x"},
+                                bytes_view{heap_b}};
   REQUIRE(!seg->append_batch(views));
   CHECK(seg->size() == 1);
   CHECK(seg->next_seq() == 2);
@@ -518,11 +537,13 @@ TEST_CASE("a failed rollback poisons the segment until it is reopened") {
   segment_options opts;
   opts.fs = &faulty;
   std::vector<std::string> warnings;
-  opts.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+  opts.on_warning = [&](const std::string& w) {
+    warnings.push_back(w);
+  };
   auto seg = f.open(opts);
   fill(*seg, {"a", heap_a});
-  faulty.fail_nth(fs_op::write, 2, 10);   // idx write tears
-  faulty.fail_from(fs_op::truncate, 1);   // and cannot be undone
+  faulty.fail_nth(fs_op::write, 2, 10); // idx write tears
+  faulty.fail_from(fs_op::truncate, 1); // and cannot be undone
   auto r = seg->append(bytes_view{heap_b});
   REQUIRE(!r);
   CHECK(seg->poisoned());
@@ -543,16 +564,18 @@ TEST_CASE("a failed rollback poisons the segment until it is reopened") {
   REQUIRE(again->append(bytes_view{"ok"}));
 }
 
-// -- fsync policies -------------------------------------------------------------
+// -- fsync policies
+// -------------------------------------------------------------
 
 TEST_CASE("fsync policies parse from text and print back") {
-  for (auto txt : {"never", "every_n:1000", "interval:50", "interval_or_bytes:20:4096"}) {
+  for (auto txt :
+       {"never", "every_n:1000", "interval:50", "interval_or_bytes:20:4096"}) {
     auto p = fsync_policy::parse(txt);
     REQUIRE(p);
     CHECK(p->to_string() == txt);
   }
-  for (auto txt : {"", "always", "every_n", "every_n:0", "every_n:x", "interval:",
-                   "interval_or_bytes:5", "never:1"}) {
+  for (auto txt : {"", "always", "every_n", "every_n:0", "every_n:x",
+                   "interval:", "interval_or_bytes:5", "never:1"}) {
     auto p = fsync_policy::parse(txt);
     REQUIRE(!p);
     CHECK(is(p.error(), errc::invalid_argument));
@@ -589,7 +612,9 @@ TEST_CASE("policy every_n fsyncs in the background after n records") {
   std::this_thread::sleep_for(30ms);
   CHECK(seg->sync_count() == 0);
   REQUIRE(seg->append(bytes_view{"x"}));
-  CHECK(eventually([&] { return seg->durable_seq() >= 10; }));
+  CHECK(eventually([&] {
+    return seg->durable_seq() >= 10;
+  }));
   CHECK(seg->sync_count() >= 1);
 }
 
@@ -603,7 +628,9 @@ TEST_CASE("policy fsyncs coalesce while one is running") {
   auto seg = f.open(opts);
   for (int i = 0; i < 300; ++i)
     REQUIRE(seg->append(bytes_view{"x"}));
-  CHECK(eventually([&] { return seg->durable_seq() == 300; }));
+  CHECK(eventually([&] {
+    return seg->durable_seq() == 300;
+  }));
   // 300 requests, each fsync round takes ~90 ms: they must have merged.
   CHECK(seg->sync_count() < 30);
 }
@@ -623,9 +650,13 @@ TEST_CASE("a failed policy fsync is logged and the worker keeps going") {
   auto seg = f.open(opts);
   faulty.fail_nth(fs_op::sync, 1);
   REQUIRE(seg->append(bytes_view{"a"}));
-  CHECK(eventually([&] { return seg->failed_sync_count() == 1; }));
+  CHECK(eventually([&] {
+    return seg->failed_sync_count() == 1;
+  }));
   REQUIRE(seg->append(bytes_view{"b"}));
-  CHECK(eventually([&] { return seg->durable_seq() == 2; }));
+  CHECK(eventually([&] {
+    return seg->durable_seq() == 2;
+  }));
   std::lock_guard<std::mutex> guard{mtx};
   REQUIRE(warnings.size() == 1);
   CHECK(warnings[0].find("policy fsync failed") != std::string::npos);
@@ -652,7 +683,11 @@ TEST_CASE("policy interval fsyncs pending records after the period") {
   opts.policy = fsync_policy::interval(20ms);
   auto seg = f.open(opts);
   REQUIRE(seg->append(bytes_view{"a"}));
-  CHECK(eventually([&] { return seg->durable_seq() == 1; }, 2s));
+  CHECK(eventually(
+    [&] {
+      return seg->durable_seq() == 1;
+    },
+    2s));
   auto syncs = seg->sync_count();
   std::this_thread::sleep_for(100ms);
   // Nothing new to sync: the timer does not fsync an idle log.
@@ -671,10 +706,15 @@ TEST_CASE("policy interval_or_bytes fsyncs early once enough bytes pile up") {
   // Each append adds 1040 bytes: the fourth crosses 4096.
   for (int i = 0; i < 3; ++i)
     REQUIRE(seg->append(bytes_view{big}));
-  CHECK(eventually([&] { return seg->durable_seq() >= 4; }, 2s));
+  CHECK(eventually(
+    [&] {
+      return seg->durable_seq() >= 4;
+    },
+    2s));
 }
 
-// -- retention and compaction -----------------------------------------------------
+// -- retention and compaction
+// -----------------------------------------------------
 
 TEST_CASE("retention by count keeps the newest records in a new generation") {
   fixture f;
@@ -788,7 +828,7 @@ TEST_CASE("orphan generations and unfinished compactions are swept on open") {
   {
     auto seg = f.open();
     fill(*seg, {"a", "b", "c"});
-    REQUIRE(seg->compact(retention::keep_last(2)));   // live: v2
+    REQUIRE(seg->compact(retention::keep_last(2))); // live: v2
   }
   // An older generation left by a crash after the flip, a newer one whose
   // flip never happened, an unfinished compaction and a manifest temp file.
@@ -805,9 +845,10 @@ TEST_CASE("orphan generations and unfinished compactions are swept on open") {
     CHECK_FALSE(test::exists(f.dir + "/" + name));
 }
 
-TEST_CASE("a compaction failing at any file-system call leaves the old log live and usable") {
-  for (auto op : {fs_op::mkdir, fs_op::open, fs_op::write, fs_op::sync,
-                  fs_op::rename}) {
+TEST_CASE("a compaction failing at any file-system call leaves the old log "
+          "live and usable") {
+  for (auto op :
+       {fs_op::mkdir, fs_op::open, fs_op::write, fs_op::sync, fs_op::rename}) {
     for (uint64_t nth = 1; nth <= 8; ++nth) {
       fixture f;
       fault_injecting_file_system faulty{real_file_system()};
@@ -845,8 +886,8 @@ TEST_CASE("a compaction failing at any file-system call leaves the old log live 
 }
 
 TEST_CASE("a crash between any two steps of compaction leaves a readable log") {
-  const char* steps[] = {"generation_created", "generation_written",
-                         "generation_synced",  "generation_renamed",
+  const char* steps[] = {"generation_created",    "generation_written",
+                         "generation_synced",     "generation_renamed",
                          "manifest_temp_written", "manifest_renamed",
                          "manifest_flipped"};
   for (auto crash_at : steps) {
@@ -869,7 +910,7 @@ TEST_CASE("a crash between any two steps of compaction leaves a readable log") {
       auto seg = segment::open(f.dir, opts);
       if (!seg)
         ::_exit(2);
-      (void) (*seg)->compact(retention::keep_last(2));
+      (void)(*seg)->compact(retention::keep_last(2));
       ::_exit(3); // the step never came
     }
     int status = 0;
@@ -883,8 +924,9 @@ TEST_CASE("a crash between any two steps of compaction leaves a readable log") {
     bool new_live = recs.size() == 2 && recs.front().seq == 5;
     CHECK((old_live || new_live));
     for (auto& r : recs)
-      CHECK(text(r.payload) == (r.seq % 2 ? heap_a + std::to_string(r.seq)
-                                          : std::to_string(r.seq)));
+      CHECK(text(r.payload)
+            == (r.seq % 2 ? heap_a + std::to_string(r.seq)
+                          : std::to_string(r.seq)));
     auto names = real_file_system()->list_dir(f.dir);
     REQUIRE(names);
     CHECK(names->size() == 2);
@@ -892,8 +934,10 @@ TEST_CASE("a crash between any two steps of compaction leaves a readable log") {
   }
 }
 
-TEST_CASE("a recovery rewrite interrupted by a crash is redone on the next open") {
-  for (auto crash_at : {"generation_written", "generation_renamed", "manifest_renamed"}) {
+TEST_CASE(
+  "a recovery rewrite interrupted by a crash is redone on the next open") {
+  for (auto crash_at :
+       {"generation_written", "generation_renamed", "manifest_renamed"}) {
     fixture f;
     {
       auto seg = f.open();
@@ -910,7 +954,7 @@ TEST_CASE("a recovery rewrite interrupted by a crash is redone on the next open"
         if (s == target)
           ::_exit(0);
       };
-      (void) segment::open(f.dir, opts);
+      (void)segment::open(f.dir, opts);
       ::_exit(3);
     }
     int status = 0;

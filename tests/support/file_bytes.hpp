@@ -42,7 +42,8 @@ inline void flip_byte(const std::string& path, uint64_t offset) {
   spit(path, data);
 }
 
-inline void append_bytes(const std::string& path, const std::vector<uint8_t>& extra) {
+inline void append_bytes(const std::string& path,
+                         const std::vector<uint8_t>& extra) {
   auto data = slurp(path);
   data.insert(data.end(), extra.begin(), extra.end());
   spit(path, data);

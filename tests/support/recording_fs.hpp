@@ -41,7 +41,8 @@ public:
   void record(const std::string& what, const std::string& path) {
     auto pos = path.find_last_of('/');
     std::lock_guard<std::mutex> guard{mtx_};
-    events_.push_back(what + ":" + (pos == std::string::npos ? path : path.substr(pos + 1)));
+    events_.push_back(
+      what + ":" + (pos == std::string::npos ? path : path.substr(pos + 1)));
   }
 
   caf::expected<std::unique_ptr<file_handle>>

@@ -15,7 +15,8 @@ class temp_dir {
 public:
   temp_dir() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string{base ? base : "/tmp"} + "/meshd-test-XXXXXX";
+    std::string pattern = std::string{base ? base : "/tmp"}
+                          + "/meshd-test-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr)
       std::abort();
     path_ = pattern;
