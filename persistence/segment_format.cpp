@@ -53,20 +53,8 @@ idx_record make_record(uint64_t seq, bytes_view payload, uint64_t dat_offset,
 }
 
 idx_record make_record(uint64_t seq, bytes_view payload, uint64_t dat_offset) {
-  idx_record r;
-  r.seq = seq;
-  r.length = static_cast<uint32_t>(payload.size);
-  if (payload.size <= inline_max) {
-    r.flags = flag_inline;
-    uint8_t buf[8] = {0};
-    if (payload.size > 0)
-      std::memcpy(buf, payload.data, payload.size);
-    r.location = load_le64(buf);
-  } else {
-    r.location = dat_offset;
-  }
-  r.checksum = record_checksum(r, payload);
-  return r;
+  uint8_t scratch[idx_record_size];
+  return make_record(seq, payload, dat_offset, scratch);
 }
 
 void inline_payload(const idx_record& r, uint8_t* out8) {

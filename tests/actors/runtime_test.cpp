@@ -13,6 +13,7 @@
 #include "identity/entity_id.hpp"
 #include "identity/keypair.hpp"
 #include "snapshot/snapshot.hpp"
+#include "support/colliding_keys.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
 
@@ -421,25 +422,10 @@ TEST_CASE("a rebuild replays events since the last snapshot on top of it") {
 
 TEST_CASE("spawn_from_snapshot tells apart identities colliding on the low 32 "
           "bits of origin_hash") {
-  // Birthday search over deterministic seeds for two identities that share
-  // the low 32 bits of origin_hash (about 2^16 keypairs).
-  auto key = [](uint64_t i) {
-    key_seed seed{};
-    store_le64(seed.data(), i);
-    seed[31] = 0x5c;
-    return keypair::from_seed(seed);
-  };
-  std::unordered_map<uint32_t, uint64_t> seen;
-  std::optional<std::pair<uint64_t, uint64_t>> found;
-  for (uint64_t i = 0; i < 400000 && !found; ++i) {
-    auto low = static_cast<uint32_t>(key(i).origin_hash());
-    auto [it, fresh] = seen.emplace(low, i);
-    if (!fresh)
-      found = std::make_pair(it->second, i);
-  }
+  auto found = test::find_low32_collision(0x5c);
   REQUIRE(found);
-  auto a = key(found->first);
-  auto b = key(found->second);
+  auto a = test::seeded_key(found->first, 0x5c);
+  auto b = test::seeded_key(found->second, 0x5c);
   REQUIRE(static_cast<uint32_t>(a.origin_hash())
           == static_cast<uint32_t>(b.origin_hash()));
   fixture f;

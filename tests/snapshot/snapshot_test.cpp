@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include "support/colliding_keys.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -263,17 +265,8 @@ TEST_CASE("decode with a different expected id fails "
 
 TEST_CASE("ids whose origin hashes collide on the low 32 bits are told "
           "apart") {
-  // Birthday search over deterministic seeds: about 2^16 keypairs until two
-  // share the low 32 bits of origin_hash, the projection a routing table
-  // might key on.
-  std::unordered_map<uint32_t, uint64_t> seen;
-  std::optional<std::pair<uint64_t, uint64_t>> found;
-  for (uint64_t i = 0; i < 400000 && !found; ++i) {
-    auto low = static_cast<uint32_t>(key(i).origin_hash());
-    auto [it, fresh] = seen.emplace(low, i);
-    if (!fresh)
-      found = std::make_pair(it->second, i);
-  }
+  // About 2^16 keypairs until two share the low 32 bits of origin_hash.
+  auto found = test::find_low32_collision(0x5a);
   REQUIRE(found);
   auto a = key(found->first);
   auto b = key(found->second);
