@@ -27,7 +27,7 @@ namespace fmt = key_file_format;
 constexpr size_t read_limit = 4096;
 
 // A stack buffer that may hold secret bytes; wiped on scope exit.
-template <size_t N>
+template<size_t N>
 struct secret_buffer {
   std::array<uint8_t, N> bytes{};
 
@@ -119,7 +119,7 @@ caf::error check_file(int fd, const std::string& path, struct stat& st) {
 }
 
 // Reads until end of file or N bytes; returns how many were read.
-template <size_t N>
+template<size_t N>
 caf::expected<size_t>
 read_up_to(int fd, const std::string& path, secret_buffer<N>& buf) {
   size_t done = 0;
@@ -145,11 +145,11 @@ caf::expected<keypair> decode(const uint8_t* data, size_t size,
     return make_error(errc::corrupt_data, length_text(path, size));
   if (!std::equal(std::begin(fmt::magic), std::end(fmt::magic),
                   data + fmt::magic_offset))
-    return make_error(
-      errc::corrupt_data,
-      "key file " + path + " has bad magic 0x"
-        + to_hex(bytes_view{data + fmt::magic_offset, sizeof(fmt::magic)})
-        + ", expected \"MSHK\"");
+    return make_error(errc::corrupt_data,
+                      "key file " + path + " has bad magic 0x"
+                        + to_hex(bytes_view{data + fmt::magic_offset,
+                                            sizeof(fmt::magic)})
+                        + ", expected \"MSHK\"");
   auto version = data[fmt::version_offset];
   if (version != fmt::version)
     return make_error(errc::unsupported_version,

@@ -22,7 +22,7 @@ void init_sodium() {
   // A throwing initializer leaves the static uninitialized, so a later call
   // retries instead of pretending success.
   static const bool initialized = do_init();
-  (void) initialized;
+  (void)initialized;
 }
 
 } // namespace mesh

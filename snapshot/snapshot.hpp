@@ -67,7 +67,8 @@ class keypair;
 
 /// Encodes and signs `snap` with `signer`, whose id must equal snap.id
 /// (invalid_argument otherwise).
-caf::expected<bytes> encode_snapshot(const snapshot& snap, const keypair& signer);
+caf::expected<bytes> encode_snapshot(const snapshot& snap,
+                                     const keypair& signer);
 
 /// Decodes and verifies. Errors: corrupt_data (malformed, too large, too
 /// deep), unsupported_version, bad_signature, and snapshot_identity_mismatch

@@ -13,7 +13,7 @@ using namespace mesh;
 
 namespace {
 
-template <size_t N>
+template<size_t N>
 std::array<uint8_t, N> hex_array(std::string_view hex) {
   bytes raw;
   REQUIRE(from_hex(hex, raw));
@@ -24,19 +24,19 @@ std::array<uint8_t, N> hex_array(std::string_view hex) {
 }
 
 // RFC 8032 section 7.1, TEST 1 (empty message).
-constexpr std::string_view v1_seed
-  = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-constexpr std::string_view v1_public
-  = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+constexpr std::string_view v1_seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697"
+                                     "b326919703bac031cae7f60";
+constexpr std::string_view v1_public = "d75a980182b10ab7d54bfed3c964073a0ee172f"
+                                       "3daa62325af021a68f707511a";
 constexpr std::string_view v1_signature
   = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590"
     "a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
 
 // RFC 8032 section 7.1, TEST 2 (message 0x72).
-constexpr std::string_view v2_seed
-  = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
-constexpr std::string_view v2_public
-  = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+constexpr std::string_view v2_seed = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f3"
+                                     "5aba624da8cf6ed4fb8a6fb";
+constexpr std::string_view v2_public = "3d4017c3e843895a92b70aa74d1b7ebc9c982cc"
+                                       "f2ec4968cc0cd55f12af4660c";
 constexpr std::string_view v2_signature
   = "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e"
     "15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00";

@@ -23,9 +23,9 @@
 #include <functional>
 #include <memory>
 #include <sstream>
-#include <thread>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
@@ -49,7 +49,7 @@
 #include "base/errc.hpp"
 
 #ifndef MESHD_RUNTIME_BENCH_ERLANG_DIR
-#define MESHD_RUNTIME_BENCH_ERLANG_DIR ""
+#  define MESHD_RUNTIME_BENCH_ERLANG_DIR ""
 #endif
 
 namespace {
@@ -65,11 +65,11 @@ constexpr uint64_t warmup_events = 5000;
 constexpr uint64_t producer_id = 1;
 
 struct options {
-  double seconds = 1.5;   // time budget per row
-  unsigned trials = 3;    // the budget is split into this many timed runs
-  unsigned threads = 2;   // scheduler.max-threads
-  double time_box = 55;   // whole run; rows not started by then are skipped
-  int erlang = -1;        // -1 = if erl is on PATH, 0 = off, 1 = on
+  double seconds = 1.5; // time budget per row
+  unsigned trials = 3;  // the budget is split into this many timed runs
+  unsigned threads = 2; // scheduler.max-threads
+  double time_box = 55; // whole run; rows not started by then are skipped
+  int erlang = -1;      // -1 = if erl is on PATH, 0 = off, 1 = on
   std::string erlang_script;
   std::string dir;        // parent of the scratch directory (log rows)
   std::string filter;     // substring of the row label
@@ -83,8 +83,10 @@ struct options {
 }
 
 void usage(FILE* out) {
-  std::fprintf(out,
-    "usage: runtime_bench [--seconds S] [--trials N] [--threads N] [--dir DIR]\n"
+  std::fprintf(
+    out,
+    "usage: runtime_bench [--seconds S] [--trials N] [--threads N] [--dir "
+    "DIR]\n"
     "                     [--erlang | --no-erlang] [--erlang-script PATH]\n"
     "                     [--time-box S] [--filter TEXT] [--producers N]\n"
     "\n"
@@ -97,18 +99,21 @@ void usage(FILE* out) {
     "  --trials N         split each row into N timed runs, report the median\n"
     "                     rate (default 3)\n"
     "  --threads N        CAF scheduler.max-threads (default 2)\n"
-    "  --dir DIR          create the scratch directory for the log rows inside\n"
+    "  --dir DIR          create the scratch directory for the log rows "
+    "inside\n"
     "                     DIR (default /tmp); removed at the end\n"
     "  --erlang           run the Erlang rows (default when erl is on PATH)\n"
     "  --no-erlang        skip them\n"
     "  --erlang-script P  the runner (default %s/run.sh)\n"
-    "  --time-box S       stop starting rows after S seconds (default 55); the\n"
+    "  --time-box S       stop starting rows after S seconds (default 55); "
+    "the\n"
     "                     process aborts at S + 5 s whatever it is doing\n"
     "  --producers N      producer threads of the pipelined rows (default 4)\n"
     "  --filter TEXT      run only rows whose label contains TEXT, e.g.\n"
     "                     \"deliver_batch\" (handy under valgrind)\n"
     "  --caf-arg ARG      hand ARG to actor_system_config::parse, e.g.\n"
-    "                     --caf-arg=--work-stealing.moderate-sleep-duration=0ns;\n"
+    "                     "
+    "--caf-arg=--work-stealing.moderate-sleep-duration=0ns;\n"
     "                     repeatable. Diagnostics only: the reference table\n"
     "                     uses CAF's defaults. Shown in the table header.\n"
     "  --help             this text\n",
@@ -121,20 +126,23 @@ std::string fmt_g(double v) {
   return buf;
 }
 
-double parse_double(const std::string& name, const std::string& v, double lo, double hi) {
+double parse_double(const std::string& name, const std::string& v, double lo,
+                    double hi) {
   char* end = nullptr;
   double x = std::strtod(v.c_str(), &end);
   if (end == v.c_str() || *end != '\0' || !(x > lo) || x > hi)
-    die(name + " wants a number in (" + fmt_g(lo) + ", " + fmt_g(hi) + "], got '" + v + "'");
+    die(name + " wants a number in (" + fmt_g(lo) + ", " + fmt_g(hi)
+        + "], got '" + v + "'");
   return x;
 }
 
-unsigned parse_uint(const std::string& name, const std::string& v, unsigned lo, unsigned hi) {
+unsigned parse_uint(const std::string& name, const std::string& v, unsigned lo,
+                    unsigned hi) {
   char* end = nullptr;
   auto n = std::strtoul(v.c_str(), &end, 10);
   if (end == v.c_str() || *end != '\0' || n < lo || n > hi)
-    die(name + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(hi)
-        + "], got '" + v + "'");
+    die(name + " wants an integer in [" + std::to_string(lo) + ", "
+        + std::to_string(hi) + "], got '" + v + "'");
   return static_cast<unsigned>(n);
 }
 
@@ -214,12 +222,14 @@ std::string fs_name(const std::string& dir) {
   if (::statfs(dir.c_str(), &st) != 0)
     return "unknown";
   char hex[32];
-  std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(st.f_type));
+  std::snprintf(hex, sizeof hex, "0x%lx",
+                static_cast<unsigned long>(st.f_type));
   switch (static_cast<unsigned long>(st.f_type)) {
     case 0xEF53: return std::string{"ext2/3/4 ("} + hex + ")";
     case 0x58465342: return std::string{"xfs ("} + hex + ")";
     case 0x9123683E: return std::string{"btrfs ("} + hex + ")";
-    case 0x01021994: return std::string{"tmpfs ("} + hex + ") - fsync is a no-op here!";
+    case 0x01021994:
+      return std::string{"tmpfs ("} + hex + ") - fsync is a no-op here!";
     case 0x794c7630: return std::string{"overlayfs ("} + hex + ")";
     default: return hex;
   }
@@ -234,7 +244,8 @@ std::string which(const std::string& name) {
   while (!rest.empty()) {
     auto colon = rest.find(':');
     auto dir = rest.substr(0, colon);
-    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+    rest = colon == std::string_view::npos ? std::string_view{}
+                                           : rest.substr(colon + 1);
     std::string cand = std::string{dir.empty() ? "." : dir} + "/" + name;
     if (::access(cand.c_str(), X_OK) == 0)
       return cand;
@@ -253,7 +264,8 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// -- the counter ----------------------------------------------------------------
+// -- the counter
+// ----------------------------------------------------------------
 //
 // Same semantics as examples/counter: the payload is a signed decimal integer
 // as text (surrounding ASCII whitespace ignored; any other payload counts as
@@ -262,7 +274,8 @@ std::string shell_quote(const std::string& s) {
 // actors below call the same two functions.
 
 bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
+         || c == '\f';
 }
 
 enum class parse_status { ok, not_a_number, out_of_range };
@@ -299,8 +312,9 @@ bool add_payload(bytes_view payload, int64_t& total) {
 bytes as_text(int64_t x) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
-  (void) ec;
-  return bytes(reinterpret_cast<const uint8_t*>(buf), reinterpret_cast<const uint8_t*>(end));
+  (void)ec;
+  return bytes(reinterpret_cast<const uint8_t*>(buf),
+               reinterpret_cast<const uint8_t*>(end));
 }
 
 class counter_daemon : public mesh::daemon {
@@ -309,7 +323,8 @@ public:
     return "counter";
   }
 
-  caf::expected<std::vector<bytes>> process(const mesh::causal_event& ev) override {
+  caf::expected<std::vector<bytes>>
+  process(const mesh::causal_event& ev) override {
     int64_t next = total_;
     if (!add_payload(ev.payload, next))
       return mesh::make_error(mesh::errc::process_failed, "counter overflow");
@@ -325,7 +340,8 @@ public:
 
   caf::error restore(bytes_view state) override {
     if (state.size != 8)
-      return mesh::make_error(mesh::errc::restore_failed, "counter: state must be 8 bytes");
+      return mesh::make_error(mesh::errc::restore_failed,
+                              "counter: state must be 8 bytes");
     total_ = static_cast<int64_t>(mesh::load_le64(state.data));
     return {};
   }
@@ -334,7 +350,8 @@ private:
   int64_t total_ = 0;
 };
 
-// -- raw CAF actors (the ceilings) ------------------------------------------------
+// -- raw CAF actors (the ceilings)
+// ------------------------------------------------
 
 struct raw_state {
   int64_t total = 0;
@@ -363,7 +380,8 @@ caf::behavior raw_counter(caf::stateful_actor<raw_state>* self) {
   };
 }
 
-// -- rows -----------------------------------------------------------------------
+// -- rows
+// -----------------------------------------------------------------------
 
 enum class row_kind { raw, runtime, runtime_log, erlang_cast, erlang_call };
 
@@ -398,12 +416,13 @@ struct bench_clock {
 /// `trials` back-to-back timed runs of `step` (which delivers some events and
 /// returns how many), each with 1/trials of the budget; the clock is read
 /// every `check_every` steps. Stops early at the time box.
-void run_trials(row& r, const options& o, const bench_clock& bc, unsigned check_every,
-                const std::function<uint64_t()>& step) {
+void run_trials(row& r, const options& o, const bench_clock& bc,
+                unsigned check_every, const std::function<uint64_t()>& step) {
   std::vector<double> rates;
   double cpu0 = process_cpu();
   for (unsigned t = 0; t < o.trials; ++t) {
-    double budget = std::min(o.seconds / o.trials, std::max(0.05, bc.remaining()));
+    double budget = std::min(o.seconds / o.trials,
+                             std::max(0.05, bc.remaining()));
     timed tm;
     auto t0 = clock_type::now();
     for (;;) {
@@ -419,20 +438,24 @@ void run_trials(row& r, const options& o, const bench_clock& bc, unsigned check_
   }
   r.cpu_seconds = process_cpu() - cpu0;
   std::sort(rates.begin(), rates.end());
-  r.median_rate = rates.size() % 2 ? rates[rates.size() / 2]
-                                   : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2]) / 2;
+  r.median_rate = rates.size() % 2
+                    ? rates[rates.size() / 2]
+                    : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2])
+                        / 2;
 }
 
 /// Like run_trials, with `threads` threads each calling `step(thread)` until
 /// the trial's budget is spent (each reads the clock after every step). A
 /// trial ends when the last thread returns; its rate is all threads' events
 /// over that time.
-void run_parallel_trials(row& r, const options& o, const bench_clock& bc, unsigned threads,
+void run_parallel_trials(row& r, const options& o, const bench_clock& bc,
+                         unsigned threads,
                          const std::function<uint64_t(unsigned)>& step) {
   std::vector<double> rates;
   double cpu0 = process_cpu();
   for (unsigned t = 0; t < o.trials; ++t) {
-    double budget = std::min(o.seconds / o.trials, std::max(0.05, bc.remaining()));
+    double budget = std::min(o.seconds / o.trials,
+                             std::max(0.05, bc.remaining()));
     std::vector<uint64_t> counts(threads, 0);
     std::vector<std::thread> workers;
     auto t0 = clock_type::now();
@@ -456,14 +479,17 @@ void run_parallel_trials(row& r, const options& o, const bench_clock& bc, unsign
   }
   r.cpu_seconds = process_cpu() - cpu0;
   std::sort(rates.begin(), rates.end());
-  r.median_rate = rates.size() % 2 ? rates[rates.size() / 2]
-                                   : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2]) / 2;
+  r.median_rate = rates.size() % 2
+                    ? rates[rates.size() / 2]
+                    : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2])
+                        / 2;
 }
 
 /// Sum of the payload values of events 0..n-1 (event i carries i % 64 + 1).
 int64_t expected_sum(uint64_t n) {
   uint64_t full = n / pool_size, rest = n % pool_size;
-  return static_cast<int64_t>(full * (pool_size * (pool_size + 1) / 2) + rest * (rest + 1) / 2);
+  return static_cast<int64_t>(full * (pool_size * (pool_size + 1) / 2)
+                              + rest * (rest + 1) / 2);
 }
 
 std::string text_of(const bytes& b) {
@@ -481,7 +507,8 @@ public:
   }
 
   void run(row& r) {
-    if (!opt_.filter.empty() && r.label.find(opt_.filter) == std::string::npos) {
+    if (!opt_.filter.empty()
+        && r.label.find(opt_.filter) == std::string::npos) {
       r.skipped = "filtered out";
       return;
     }
@@ -521,8 +548,14 @@ private:
         bytes p = next_payload();
         bool ok = false;
         self->request(a, caf::infinite, std::move(p))
-          .receive([&](bytes& out) { ok = true; last_text_ = std::move(out); },
-                   [&](caf::error& e) { die("raw actor: " + sys_.render(e)); });
+          .receive(
+            [&](bytes& out) {
+              ok = true;
+              last_text_ = std::move(out);
+            },
+            [&](caf::error& e) {
+              die("raw actor: " + sys_.render(e));
+            });
         if (!ok)
           die("raw actor: no reply");
         return 1;
@@ -540,7 +573,9 @@ private:
                 die("raw actor: short batch reply");
               last_text_ = std::move(out.back());
             },
-            [&](caf::error& e) { die("raw actor: " + sys_.render(e)); });
+            [&](caf::error& e) {
+              die("raw actor: " + sys_.render(e));
+            });
         return batch_size;
       };
     }
@@ -553,16 +588,17 @@ private:
 
   /// A started runtime (with a fresh data_dir for the log rows) with one
   /// counter daemon.
-  std::unique_ptr<mesh::runtime> start_runtime(bool with_log, mesh::runtime_options& ro,
-                                               uint64_t& origin) {
+  std::unique_ptr<mesh::runtime>
+  start_runtime(bool with_log, mesh::runtime_options& ro, uint64_t& origin) {
     if (with_log) {
       ro.data_dir = scratch_ + "/row" + std::to_string(row_no_++);
       fs::create_directories(ro.data_dir);
       ro.fsync = mesh::fsync_policy::every_n(1000);
     }
     auto rt = std::make_unique<mesh::runtime>(sys_, ro);
-    if (auto err = rt->register_factory("counter",
-                                        [] { return std::make_unique<counter_daemon>(); }))
+    if (auto err = rt->register_factory("counter", [] {
+          return std::make_unique<counter_daemon>();
+        }))
       die("register_factory: " + mesh::describe(err));
     if (auto err = rt->start())
       die("start: " + mesh::describe(err));
@@ -574,20 +610,23 @@ private:
   }
 
   /// Checks stats() against `sent`, notes the snapshots, shuts down.
-  void finish_runtime(row& r, std::unique_ptr<mesh::runtime>& rt, uint64_t origin,
-                      uint64_t sent, const mesh::runtime_options& ro) {
+  void finish_runtime(row& r, std::unique_ptr<mesh::runtime>& rt,
+                      uint64_t origin, uint64_t sent,
+                      const mesh::runtime_options& ro) {
     auto st = rt->stats(origin);
     if (!st)
       die("stats: " + mesh::describe(st.error()));
     if (st->events_processed != sent || st->duplicates != 0 || st->errors != 0)
-      die("stats disagree: processed " + std::to_string(st->events_processed) + " of "
-          + std::to_string(sent) + ", duplicates " + std::to_string(st->duplicates));
+      die("stats disagree: processed " + std::to_string(st->events_processed)
+          + " of " + std::to_string(sent) + ", duplicates "
+          + std::to_string(st->duplicates));
     r.note = "snapshots " + std::to_string(st->snapshots_taken);
     auto t0 = clock_type::now();
     if (auto err = rt->shutdown())
       die("shutdown: " + mesh::describe(err));
     rt.reset();
-    r.note += ", shutdown " + std::to_string(static_cast<int>(since(t0) * 1e3)) + " ms";
+    r.note += ", shutdown " + std::to_string(static_cast<int>(since(t0) * 1e3))
+              + " ms";
     if (!ro.data_dir.empty()) {
       std::error_code ec;
       fs::remove_all(ro.data_dir, ec);
@@ -606,9 +645,10 @@ private:
         auto res = rt->deliver(origin, {producer_id, ++seq, next_payload()});
         if (!res)
           die("deliver: " + mesh::describe(res.error()));
-        if (res->state != mesh::delivery::status::applied || res->outputs.size() != 1
-            || res->daemon_seq != ++last_daemon_seq)
-          die("deliver: unexpected answer at producer_seq " + std::to_string(seq));
+        if (res->state != mesh::delivery::status::applied
+            || res->outputs.size() != 1 || res->daemon_seq != ++last_daemon_seq)
+          die("deliver: unexpected answer at producer_seq "
+              + std::to_string(seq));
         last_text_ = std::move(res->outputs[0].payload);
         return 1;
       };
@@ -625,9 +665,10 @@ private:
           die("deliver_batch: short answer");
         auto& back = res->back();
         last_daemon_seq += batch_size;
-        if (back.state != mesh::delivery::status::applied || back.outputs.size() != 1
-            || back.daemon_seq != last_daemon_seq)
-          die("deliver_batch: unexpected answer at producer_seq " + std::to_string(seq));
+        if (back.state != mesh::delivery::status::applied
+            || back.outputs.size() != 1 || back.daemon_seq != last_daemon_seq)
+          die("deliver_batch: unexpected answer at producer_seq "
+              + std::to_string(seq));
         last_text_ = std::move(back.outputs[0].payload);
         return batch_size;
       };
@@ -671,7 +712,8 @@ private:
       for (auto& d : *res) {
         if (d.state != mesh::delivery::status::applied || d.outputs.size() != 1
             || d.daemon_seq <= p.last_daemon_seq)
-          die("deliver_batch: unexpected answer for producer " + std::to_string(p.id));
+          die("deliver_batch: unexpected answer for producer "
+              + std::to_string(p.id));
         p.last_daemon_seq = d.daemon_seq;
       }
       p.last_text = std::move(res->back().outputs[0].payload);
@@ -699,10 +741,11 @@ private:
         last = &p;
     }
     if (last->last_daemon_seq != sent)
-      die(r.label + ": last daemon_seq " + std::to_string(last->last_daemon_seq) + ", expected "
-          + std::to_string(sent));
+      die(r.label + ": last daemon_seq " + std::to_string(last->last_daemon_seq)
+          + ", expected " + std::to_string(sent));
     if (text_of(last->last_text) != std::to_string(want))
-      die(r.label + ": total " + text_of(last->last_text) + ", expected " + std::to_string(want));
+      die(r.label + ": total " + text_of(last->last_text) + ", expected "
+          + std::to_string(want));
     finish_runtime(r, rt, origin, sent, ro);
   }
 
@@ -722,13 +765,17 @@ private:
   unsigned row_no_ = 0;
 };
 
-// -- Erlang -----------------------------------------------------------------------
+// -- Erlang
+// -----------------------------------------------------------------------
 
 /// Runs the Erlang runner and fills the two rows; returns a line for the
 /// header ("Erlang: ...").
-std::string run_erlang(const options& o, const bench_clock& bc, row& cast, row& call) {
-  bool want_cast = o.filter.empty() || cast.label.find(o.filter) != std::string::npos;
-  bool want_call = o.filter.empty() || call.label.find(o.filter) != std::string::npos;
+std::string run_erlang(const options& o, const bench_clock& bc, row& cast,
+                       row& call) {
+  bool want_cast = o.filter.empty()
+                   || cast.label.find(o.filter) != std::string::npos;
+  bool want_call = o.filter.empty()
+                   || call.label.find(o.filter) != std::string::npos;
   auto skip = [&](const std::string& why) {
     cast.skipped = call.skipped = why;
     return "Erlang: " + why;
@@ -741,7 +788,8 @@ std::string run_erlang(const options& o, const bench_clock& bc, row& cast, row& 
     return skip("filtered out");
   struct stat st;
   if (o.erlang_script.empty() || ::stat(o.erlang_script.c_str(), &st) != 0)
-    return skip("runner not found ('" + o.erlang_script + "'; pass --erlang-script)");
+    return skip("runner not found ('" + o.erlang_script
+                + "'; pass --erlang-script)");
   // Two rows of o.seconds each, plus VM start and compile (~1-2 s).
   double need = 2 * o.seconds + 3;
   if (bc.remaining() < need)
@@ -749,8 +797,9 @@ std::string run_erlang(const options& o, const bench_clock& bc, row& cast, row& 
   int limit = static_cast<int>(std::min(bc.remaining(), need + 20));
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.3f", o.seconds);
-  std::string cmd = "timeout -k 2 " + std::to_string(limit) + " " + shell_quote(o.erlang_script)
-                    + " --seconds " + secs + " --trials " + std::to_string(o.trials);
+  std::string cmd = "timeout -k 2 " + std::to_string(limit) + " "
+                    + shell_quote(o.erlang_script) + " --seconds " + secs
+                    + " --trials " + std::to_string(o.trials);
   std::fprintf(stderr, "  running %-45s", "Erlang gen_server (subprocess)");
   std::fflush(stderr);
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -765,8 +814,10 @@ std::string run_erlang(const options& o, const bench_clock& bc, row& cast, row& 
     char name[32] = {0};
     double rate = 0, secs_all = 0;
     unsigned long long events = 0;
-    if (std::sscanf(l.c_str(), "RESULT %31s %lf %llu %lf", name, &rate, &events, &secs_all) == 4) {
-      row* r = std::string_view{name} == "cast" ? &cast
+    if (std::sscanf(l.c_str(), "RESULT %31s %lf %llu %lf", name, &rate, &events,
+                    &secs_all)
+        == 4) {
+      row* r = std::string_view{name} == "cast"   ? &cast
                : std::string_view{name} == "call" ? &call
                                                   : nullptr;
       if (r) {
@@ -792,7 +843,8 @@ std::string run_erlang(const options& o, const bench_clock& bc, row& cast, row& 
   return "Erlang: " + info + " (separate BEAM process, default flags)";
 }
 
-// -- output -----------------------------------------------------------------------
+// -- output
+// -----------------------------------------------------------------------
 
 std::string fmt_num(double v) {
   char raw[64];
@@ -821,7 +873,7 @@ extern "C" void on_alarm(int) {
     return;
   const char msg[] = "\nruntime_bench: time box exceeded, aborting\n";
   auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
-  (void) n;
+  (void)n;
   ::_exit(3);
 }
 
@@ -843,7 +895,8 @@ int main(int argc, char** argv) {
   std::string scratch = tbuf.data();
 
 #ifndef NDEBUG
-  std::fprintf(stderr, "runtime_bench: WARNING: assertions on (not a Release build)\n");
+  std::fprintf(stderr,
+               "runtime_bench: WARNING: assertions on (not a Release build)\n");
 #endif
 
   // The runtime logs every spawn and compaction at info; that is noise here.
@@ -852,7 +905,8 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   std::string caf_extra;
   if (!opt.caf_args.empty()) {
-    caf::actor_system_config::string_list args{opt.caf_args.begin(), opt.caf_args.end()};
+    caf::actor_system_config::string_list args{opt.caf_args.begin(),
+                                               opt.caf_args.end()};
     std::istringstream no_ini;
     if (auto err = cfg.parse(args, no_ini))
       die("--caf-arg: " + caf::to_string(err));
@@ -862,7 +916,8 @@ int main(int argc, char** argv) {
   // CAF 0.17 spells the key without the "caf." prefix that 0.18 added.
   cfg.set("scheduler.max-threads", static_cast<size_t>(opt.threads));
   std::vector<row> rows;
-  auto add = [&](row_kind k, bool batch, std::string label, unsigned producers = 1) {
+  auto add = [&](row_kind k, bool batch, std::string label,
+                 unsigned producers = 1) {
     row r;
     r.kind = k;
     r.batch = batch;
@@ -879,9 +934,10 @@ int main(int argc, char** argv) {
   add(row_kind::runtime_log, true, "runtime deliver_batch + log, batch" + b);
   if (opt.producers > 1) {
     const std::string np = ", " + std::to_string(opt.producers) + " producers";
-    add(row_kind::runtime, true, "runtime deliver_batch, batch" + b + np, opt.producers);
-    add(row_kind::runtime_log, true, "runtime deliver_batch + log, batch" + b + np,
+    add(row_kind::runtime, true, "runtime deliver_batch, batch" + b + np,
         opt.producers);
+    add(row_kind::runtime_log, true,
+        "runtime deliver_batch + log, batch" + b + np, opt.producers);
   }
   add(row_kind::erlang_cast, false, "Erlang gen_server:cast");
   add(row_kind::erlang_call, false, "Erlang gen_server:call");
@@ -892,8 +948,11 @@ int main(int argc, char** argv) {
   {
     caf::actor_system sys{cfg};
     workers = sys.scheduler().num_workers();
-    std::fprintf(stderr, "runtime_bench: CAF %zu worker threads, %.2f s per row in %u trials, "
-                 "scratch %s\n", workers, opt.seconds, opt.trials, scratch.c_str());
+    std::fprintf(stderr,
+                 "runtime_bench: CAF %zu worker threads, %.2f s per row in %u "
+                 "trials, "
+                 "scratch %s\n",
+                 workers, opt.seconds, opt.trials, scratch.c_str());
     bench bn{sys, opt, bc, scratch};
     for (auto& r : rows)
       if (r.kind != row_kind::erlang_cast && r.kind != row_kind::erlang_call)
@@ -907,7 +966,8 @@ int main(int argc, char** argv) {
         return r;
     die("no such row");
   };
-  erlang_line = run_erlang(opt, bc, row_of(row_kind::erlang_cast), row_of(row_kind::erlang_call));
+  erlang_line = run_erlang(opt, bc, row_of(row_kind::erlang_cast),
+                           row_of(row_kind::erlang_call));
   double total = since(bc.start);
   finished = true;
   ::alarm(0);
@@ -925,22 +985,25 @@ int main(int argc, char** argv) {
   const row* raw_batch = find(row_kind::raw, true);
 
   // -- table ----------------------------------------------------------------
-  std::printf("\nruntime_bench: %.2f s per row in %u trials, CAF 0.17 default scheduler "
-              "(work stealing) with scheduler.max-threads=%u (%zu workers)%s%s, %ld CPUs, "
-              "log rows on %s, total %.1f s\n"
-              "load average before: %s; after: %s\n"
-              "%s\n\n",
-              opt.seconds, opt.trials, opt.threads, workers,
-              caf_extra.empty() ? "" : ", NON-DEFAULT CAF options:", caf_extra.c_str(),
-              ::sysconf(_SC_NPROCESSORS_ONLN),
-              fs_name(parent).c_str(), total, load_before.c_str(), loadavg().c_str(),
-              erlang_line.c_str());
-  std::printf("| row | events | events/s | us/event | CPU us/event | vs raw | notes |\n");
+  std::printf(
+    "\nruntime_bench: %.2f s per row in %u trials, CAF 0.17 default scheduler "
+    "(work stealing) with scheduler.max-threads=%u (%zu workers)%s%s, %ld "
+    "CPUs, "
+    "log rows on %s, total %.1f s\n"
+    "load average before: %s; after: %s\n"
+    "%s\n\n",
+    opt.seconds, opt.trials, opt.threads, workers,
+    caf_extra.empty() ? "" : ", NON-DEFAULT CAF options:", caf_extra.c_str(),
+    ::sysconf(_SC_NPROCESSORS_ONLN), fs_name(parent).c_str(), total,
+    load_before.c_str(), loadavg().c_str(), erlang_line.c_str());
+  std::printf(
+    "| row | events | events/s | us/event | CPU us/event | vs raw | notes |\n");
   std::printf("|---|--:|--:|--:|--:|--:|---|\n");
   for (auto& r : rows) {
     if (!r.ran) {
       if (r.skipped != "filtered out")
-        std::printf("| %s | - | - | - | - | - | %s |\n", r.label.c_str(), r.skipped.c_str());
+        std::printf("| %s | - | - | - | - | - | %s |\n", r.label.c_str(),
+                    r.skipped.c_str());
       continue;
     }
     // Single-style rows (one round trip per event) against raw single;
@@ -948,11 +1011,13 @@ int main(int argc, char** argv) {
     bool batch_style = r.batch || r.kind == row_kind::erlang_cast;
     const row* base = batch_style ? raw_batch : raw_single;
     std::string vs = base && base->median_rate > 0 && r.median_rate > 0
-                       ? fmt_f("%.0f%%", 100.0 * r.median_rate / base->median_rate)
+                       ? fmt_f("%.0f%%",
+                               100.0 * r.median_rate / base->median_rate)
                            + (batch_style ? " of raw batch" : " of raw single")
                        : "n/a";
     std::string cpu = r.cpu_seconds >= 0 && r.events
-                        ? fmt_f("%.3f", r.cpu_seconds * 1e6 / static_cast<double>(r.events))
+                        ? fmt_f("%.3f", r.cpu_seconds * 1e6
+                                          / static_cast<double>(r.events))
                         : "n/a";
     std::string note = r.note;
     if (r.kind == row_kind::raw)
@@ -964,64 +1029,81 @@ int main(int argc, char** argv) {
     if (r.kind == row_kind::runtime_log)
       note = "every_n(1000); " + note;
     std::printf("| %s | %s | %s | %s | %s | %s | %s |\n", r.label.c_str(),
-                fmt_num(static_cast<double>(r.events)).c_str(), fmt_num(r.median_rate).c_str(),
-                fmt_f("%.3f", 1e6 / r.median_rate).c_str(), cpu.c_str(), vs.c_str(),
-                note.c_str());
+                fmt_num(static_cast<double>(r.events)).c_str(),
+                fmt_num(r.median_rate).c_str(),
+                fmt_f("%.3f", 1e6 / r.median_rate).c_str(), cpu.c_str(),
+                vs.c_str(), note.c_str());
   }
-  std::printf("\nevents/s = median of the per-trial rates; events = all trials; us/event = "
-              "1e6 / events/s (wall).\n"
-              "CPU us/event = process CPU time (all threads, user+sys) over the timed loops / "
-              "events; n/a for the Erlang rows (other process).\n"
-              "vs raw = this row's events/s as a percentage of the raw CAF row of the same "
-              "style (single: one round trip per event; batch%zu and cast: no wait per "
-              "event).\n"
-              "One producer (producer_id %llu) with producer_seq 1, 2, 3, ... so every event "
-              "passes the dedup check; payloads \"1\"..\"%zu\" cycled; a %llu-event warm-up "
-              "per row is not timed. Runtime defaults otherwise (snapshot every 10,000 "
-              "events, compact after 100,000 records).\n"
-              "\"N producers\" rows: N threads (producer_id %llu..%llu, each with its own "
-              "seqs) deliver batches to the same daemon concurrently; not part of the "
-              "targets.\n",
-              batch_size, static_cast<unsigned long long>(producer_id), pool_size,
-              static_cast<unsigned long long>(warmup_events),
-              static_cast<unsigned long long>(producer_id),
-              static_cast<unsigned long long>(producer_id + opt.producers - 1));
+  std::printf(
+    "\nevents/s = median of the per-trial rates; events = all trials; us/event "
+    "= "
+    "1e6 / events/s (wall).\n"
+    "CPU us/event = process CPU time (all threads, user+sys) over the timed "
+    "loops / "
+    "events; n/a for the Erlang rows (other process).\n"
+    "vs raw = this row's events/s as a percentage of the raw CAF row of the "
+    "same "
+    "style (single: one round trip per event; batch%zu and cast: no wait per "
+    "event).\n"
+    "One producer (producer_id %llu) with producer_seq 1, 2, 3, ... so every "
+    "event "
+    "passes the dedup check; payloads \"1\"..\"%zu\" cycled; a %llu-event "
+    "warm-up "
+    "per row is not timed. Runtime defaults otherwise (snapshot every 10,000 "
+    "events, compact after 100,000 records).\n"
+    "\"N producers\" rows: N threads (producer_id %llu..%llu, each with its "
+    "own "
+    "seqs) deliver batches to the same daemon concurrently; not part of the "
+    "targets.\n",
+    batch_size, static_cast<unsigned long long>(producer_id), pool_size,
+    static_cast<unsigned long long>(warmup_events),
+    static_cast<unsigned long long>(producer_id),
+    static_cast<unsigned long long>(producer_id + opt.producers - 1));
 
   // -- targets ----------------------------------------------------------------
   std::printf("\nTargets:\n");
   bool all = true, complete = true;
-  auto verdict = [&](const row* r, bool ok, const std::string& what, const std::string& got) {
+  auto verdict = [&](const row* r, bool ok, const std::string& what,
+                     const std::string& got) {
     if (!r) {
       complete = false;
       std::printf("- n/a  %s: row not run\n", what.c_str());
       return;
     }
     all = all && ok;
-    std::printf("- %s %s: %s\n", ok ? "PASS" : "FAIL", what.c_str(), got.c_str());
+    std::printf("- %s %s: %s\n", ok ? "PASS" : "FAIL", what.c_str(),
+                got.c_str());
   };
   {
     auto r = find(row_kind::runtime, false);
-    bool ok = r && raw_single && r->median_rate >= 0.5 * raw_single->median_rate;
+    bool ok = r && raw_single
+              && r->median_rate >= 0.5 * raw_single->median_rate;
     std::string got = r && raw_single
                         ? fmt_num(r->median_rate) + " events/s = "
-                            + fmt_f("%.0f%%", 100 * r->median_rate / raw_single->median_rate)
-                            + " of raw single (" + fmt_num(raw_single->median_rate) + ")"
+                            + fmt_f("%.0f%%", 100 * r->median_rate
+                                                / raw_single->median_rate)
+                            + " of raw single ("
+                            + fmt_num(raw_single->median_rate) + ")"
                         : "";
-    verdict(r && raw_single ? r : nullptr, ok, "runtime deliver single >= 50% of raw CAF single",
-            got);
+    verdict(r && raw_single ? r : nullptr, ok,
+            "runtime deliver single >= 50% of raw CAF single", got);
   }
   {
     auto r = find(row_kind::runtime, true);
-    verdict(r, r && r->median_rate >= 5e6, "runtime deliver_batch (100) >= 5,000,000 events/s",
+    verdict(r, r && r->median_rate >= 5e6,
+            "runtime deliver_batch (100) >= 5,000,000 events/s",
             r ? fmt_num(r->median_rate) + " events/s" : "");
   }
   {
     auto r = find(row_kind::runtime_log, true);
     verdict(r, r && r->median_rate >= 1e6,
-            "runtime deliver_batch (100) + log every_n(1000) >= 1,000,000 events/s",
+            "runtime deliver_batch (100) + log every_n(1000) >= 1,000,000 "
+            "events/s",
             r ? fmt_num(r->median_rate) + " events/s" : "");
   }
-  std::printf("\nOverall: %s\n",
-              !all ? "FAIL" : complete ? "PASS" : "n/a (not every target's rows ran)");
+  std::printf("\nOverall: %s\n", !all ? "FAIL"
+                                 : complete
+                                   ? "PASS"
+                                   : "n/a (not every target's rows ran)");
   return 0;
 }

@@ -33,10 +33,10 @@
 // caf::message to be a complete type.
 #include <caf/message.hpp>
 
-#include "persistence/segment.hpp"
-#include "persistence/segment_format.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "persistence/segment.hpp"
+#include "persistence/segment_format.hpp"
 
 namespace {
 
@@ -45,15 +45,15 @@ namespace fs = std::filesystem;
 namespace fmt = mesh::segment_format;
 
 constexpr size_t batch_size = 100;
-constexpr size_t pool_size = 64;        // distinct payloads cycled through
+constexpr size_t pool_size = 64; // distinct payloads cycled through
 constexpr uint64_t warmup_records = 1000;
 
 struct options {
-  std::string dir;      // parent of the run directory
-  double seconds = 0.75; // time budget per row
+  std::string dir;        // parent of the run directory
+  double seconds = 0.75;  // time budget per row
   uint64_t max_mib = 256; // cap on bytes written per row
   unsigned trials = 3;    // the budget is split into this many timed runs
-  std::string filter;   // substring of the row label
+  std::string filter;     // substring of the row label
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -62,8 +62,10 @@ struct options {
 }
 
 void usage(FILE* out) {
-  std::fprintf(out,
-    "usage: segment_bench [--dir DIR] [--seconds S] [--trials N] [--max-mib M]\n"
+  std::fprintf(
+    out,
+    "usage: segment_bench [--dir DIR] [--seconds S] [--trials N] [--max-mib "
+    "M]\n"
     "                     [--filter TEXT]\n"
     "\n"
     "Measures mesh::segment append throughput (8 B, 32 B, 1 KiB payloads;\n"
@@ -100,7 +102,8 @@ options parse_args(int argc, char** argv) {
       auto v = value(a);
       char* end = nullptr;
       o.seconds = std::strtod(v.c_str(), &end);
-      if (end == v.c_str() || *end != '\0' || !(o.seconds > 0) || o.seconds > 3600)
+      if (end == v.c_str() || *end != '\0' || !(o.seconds > 0)
+          || o.seconds > 3600)
         die("--seconds wants a number in (0, 3600], got '" + v + "'");
     } else if (a == "--max-mib") {
       auto v = value(a);
@@ -171,7 +174,8 @@ void datasync(int fd) {
 }
 
 int open_append(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                  0644);
   if (fd < 0)
     die("open " + path + ": " + std::strerror(errno));
   return fd;
@@ -188,12 +192,14 @@ std::string fs_name(const std::string& dir) {
   if (::statfs(dir.c_str(), &st) != 0)
     return "unknown";
   char hex[32];
-  std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(st.f_type));
+  std::snprintf(hex, sizeof hex, "0x%lx",
+                static_cast<unsigned long>(st.f_type));
   switch (static_cast<unsigned long>(st.f_type)) {
     case 0xEF53: return std::string{"ext2/3/4 ("} + hex + ")";
     case 0x58465342: return std::string{"xfs ("} + hex + ")";
     case 0x9123683E: return std::string{"btrfs ("} + hex + ")";
-    case 0x01021994: return std::string{"tmpfs ("} + hex + ") - fdatasync is a no-op here!";
+    case 0x01021994:
+      return std::string{"tmpfs ("} + hex + ") - fdatasync is a no-op here!";
     case 0x794c7630: return std::string{"overlayfs ("} + hex + ")";
     default: return hex;
   }
@@ -201,7 +207,14 @@ std::string fs_name(const std::string& dir) {
 
 // -- rows ---------------------------------------------------------------------
 
-enum class row_kind { raw_write, raw_write_sync, raw_write_3, seg_never, seg_n1000, seg_n1 };
+enum class row_kind {
+  raw_write,
+  raw_write_sync,
+  raw_write_3,
+  seg_never,
+  seg_n1000,
+  seg_n1
+};
 
 const char* policy_label(row_kind k) {
   switch (k) {
@@ -216,12 +229,13 @@ const char* policy_label(row_kind k) {
 }
 
 bool is_segment(row_kind k) {
-  return k == row_kind::seg_never || k == row_kind::seg_n1000 || k == row_kind::seg_n1;
+  return k == row_kind::seg_never || k == row_kind::seg_n1000
+         || k == row_kind::seg_n1;
 }
 
 std::string payload_label(size_t p) {
   return p >= 1024 && p % 1024 == 0 ? std::to_string(p / 1024) + " KiB"
-                                     : std::to_string(p) + " B";
+                                    : std::to_string(p) + " B";
 }
 
 struct result {
@@ -233,15 +247,23 @@ struct result {
   double median_rate = 0;
   double cpu_seconds = 0; // process CPU time over all trials
   double close_ms = 0;
-  uint64_t fsyncs = 0; // fsync rounds during the timed loop (segment: sync_count delta)
+  uint64_t fsyncs = 0; // fsync rounds during the timed loop (segment:
+                       // sync_count delta)
   bool ran = false;
 
-  double rate() const { return median_rate; }
-  double payload_mbs() const { return rate() * payload / 1e6; }
-  double disk_mbs() const { return rate() * disk_bytes_per_record(payload) / 1e6; }
+  double rate() const {
+    return median_rate;
+  }
+  double payload_mbs() const {
+    return rate() * payload / 1e6;
+  }
+  double disk_mbs() const {
+    return rate() * disk_bytes_per_record(payload) / 1e6;
+  }
   std::string label() const {
     return payload_label(payload) + " | " + policy_label(kind) + " | "
-           + (batch ? "batch" + std::to_string(batch_size) : std::string{"single"});
+           + (batch ? "batch" + std::to_string(batch_size)
+                    : std::string{"single"});
   }
 };
 
@@ -271,12 +293,13 @@ timed run_once(double budget, uint64_t max_records, unsigned check_every,
 
 /// `trials` back-to-back run_once calls, each with 1/trials of the budget and
 /// of the record cap; fills records, seconds and the median per-trial rate.
-void run_trials(result& r, const options& o, uint64_t max_records, unsigned check_every,
-                const std::function<uint64_t()>& step) {
+void run_trials(result& r, const options& o, uint64_t max_records,
+                unsigned check_every, const std::function<uint64_t()>& step) {
   std::vector<double> rates;
   double cpu0 = process_cpu();
   for (unsigned i = 0; i < o.trials; ++i) {
-    auto t = run_once(o.seconds / o.trials, std::max<uint64_t>(1, max_records / o.trials),
+    auto t = run_once(o.seconds / o.trials,
+                      std::max<uint64_t>(1, max_records / o.trials),
                       check_every, step);
     r.records += t.records;
     r.seconds += t.seconds;
@@ -284,13 +307,16 @@ void run_trials(result& r, const options& o, uint64_t max_records, unsigned chec
   }
   r.cpu_seconds = process_cpu() - cpu0;
   std::sort(rates.begin(), rates.end());
-  r.median_rate = rates.size() % 2 ? rates[rates.size() / 2]
-                                   : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2]) / 2;
+  r.median_rate = rates.size() % 2
+                    ? rates[rates.size() / 2]
+                    : (rates[rates.size() / 2 - 1] + rates[rates.size() / 2])
+                        / 2;
 }
 
 class bench {
 public:
-  bench(options o, std::string run_dir) : opt_(std::move(o)), run_dir_(std::move(run_dir)) {
+  bench(options o, std::string run_dir)
+    : opt_(std::move(o)), run_dir_(std::move(run_dir)) {
     std::mt19937_64 rng{0x5eed};
     for (auto& b : noise_)
       b = static_cast<uint8_t>(rng());
@@ -301,14 +327,17 @@ public:
     r.payload = payload;
     r.kind = kind;
     r.batch = batch;
-    if (!opt_.filter.empty() && r.label().find(opt_.filter) == std::string::npos)
+    if (!opt_.filter.empty()
+        && r.label().find(opt_.filter) == std::string::npos)
       return r;
     std::fprintf(stderr, "  running %-55s", r.label().c_str());
     std::fflush(stderr);
     auto dir = run_dir_ + "/row" + std::to_string(row_no_++);
     fs::create_directory(dir);
-    uint64_t max_records
-      = std::max<uint64_t>(batch_size, (opt_.max_mib << 20) / disk_bytes_per_record(payload));
+    uint64_t max_records = std::max<uint64_t>(batch_size,
+                                              (opt_.max_mib << 20)
+                                                / disk_bytes_per_record(
+                                                  payload));
     if (is_segment(kind))
       run_segment(r, dir + "/log", max_records);
     else
@@ -325,7 +354,8 @@ private:
   std::vector<mesh::bytes_view> pool(size_t payload) const {
     std::vector<mesh::bytes_view> out;
     for (size_t i = 0; i < pool_size; ++i)
-      out.emplace_back(noise_.data() + (i * 977) % (noise_.size() - payload), payload);
+      out.emplace_back(noise_.data() + (i * 977) % (noise_.size() - payload),
+                       payload);
     return out;
   }
 
@@ -333,7 +363,9 @@ private:
     mesh::segment_options so;
     switch (r.kind) {
       case row_kind::seg_never: so.policy = mesh::fsync_policy::never(); break;
-      case row_kind::seg_n1000: so.policy = mesh::fsync_policy::every_n(1000); break;
+      case row_kind::seg_n1000:
+        so.policy = mesh::fsync_policy::every_n(1000);
+        break;
       default: so.policy = mesh::fsync_policy::every_n(1); break;
     }
     so.on_warning = [](const std::string& w) {
@@ -455,7 +487,8 @@ std::string fmt_f(const char* f, double v) {
   return buf;
 }
 
-const result* find(const std::vector<result>& rs, size_t payload, row_kind k, bool batch) {
+const result* find(const std::vector<result>& rs, size_t payload, row_kind k,
+                   bool batch) {
   for (auto& r : rs)
     if (r.ran && r.payload == payload && r.kind == k && r.batch == batch)
       return &r;
@@ -474,19 +507,22 @@ int main(int argc, char** argv) {
     die("mkdtemp in " + parent + ": " + std::strerror(errno));
   std::string run_dir = tbuf.data();
 
-  std::fprintf(stderr, "segment_bench: scratch dir %s (%s), %.2f s or %llu MiB per row\n",
-               run_dir.c_str(), fs_name(run_dir).c_str(), opt.seconds,
-               static_cast<unsigned long long>(opt.max_mib));
+  std::
+    fprintf(stderr,
+            "segment_bench: scratch dir %s (%s), %.2f s or %llu MiB per row\n",
+            run_dir.c_str(), fs_name(run_dir).c_str(), opt.seconds,
+            static_cast<unsigned long long>(opt.max_mib));
 #ifndef NDEBUG
-  std::fprintf(stderr, "segment_bench: WARNING: assertions on (not a Release build)\n");
+  std::fprintf(stderr,
+               "segment_bench: WARNING: assertions on (not a Release build)\n");
 #endif
 
   bench b{opt, run_dir};
   std::vector<result> results;
   const size_t payloads[] = {8, 32, 1024};
-  const row_kind kinds[] = {row_kind::raw_write,  row_kind::raw_write_sync,
+  const row_kind kinds[] = {row_kind::raw_write,   row_kind::raw_write_sync,
                             row_kind::raw_write_3, row_kind::seg_never,
-                            row_kind::seg_n1000,  row_kind::seg_n1};
+                            row_kind::seg_n1000,   row_kind::seg_n1};
   auto load_before = loadavg();
   auto t_all = clock_type::now();
   for (size_t p : payloads)
@@ -498,45 +534,56 @@ int main(int argc, char** argv) {
   fs::remove_all(run_dir, ec);
 
   // -- table ------------------------------------------------------------------
-  std::printf("\nsegment_bench: %.2f s per row in %u trials (cap %llu MiB written), "
+  std::printf("\nsegment_bench: %.2f s per row in %u trials (cap %llu MiB "
+              "written), "
               "scratch on %s, %ld CPUs, total %.1f s\n"
               "load average before: %s; after: %s\n\n",
-              opt.seconds, opt.trials, static_cast<unsigned long long>(opt.max_mib),
+              opt.seconds, opt.trials,
+              static_cast<unsigned long long>(opt.max_mib),
               fs_name(parent).c_str(), ::sysconf(_SC_NPROCESSORS_ONLN), total,
               load_before.c_str(), loadavg().c_str());
-  std::printf("| payload | policy | mode | records | records/s | payload MB/s | written MB/s "
+  std::printf("| payload | policy | mode | records | records/s | payload MB/s "
+              "| written MB/s "
               "| vs raw write() | CPU us/rec | fsyncs | close ms |\n");
   std::printf("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   for (auto& r : results) {
     if (!r.ran)
       continue;
     auto raw = find(results, r.payload, row_kind::raw_write, r.batch);
-    std::string vs = raw && r.rate() > 0 ? fmt_f("%.2fx", raw->rate() / r.rate()) : "n/a";
+    std::string vs = raw && r.rate() > 0
+                       ? fmt_f("%.2fx", raw->rate() / r.rate())
+                       : "n/a";
     std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
                 payload_label(r.payload).c_str(), policy_label(r.kind),
-                r.batch ? ("batch" + std::to_string(batch_size)).c_str() : "single",
-                fmt_num(static_cast<double>(r.records)).c_str(), fmt_num(r.rate()).c_str(),
-                fmt_f("%.1f", r.payload_mbs()).c_str(), fmt_f("%.1f", r.disk_mbs()).c_str(),
-                vs.c_str(),
-                fmt_f("%.2f", r.records ? r.cpu_seconds * 1e6 / r.records : 0).c_str(),
+                r.batch ? ("batch" + std::to_string(batch_size)).c_str()
+                        : "single",
+                fmt_num(static_cast<double>(r.records)).c_str(),
+                fmt_num(r.rate()).c_str(),
+                fmt_f("%.1f", r.payload_mbs()).c_str(),
+                fmt_f("%.1f", r.disk_mbs()).c_str(), vs.c_str(),
+                fmt_f("%.2f", r.records ? r.cpu_seconds * 1e6 / r.records : 0)
+                  .c_str(),
                 fmt_num(static_cast<double>(r.fsyncs)).c_str(),
                 fmt_f("%.1f", r.close_ms).c_str());
   }
-  std::printf("\nrecords/s = median of the per-trial rates; records = all trials.\n"
-              "vs raw write() = (baseline: write() records/s, same payload and mode) / "
-              "(this row's records/s); 1.00x = as fast as the ceiling, higher = slower.\n"
-              "MB = 10^6 bytes. written = dat + idx + ts bytes the segment writes per record "
-              "(%zu B idx, %zu B ts, payload to dat only when > %zu B); the baselines write "
-              "the same bytes.\n"
-              "Timed: the append loop only; open, a %llu-record warm-up and close() are "
-              "excluded, close() (fsync of dat, idx, ts) is shown as close ms.\n"
-              "CPU us/rec = process CPU time (all threads, user+sys; not kernel "
-              "flusher/journal threads) over the timed loops / records: less sensitive "
-              "to other load on the machine than records/s.\n"
-              "fsyncs: segment = sync_count() rounds completed during the timed loop "
-              "(background worker); write()+fdatasync = fdatasync calls.\n",
-              fmt::idx_record_size, fmt::ts_record_size, fmt::inline_max,
-              static_cast<unsigned long long>(warmup_records));
+  std::printf(
+    "\nrecords/s = median of the per-trial rates; records = all trials.\n"
+    "vs raw write() = (baseline: write() records/s, same payload and mode) / "
+    "(this row's records/s); 1.00x = as fast as the ceiling, higher = slower.\n"
+    "MB = 10^6 bytes. written = dat + idx + ts bytes the segment writes per "
+    "record "
+    "(%zu B idx, %zu B ts, payload to dat only when > %zu B); the baselines "
+    "write "
+    "the same bytes.\n"
+    "Timed: the append loop only; open, a %llu-record warm-up and close() are "
+    "excluded, close() (fsync of dat, idx, ts) is shown as close ms.\n"
+    "CPU us/rec = process CPU time (all threads, user+sys; not kernel "
+    "flusher/journal threads) over the timed loops / records: less sensitive "
+    "to other load on the machine than records/s.\n"
+    "fsyncs: segment = sync_count() rounds completed during the timed loop "
+    "(background worker); write()+fdatasync = fdatasync calls.\n",
+    fmt::idx_record_size, fmt::ts_record_size, fmt::inline_max,
+    static_cast<unsigned long long>(warmup_records));
 
   // -- targets ----------------------------------------------------------------
   std::printf("\nTargets:\n");
@@ -545,16 +592,21 @@ int main(int argc, char** argv) {
     auto seg = find(results, 32, row_kind::seg_n1000, true);
     auto raw = find(results, 32, row_kind::raw_write, true);
     if (!seg || !raw) {
-      std::printf("- n/a  32 B batch%zu every_n(1000) > 1,000,000 rec/s and within 3x of "
-                  "raw write(): rows not run\n", batch_size);
+      std::printf("- n/a  32 B batch%zu every_n(1000) > 1,000,000 rec/s and "
+                  "within 3x of "
+                  "raw write(): rows not run\n",
+                  batch_size);
     } else {
       bool ok_rate = seg->rate() > 1e6;
       double ratio = raw->rate() / seg->rate();
       bool ok_ratio = ratio <= 3.0;
       all = all && ok_rate && ok_ratio;
-      std::printf("- %s 32 B batch%zu every_n(1000) > 1,000,000 rec/s: %s rec/s\n",
-                  ok_rate ? "PASS" : "FAIL", batch_size, fmt_num(seg->rate()).c_str());
-      std::printf("- %s 32 B batch%zu every_n(1000) within 3x of raw write() (one write(2) "
+      std::
+        printf("- %s 32 B batch%zu every_n(1000) > 1,000,000 rec/s: %s rec/s\n",
+               ok_rate ? "PASS" : "FAIL", batch_size,
+               fmt_num(seg->rate()).c_str());
+      std::printf("- %s 32 B batch%zu every_n(1000) within 3x of raw write() "
+                  "(one write(2) "
                   "of %zu B per batch): %.2fx (raw %s rec/s)\n",
                   ok_ratio ? "PASS" : "FAIL", batch_size,
                   batch_size * disk_bytes_per_record(32), ratio,
@@ -564,7 +616,8 @@ int main(int argc, char** argv) {
   {
     auto seg = find(results, 32, row_kind::seg_n1000, false);
     if (!seg) {
-      std::printf("- n/a  32 B single every_n(1000) > 300,000 rec/s: row not run\n");
+      std::printf(
+        "- n/a  32 B single every_n(1000) > 300,000 rec/s: row not run\n");
     } else {
       bool ok = seg->rate() > 3e5;
       all = all && ok;
