@@ -47,6 +47,9 @@
 #include "actors/runtime.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "bench_util.hpp"
+#include "examples/counter/counter.hpp"
+#include "examples/text.hpp"
 
 #ifndef MESHD_RUNTIME_BENCH_ERLANG_DIR
 #  define MESHD_RUNTIME_BENCH_ERLANG_DIR ""
@@ -54,7 +57,7 @@
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using namespace mesh::bench;
 namespace fs = std::filesystem;
 using mesh::bytes;
 using mesh::bytes_view;
@@ -194,47 +197,6 @@ options parse_args(int argc, char** argv) {
 
 // -- helpers ------------------------------------------------------------------
 
-double process_cpu() {
-  timespec ts;
-  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
-
-std::string loadavg() {
-  std::string out;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    char buf[128] = {0};
-    if (std::fgets(buf, sizeof buf, f))
-      out = buf;
-    std::fclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-    out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
-
-double since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
-std::string fs_name(const std::string& dir) {
-  struct statfs st;
-  if (::statfs(dir.c_str(), &st) != 0)
-    return "unknown";
-  char hex[32];
-  std::snprintf(hex, sizeof hex, "0x%lx",
-                static_cast<unsigned long>(st.f_type));
-  switch (static_cast<unsigned long>(st.f_type)) {
-    case 0xEF53: return std::string{"ext2/3/4 ("} + hex + ")";
-    case 0x58465342: return std::string{"xfs ("} + hex + ")";
-    case 0x9123683E: return std::string{"btrfs ("} + hex + ")";
-    case 0x01021994:
-      return std::string{"tmpfs ("} + hex + ") - fsync is a no-op here!";
-    case 0x794c7630: return std::string{"overlayfs ("} + hex + ")";
-    default: return hex;
-  }
-}
-
 /// Full path of `name` on PATH, or empty.
 std::string which(const std::string& name) {
   const char* path = std::getenv("PATH");
@@ -267,44 +229,16 @@ std::string shell_quote(const std::string& s) {
 // -- the counter
 // ----------------------------------------------------------------
 //
-// Same semantics as examples/counter: the payload is a signed decimal integer
-// as text (surrounding ASCII whitespace ignored; any other payload counts as
-// 1), added to a running total; the new total is emitted as decimal text;
-// overflow rejects the event and leaves the total unchanged. The raw CAF
-// actors below call the same two functions.
+// The runtime rows run the real examples/counter daemon; the raw CAF actors
+// do the same addition with the same parser (examples/text.hpp), so the
+// comparison is like for like.
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
-         || c == '\f';
-}
-
-enum class parse_status { ok, not_a_number, out_of_range };
-
-parse_status parse_int64(bytes_view payload, int64_t& value) {
-  auto text = payload.as_chars();
-  while (!text.empty() && is_space(text.front()))
-    text.remove_prefix(1);
-  while (!text.empty() && is_space(text.back()))
-    text.remove_suffix(1);
-  if (text.size() > 1 && text[0] == '+' && text[1] != '-' && text[1] != '+')
-    text.remove_prefix(1);
-  if (text.empty())
-    return parse_status::not_a_number;
-  int64_t parsed = 0;
-  auto last = text.data() + text.size();
-  auto [end, ec] = std::from_chars(text.data(), last, parsed);
-  if (end != last || ec == std::errc::invalid_argument)
-    return parse_status::not_a_number;
-  if (ec == std::errc::result_out_of_range)
-    return parse_status::out_of_range;
-  value = parsed;
-  return parse_status::ok;
-}
-
-/// Adds `payload` to `total`; false (total unchanged) on overflow.
+/// Adds `payload` to `total` as examples::counter does: a decimal integer,
+/// or 1 for any other payload; false (total unchanged) on overflow.
 bool add_payload(bytes_view payload, int64_t& total) {
   int64_t delta = 1;
-  if (parse_int64(payload, delta) == parse_status::out_of_range)
+  if (mesh::examples::parse_int64(payload, delta)
+      == mesh::examples::parse_status::out_of_range)
     return false;
   return !__builtin_add_overflow(total, delta, &total);
 }
@@ -316,39 +250,6 @@ bytes as_text(int64_t x) {
   return bytes(reinterpret_cast<const uint8_t*>(buf),
                reinterpret_cast<const uint8_t*>(end));
 }
-
-class counter_daemon : public mesh::daemon {
-public:
-  std::string_view kind() const override {
-    return "counter";
-  }
-
-  caf::expected<std::vector<bytes>>
-  process(const mesh::causal_event& ev) override {
-    int64_t next = total_;
-    if (!add_payload(ev.payload, next))
-      return mesh::make_error(mesh::errc::process_failed, "counter overflow");
-    total_ = next;
-    return std::vector<bytes>{as_text(total_)};
-  }
-
-  std::optional<bytes> snapshot() const override {
-    bytes out(8);
-    mesh::store_le64(out.data(), static_cast<uint64_t>(total_));
-    return out;
-  }
-
-  caf::error restore(bytes_view state) override {
-    if (state.size != 8)
-      return mesh::make_error(mesh::errc::restore_failed,
-                              "counter: state must be 8 bytes");
-    total_ = static_cast<int64_t>(mesh::load_le64(state.data));
-    return {};
-  }
-
-private:
-  int64_t total_ = 0;
-};
 
 // -- raw CAF actors (the ceilings)
 // ------------------------------------------------
@@ -597,7 +498,7 @@ private:
     }
     auto rt = std::make_unique<mesh::runtime>(sys_, ro);
     if (auto err = rt->register_factory("counter", [] {
-          return std::make_unique<counter_daemon>();
+          return std::make_unique<mesh::examples::counter>();
         }))
       die("register_factory: " + mesh::describe(err));
     if (auto err = rt->start())
@@ -845,26 +746,6 @@ std::string run_erlang(const options& o, const bench_clock& bc, row& cast,
 
 // -- output
 // -----------------------------------------------------------------------
-
-std::string fmt_num(double v) {
-  char raw[64];
-  std::snprintf(raw, sizeof raw, "%.0f", v);
-  std::string s = raw, out;
-  int c = 0;
-  for (auto it = s.rbegin(); it != s.rend(); ++it) {
-    if (c && c % 3 == 0 && *it != '-')
-      out.push_back(',');
-    out.push_back(*it);
-    ++c;
-  }
-  return {out.rbegin(), out.rend()};
-}
-
-std::string fmt_f(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::atomic<bool> finished{false};
 

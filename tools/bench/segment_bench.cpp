@@ -35,12 +35,13 @@
 
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "bench_util.hpp"
 #include "persistence/segment.hpp"
 #include "persistence/segment_format.hpp"
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using namespace mesh::bench;
 namespace fs = std::filesystem;
 namespace fmt = mesh::segment_format;
 
@@ -131,30 +132,6 @@ options parse_args(int argc, char** argv) {
 
 // -- helpers ------------------------------------------------------------------
 
-/// CPU time of the whole process (all threads, user + system), seconds.
-double process_cpu() {
-  timespec ts;
-  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
-
-std::string loadavg() {
-  std::string out;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    char buf[128] = {0};
-    if (std::fgets(buf, sizeof buf, f))
-      out = buf;
-    std::fclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-    out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
-
-double since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
 void write_all(int fd, const uint8_t* p, size_t n) {
   while (n > 0) {
     auto r = ::write(fd, p, n);
@@ -185,24 +162,6 @@ int open_append(const std::string& path) {
 size_t disk_bytes_per_record(size_t payload) {
   return (payload > fmt::inline_max ? payload : 0) + fmt::idx_record_size
          + fmt::ts_record_size;
-}
-
-std::string fs_name(const std::string& dir) {
-  struct statfs st;
-  if (::statfs(dir.c_str(), &st) != 0)
-    return "unknown";
-  char hex[32];
-  std::snprintf(hex, sizeof hex, "0x%lx",
-                static_cast<unsigned long>(st.f_type));
-  switch (static_cast<unsigned long>(st.f_type)) {
-    case 0xEF53: return std::string{"ext2/3/4 ("} + hex + ")";
-    case 0x58465342: return std::string{"xfs ("} + hex + ")";
-    case 0x9123683E: return std::string{"btrfs ("} + hex + ")";
-    case 0x01021994:
-      return std::string{"tmpfs ("} + hex + ") - fdatasync is a no-op here!";
-    case 0x794c7630: return std::string{"overlayfs ("} + hex + ")";
-    default: return hex;
-  }
 }
 
 // -- rows ---------------------------------------------------------------------
@@ -465,27 +424,6 @@ private:
   unsigned row_no_ = 0;
   std::vector<uint8_t> noise_ = std::vector<uint8_t>(1 << 20);
 };
-
-std::string fmt_num(double v) {
-  // Integer with thousands separators.
-  char raw[64];
-  std::snprintf(raw, sizeof raw, "%.0f", v);
-  std::string s = raw, out;
-  int c = 0;
-  for (auto it = s.rbegin(); it != s.rend(); ++it) {
-    if (c && c % 3 == 0 && *it != '-')
-      out.push_back(',');
-    out.push_back(*it);
-    ++c;
-  }
-  return {out.rbegin(), out.rend()};
-}
-
-std::string fmt_f(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 const result* find(const std::vector<result>& rs, size_t payload, row_kind k,
                    bool batch) {
