@@ -5,6 +5,7 @@
 // so CAF can copy, print and, where needed, serialize them.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,7 +94,10 @@ class daemon_core;
 
 /// Everything a new daemon actor needs; travels only inside one process.
 struct spawn_request {
-  std::shared_ptr<daemon_core> core;
+  /// Builds the daemon (factory, restore). The supervisor runs it only after
+  /// its lifecycle check passed, so a refused spawn never runs user code and
+  /// the lifecycle has one owner.
+  std::function<caf::expected<std::shared_ptr<daemon_core>>()> build;
   /// Write the daemon record (false when recovering one that exists).
   bool persist = true;
   /// An encoded snapshot to store before the daemon runs (spawn from

@@ -45,12 +45,16 @@ namespace {
 
 enum class phase : int { registering = 0, ready = 1, shut_down = 2 };
 
+caf::error shut_down_error() {
+  return make_error(errc::shutting_down, "the runtime is shut down");
+}
+
 // CAF's own errors, translated into the ones our callers handle.
-caf::error normalize(caf::error err) {
+caf::error normalize(caf::error err, const caf::error& when_gone) {
   if (err.category() == caf::atom("system")) {
     auto code = static_cast<caf::sec>(err.code());
     if (code == caf::sec::request_receiver_down)
-      return make_error(errc::daemon_not_found, "the daemon is gone");
+      return when_gone;
     if (code == caf::sec::request_timeout)
       return make_error(errc::timeout, "no answer in time");
   }
@@ -113,10 +117,11 @@ struct runtime::impl {
 
   // The request itself carries no timeout: in CAF 0.17 a timed request
   // costs two round trips through the clock thread (set and cancel). The
-  // caller waits at most `timeout` for the reply instead.
+  // caller waits at most `timeout` for the reply instead. `gone` is the
+  // answer when `dest` no longer runs.
   template<class R, class Handle, class... Ts>
-  caf::expected<R>
-  ask(const Handle& dest, std::chrono::milliseconds timeout, Ts&&... xs) {
+  caf::expected<R> ask(const Handle& dest, std::chrono::milliseconds timeout,
+                       const caf::error& gone, Ts&&... xs) {
     caf::expected<R> result = make_error(errc::timeout, "no answer");
     auto l = acquire();
     auto& self = *l;
@@ -129,7 +134,7 @@ struct runtime::impl {
         result = std::move(r);
       },
       [&](caf::error& e) {
-        result = normalize(std::move(e));
+        result = normalize(std::move(e), gone);
       },
       caf::after(timeout) >>
         [&] {
@@ -144,7 +149,9 @@ struct runtime::impl {
 
   template<class R, class... Ts>
   caf::expected<R> ask_sup(Ts&&... xs) {
-    return ask<R>(sup, opts.request_timeout, std::forward<Ts>(xs)...);
+    // The supervisor quits at the end of shutdown.
+    return ask<R>(sup, opts.request_timeout, shut_down_error(),
+                  std::forward<Ts>(xs)...);
   }
 
   caf::expected<daemon_actor> find(uint64_t origin, bool refresh = false) {
@@ -187,6 +194,7 @@ struct runtime::impl {
       if (!h)
         return h.error();
       auto r = ask<R>(caf::actor_cast<caf::actor>(*h), opts.request_timeout,
+                      make_error(errc::daemon_not_found, "the daemon is gone"),
                       msg);
       if (r || !is(r.error(), errc::daemon_not_found))
         return r;
@@ -196,30 +204,40 @@ struct runtime::impl {
                       "no daemon " + hex_u64(origin) + " on this node");
   }
 
-  caf::error check_can_spawn() const {
-    switch (static_cast<phase>(state.load())) {
-      case phase::registering:
-        return make_error(errc::not_ready, "the runtime has not been started");
-      case phase::shut_down:
-        return make_error(errc::shutting_down, "the runtime is shut down");
-      case phase::ready: return {};
-    }
-    return {};
-  }
-
   daemon_core::maker maker_for(const std::string& kind) {
     return [this, kind] {
       return registry.make(kind);
     };
   }
 
-  caf::expected<daemon_info> submit(std::shared_ptr<daemon_core> core,
-                                    bool persist, bytes initial = {}) {
+  using builder = std::function<caf::expected<std::shared_ptr<daemon_core>>()>;
+
+  caf::expected<daemon_info> submit(builder build, bool persist,
+                                    bytes initial = {}) {
     auto req = std::make_shared<spawn_request>();
-    req->core = std::move(core);
+    req->build = std::move(build);
     req->persist = persist;
     req->initial_snapshot = std::move(initial);
     return ask_sup<daemon_info>(spawn_atom::value, std::move(req));
+  }
+
+  /// A fresh daemon of `kind` under `id`, restored from `snap` when given.
+  builder make_builder(std::string kind, const keypair& id,
+                       std::shared_ptr<const mesh::snapshot> snap = nullptr) {
+    auto key = std::make_shared<keypair>(id.clone());
+    return [this, kind = std::move(kind), key,
+            snap]() -> caf::expected<std::shared_ptr<daemon_core>> {
+      auto inst = registry.make(kind);
+      if (!inst)
+        return inst.error();
+      auto core = std::make_shared<daemon_core>(kind, key->clone(),
+                                                maker_for(kind),
+                                                std::move(*inst), opts.restart);
+      if (snap)
+        if (auto err = core->restore(*snap))
+          return err;
+      return core;
+    };
   }
 
   caf::error recover(std::vector<std::shared_ptr<daemon_core>>& cores);
@@ -371,7 +389,11 @@ caf::error runtime::start() {
   if (!ok)
     return ok.error();
   for (auto& core : cores) {
-    auto info = impl_->submit(core, false);
+    auto info = impl_->submit(
+      [core] {
+        return caf::expected<std::shared_ptr<daemon_core>>{core};
+      },
+      false);
     if (!info)
       spdlog::error("recovered daemon origin={} could not start: {}",
                     hex_u64(core->origin()), describe(info.error()));
@@ -387,7 +409,7 @@ caf::error runtime::shutdown() {
   impl_->state = static_cast<int>(phase::shut_down);
   impl_->registry.close();
   auto ok = impl_->ask<bool>(impl_->sup, std::chrono::minutes{5},
-                             shutdown_atom::value);
+                             shut_down_error(), shutdown_atom::value);
   {
     std::lock_guard<std::mutex> cguard{impl_->cache_mtx};
     impl_->cache.clear();
@@ -407,36 +429,19 @@ caf::expected<daemon_info> runtime::spawn(const std::string& kind) {
 
 caf::expected<daemon_info> runtime::spawn(const std::string& kind,
                                           const keypair& id) {
-  if (auto err = impl_->check_can_spawn())
-    return err;
-  auto inst = impl_->registry.make(kind);
-  if (!inst)
-    return inst.error();
-  auto core = std::make_shared<daemon_core>(kind, id.clone(),
-                                            impl_->maker_for(kind),
-                                            std::move(*inst),
-                                            impl_->opts.restart);
-  return impl_->submit(std::move(core), true);
+  return impl_->submit(impl_->make_builder(kind, id), true);
 }
 
 caf::expected<daemon_info> runtime::spawn_from_snapshot(const keypair& id,
                                                         bytes_view encoded) {
-  if (auto err = impl_->check_can_spawn())
-    return err;
   auto expected_id = id.id();
   auto snap = decode_snapshot(encoded, &expected_id);
   if (!snap)
     return snap.error();
-  auto inst = impl_->registry.make(snap->daemon_kind);
-  if (!inst)
-    return inst.error();
-  auto core = std::make_shared<daemon_core>(snap->daemon_kind, id.clone(),
-                                            impl_->maker_for(snap->daemon_kind),
-                                            std::move(*inst),
-                                            impl_->opts.restart);
-  if (auto err = core->restore(*snap))
-    return err;
-  return impl_->submit(std::move(core), true, encoded.to_bytes());
+  auto kind = snap->daemon_kind;
+  auto shared = std::make_shared<const mesh::snapshot>(std::move(*snap));
+  return impl_->submit(impl_->make_builder(std::move(kind), id, shared), true,
+                       encoded.to_bytes());
 }
 
 caf::expected<delivery> runtime::deliver(uint64_t origin, inbound_event ev) {
@@ -505,7 +510,7 @@ size_t runtime::daemon_count() {
 
 caf::expected<uint64_t> runtime::producer_id() {
   return impl_->ask<uint64_t>(impl_->nonce, impl_->opts.request_timeout,
-                              producer_id_atom::value);
+                              shut_down_error(), producer_id_atom::value);
 }
 
 std::vector<std::string> runtime::kinds() const {

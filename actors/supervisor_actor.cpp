@@ -50,7 +50,10 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
   auto& st = self->state;
   if (auto err = refuse(st))
     return err;
-  auto& core = *req->core;
+  auto built = req->build();
+  if (!built)
+    return built.error();
+  auto& core = **built;
   auto origin = core.origin();
   if (auto it = st.table.find(origin); it != st.table.end()) {
     bool same = it->second.info.id == core.identity().id();
@@ -68,7 +71,7 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
       return err;
   }
   daemon_actor_config dcfg;
-  dcfg.core = req->core;
+  dcfg.core = *built;
   dcfg.log = st.log;
   dcfg.store = st.cfg.store;
   dcfg.supervisor = caf::actor_cast<supervisor_actor>(self);
