@@ -24,8 +24,12 @@ namespace mesh {
 //   41  payload bytes (the rest of the record)
 
 void encode_log_entry(const log_entry& e, bytes& out) {
+  encode_log_entry(e, e.payload, out);
+}
+
+void encode_log_entry(const log_entry& e, bytes_view payload, bytes& out) {
   auto pos = out.size();
-  out.resize(pos + log_entry_header_size + e.payload.size());
+  out.resize(pos + log_entry_header_size + payload.size);
   auto* p = out.data() + pos;
   store_le64(p, e.origin_hash);
   store_le64(p + 8, e.daemon_seq);
@@ -33,8 +37,20 @@ void encode_log_entry(const log_entry& e, bytes& out) {
   store_le64(p + 24, e.producer_seq);
   store_le64(p + 32, e.received_at_ns);
   p[40] = static_cast<uint8_t>(e.state);
-  if (!e.payload.empty())
-    std::memcpy(p + log_entry_header_size, e.payload.data(), e.payload.size());
+  if (payload.size > 0)
+    std::memcpy(p + log_entry_header_size, payload.data, payload.size);
+}
+
+void log_batch::add(const log_entry& head, bytes_view payload) {
+  encode_log_entry(head, payload, data);
+  ends.push_back(data.size());
+  daemon_seqs.push_back(head.daemon_seq);
+}
+
+void log_batch::clear() {
+  data.clear();
+  ends.clear();
+  daemon_seqs.clear();
 }
 
 caf::expected<log_entry> decode_log_entry(bytes_view in) {
