@@ -91,6 +91,67 @@ daemon_info make_info(daemon_ptr self) {
   return info;
 }
 
+/// Applies `evs` and hands the answers to `reply` (called once, with a
+/// delivery_batch or an error), after their log append when there is a log.
+template<class Reply>
+void deliver(daemon_ptr self, const event_batch& evs, Reply reply) {
+  auto& st = self->state;
+  auto& core = *st.cfg.core;
+  if (st.log_failed) {
+    reply(make_error(errc::io_error,
+                     "daemon " + hex_u64(core.origin())
+                       + " stopped accepting input after a failed log write; "
+                         "restart the node to recover it"));
+    return;
+  }
+  bool was_failed = core.failed();
+  delivery_batch out;
+  // Counter-like daemons emit one short output per event.
+  out.reserve(evs.size(), evs.size(), evs.size() * 24);
+  log_batch entries;
+  if (core.logging()) {
+    entries.origin_hash = core.origin();
+    entries.ends.reserve(evs.size());
+    entries.daemon_seqs.reserve(evs.size());
+    entries.data.reserve(evs.size() * log_entry_header_size
+                         + evs.payload_bytes());
+  }
+  uint64_t recorded = 0;
+  auto now = unix_now_ns();
+  for (size_t i = 0; i < evs.size(); ++i)
+    if (core.apply(evs[i], now, out, entries))
+      ++recorded;
+  st.since_snapshot += recorded;
+  if (!was_failed && core.failed()) {
+    spdlog::error("daemon origin={} kind={} failed: {}", hex_u64(core.origin()),
+                  core.kind(), core.failure());
+    if (st.cfg.supervisor)
+      self->send(st.cfg.supervisor, failed_atom::value, core.origin(),
+                 core.failure());
+  }
+  if (entries.empty() || !st.cfg.log) {
+    reply(std::move(out));
+    maybe_snapshot(self);
+    return;
+  }
+  // The answers (and with them the outputs) leave only once the log append
+  // is durable under the policy.
+  self
+    ->request(st.cfg.log, caf::infinite, append_atom::value, std::move(entries))
+    .then(
+      [self, reply, out = std::move(out)](uint64_t) mutable {
+        reply(std::move(out));
+        maybe_snapshot(self);
+      },
+      [self, reply](caf::error& err) mutable {
+        self->state.log_failed = true;
+        spdlog::error("daemon origin={} failed: log write: {}",
+                      hex_u64(self->state.cfg.core->origin()), describe(err));
+        reply(make_error(errc::io_error,
+                         "event log write failed: " + describe(err)));
+      });
+}
+
 daemon_actor::behavior_type daemon_impl(daemon_ptr self,
                                         daemon_actor_config cfg) {
   self->state.cfg = std::move(cfg);
@@ -99,58 +160,18 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
   if (self->state.cfg.snapshot_every.count() > 0)
     self->delayed_send(self, self->state.cfg.snapshot_every, tick_atom::value);
   return {
-    // By const reference: the facade keeps a reference to the message for
-    // one resend after a stale handle, and a mutable reference would make
-    // CAF copy the whole batch.
-    [=](deliver_atom, const std::vector<inbound_event>& evs)
-      -> caf::result<std::vector<delivery>> {
-      auto& st = self->state;
-      auto& core = *st.cfg.core;
-      if (st.log_failed)
-        return make_error(errc::io_error,
-                          "daemon " + hex_u64(core.origin())
-                            + " stopped accepting input after a failed log "
-                              "write; restart the node to recover it");
-      bool was_failed = core.failed();
-      std::vector<delivery> out(evs.size());
-      std::vector<log_entry> entries;
-      if (core.logging())
-        entries.reserve(evs.size());
-      uint64_t recorded = 0;
-      auto now = unix_now_ns();
-      for (size_t i = 0; i < evs.size(); ++i)
-        if (core.apply(evs[i], now, out[i], entries))
-          ++recorded;
-      st.since_snapshot += recorded;
-      if (!was_failed && core.failed()) {
-        spdlog::error("daemon origin={} kind={} failed: {}",
-                      hex_u64(core.origin()), core.kind(), core.failure());
-        if (st.cfg.supervisor)
-          self->send(st.cfg.supervisor, failed_atom::value, core.origin(),
-                     core.failure());
-      }
-      if (entries.empty() || !st.cfg.log) {
-        maybe_snapshot(self);
-        return out;
-      }
-      auto rp = self->make_response_promise<std::vector<delivery>>();
-      self
-        ->request(st.cfg.log, caf::infinite, append_atom::value,
-                  std::move(entries))
-        .then(
-          [self, rp, out = std::move(out)](uint64_t) mutable {
-            rp.deliver(std::move(out));
-            maybe_snapshot(self);
-          },
-          [self, rp](caf::error& err) mutable {
-            self->state.log_failed = true;
-            spdlog::error("daemon origin={} failed: log write: {}",
-                          hex_u64(self->state.cfg.core->origin()),
-                          describe(err));
-            rp.deliver(make_error(errc::io_error,
-                                  "event log write failed: " + describe(err)));
-          });
+    [=](deliver_atom, const event_batch& evs) -> caf::result<delivery_batch> {
+      auto rp = self->make_response_promise<delivery_batch>();
+      deliver(self, evs, [rp](auto&& answer) mutable {
+        rp.deliver(std::forward<decltype(answer)>(answer));
+      });
       return rp;
+    },
+    [=](deliver_atom, const event_batch& evs,
+        const delivery_promise_ptr& promise) {
+      deliver(self, evs, [promise](auto&& answer) {
+        promise->deliver(std::forward<decltype(answer)>(answer));
+      });
     },
     [=](hwm_atom, uint64_t producer) -> uint64_t {
       return self->state.cfg.core->high_water_mark(producer);

@@ -137,11 +137,11 @@ uint64_t daemon_core::applied_at(const producer_marks& pm,
   return dseq;
 }
 
-bool daemon_core::apply(const inbound_event& ev, uint64_t now_ns, delivery& out,
-                        std::vector<log_entry>& log) {
+bool daemon_core::apply(const event_ref& ev, uint64_t now_ns,
+                        delivery_batch& out, log_batch& log) {
   if (failed_) {
-    out.state = delivery::status::rejected;
-    out.error = "daemon " + hex_u64(origin_) + " has failed: " + failure_;
+    out.begin(delivery::status::rejected, 0);
+    out.set_error("daemon " + hex_u64(origin_) + " has failed: " + failure_);
     return false;
   }
   producer_marks* pm = nullptr;
@@ -150,8 +150,8 @@ bool daemon_core::apply(const inbound_event& ev, uint64_t now_ns, delivery& out,
     if (it != marks_.end()) {
       pm = &it->second;
       if (ev.producer_seq <= pm->hwm) {
-        out.state = delivery::status::duplicate;
-        out.daemon_seq = applied_at(*pm, ev.producer_seq);
+        out.begin(delivery::status::duplicate,
+                  applied_at(*pm, ev.producer_seq));
         ++stats_.duplicates;
         return false;
       }
@@ -159,52 +159,41 @@ bool daemon_core::apply(const inbound_event& ev, uint64_t now_ns, delivery& out,
   }
   auto seq = ++last_seq_;
   stats_.last_seq = seq;
-  bytes_view payload{ev.payload};
-  make_input(ev.producer_id, ev.producer_seq, payload, seq, now_ns);
+  make_input(ev.producer_id, ev.producer_seq, ev.payload, seq, now_ns);
   auto result = run(input_);
   if (ev.producer_id != 0 && pm == nullptr)
     pm = &marks_[ev.producer_id];
-  auto status = log_entry::status::accepted;
+  // The producer's seq counts as seen even when rejected, so a resend is
+  // answered as a duplicate rather than retried forever.
+  if (pm)
+    note_applied(*pm, ev.producer_seq, seq);
+  std::string why;
   if (result) {
-    out.state = delivery::status::applied;
-    out.daemon_seq = seq;
-    out.outputs.reserve(result->size());
-    for (auto& p : *result) {
-      causal_event o;
-      o.link = chain_.next(p, seq);
-      o.payload = std::move(p);
-      o.received_at_ns = now_ns;
-      out.outputs.push_back(std::move(o));
-    }
+    out.begin(delivery::status::applied, seq);
+    for (auto& p : *result)
+      out.add_output(chain_.next(p, seq), p, now_ns);
     stats_.events_processed++;
-    stats_.events_emitted += out.outputs.size();
-    if (pm)
-      note_applied(*pm, ev.producer_seq, seq);
-    journal_append(ev.producer_id, ev.producer_seq, payload, seq, now_ns);
+    stats_.events_emitted += result->size();
+    journal_append(ev.producer_id, ev.producer_seq, ev.payload, seq, now_ns);
   } else {
-    // The producer gets the error; its seq still counts as seen, so a
-    // resend is answered as a duplicate rather than retried forever.
     stats_.errors++;
-    status = log_entry::status::rejected;
-    if (pm)
-      note_applied(*pm, ev.producer_seq, seq);
-    out.state = delivery::status::rejected;
-    out.daemon_seq = seq;
-    out.error = describe(result.error());
+    why = describe(result.error());
+    out.begin(delivery::status::rejected, seq);
+    out.set_error(why);
   }
   if (logging_) {
-    log.emplace_back();
-    auto& entry = log.back();
-    entry.origin_hash = origin_;
-    entry.daemon_seq = seq;
-    entry.producer_id = ev.producer_id;
-    entry.producer_seq = ev.producer_seq;
-    entry.received_at_ns = now_ns;
-    entry.state = status;
-    entry.payload = ev.payload;
+    log_entry head;
+    head.origin_hash = origin_;
+    head.daemon_seq = seq;
+    head.producer_id = ev.producer_id;
+    head.producer_seq = ev.producer_seq;
+    head.received_at_ns = now_ns;
+    head.state = result ? log_entry::status::accepted
+                        : log_entry::status::rejected;
+    log.add(head, ev.payload);
   }
   if (!result)
-    rebuild(out.error);
+    rebuild(why);
   return true;
 }
 

@@ -22,6 +22,7 @@
 
 #include <caf/expected.hpp>
 
+#include "actors/batch.hpp"
 #include "actors/daemon.hpp"
 #include "actors/runtime.hpp"
 #include "identity/keypair.hpp"
@@ -58,12 +59,12 @@ public:
   }
 
   /// Applies one inbound event (dedup, seq, process, outputs or rebuild) and
-  /// writes the answer into `out` (a default-constructed delivery). When
-  /// logging is on and the event got a daemon_seq (applied or rejected),
-  /// appends what must be logged to `log`. Returns true when the event got a
-  /// daemon_seq; false for a duplicate or when the daemon has failed.
-  bool apply(const inbound_event& ev, uint64_t now_ns, delivery& out,
-             std::vector<log_entry>& log);
+  /// appends its answer to `out`. When logging is on and the event got a
+  /// daemon_seq (applied or rejected), appends its log entry to `log`.
+  /// Returns true when the event got a daemon_seq; false for a duplicate or
+  /// when the daemon has failed.
+  bool apply(const event_ref& ev, uint64_t now_ns, delivery_batch& out,
+             log_batch& log);
 
   /// Re-applies a logged entry during start-up recovery. Outputs advance the
   /// chain exactly as they did the first time.

@@ -1,7 +1,6 @@
 #include "actors/log_actor.hpp"
 
 #include <deque>
-#include <iterator>
 #include <map>
 
 #include <caf/actor_system.hpp>
@@ -23,15 +22,14 @@ namespace {
 
 struct log_state {
   log_actor_config cfg;
-  std::vector<log_entry> queue;
+  /// Appended batches not yet written, and how many entries they hold.
+  std::vector<log_batch> queue;
+  size_t queued_entries = 0;
   std::vector<std::pair<caf::typed_response_promise<uint64_t>, size_t>> waiting;
   bool flush_pending = false;
   // Per origin: (daemon_seq, log_seq) of entries newer than its snapshot.
   std::map<uint64_t, std::deque<std::pair<uint64_t, uint64_t>>> live;
-  // Reused by every flush: the encoded entries back to back, where each one
-  // starts, and the views handed to the segment.
-  bytes scratch;
-  std::vector<size_t> offsets;
+  // Reused by every flush: the views handed to the segment.
   std::vector<bytes_view> views;
   static inline const char* name = "mesh.log";
 };
@@ -63,28 +61,17 @@ void flush(log_ptr self) {
   st.flush_pending = false;
   if (st.queue.empty())
     return;
+  auto n = st.queued_entries;
   uint64_t last = 0;
   caf::error err;
   if (st.cfg.seg) {
-    auto n = st.queue.size();
-    size_t total = 0;
-    for (auto& e : st.queue)
-      total += log_entry_header_size + e.payload.size();
-    st.scratch.clear();
-    st.scratch.reserve(total);
-    st.offsets.clear();
-    st.offsets.reserve(n + 1);
-    for (auto& e : st.queue) {
-      st.offsets.push_back(st.scratch.size());
-      encode_log_entry(e, st.scratch);
-    }
-    st.offsets.push_back(st.scratch.size());
-    // Views only once every entry is encoded: appending may move the buffer.
+    // The daemons encoded their entries already: one segment batch over
+    // views of their buffers, no copy.
     st.views.clear();
     st.views.reserve(n);
-    for (size_t i = 0; i < n; ++i)
-      st.views.emplace_back(st.scratch.data() + st.offsets[i],
-                            st.offsets[i + 1] - st.offsets[i]);
+    for (auto& b : st.queue)
+      for (size_t i = 0; i < b.size(); ++i)
+        st.views.push_back(b.entry(i));
     auto r = st.cfg.seg->append_batch(st.views);
     if (!r) {
       err = r.error();
@@ -95,35 +82,27 @@ void flush(log_ptr self) {
     }
     if (!err) {
       auto seq = last - n + 1;
-      // Entries come in runs from one daemon: one map lookup per run.
-      std::deque<std::pair<uint64_t, uint64_t>>* q = nullptr;
-      uint64_t q_origin = 0;
-      for (auto& e : st.queue) {
-        if (q == nullptr || e.origin_hash != q_origin) {
-          q = &st.live[e.origin_hash];
-          q_origin = e.origin_hash;
-        }
-        q->emplace_back(e.daemon_seq, seq++);
+      for (auto& b : st.queue) {
+        auto& q = st.live[b.origin_hash];
+        for (auto dseq : b.daemon_seqs)
+          q.emplace_back(dseq, seq++);
       }
     }
-    // Do not keep a buffer that one large flush grew.
-    constexpr size_t keep_bytes = 4u << 20;
-    if (st.scratch.capacity() > keep_bytes)
-      bytes{}.swap(st.scratch);
   }
   if (err)
-    spdlog::error("event log append of {} entries failed: {}", st.queue.size(),
+    spdlog::error("event log append of {} entries failed: {}", n,
                   describe(err));
   // Each waiter gets the log seq of its own last entry.
-  uint64_t seq = last - st.queue.size();
-  for (auto& [rp, n] : st.waiting) {
-    seq += n;
+  uint64_t seq = last - n;
+  for (auto& [rp, k] : st.waiting) {
+    seq += k;
     if (err)
       rp.deliver(err);
     else
       rp.deliver(seq);
   }
   st.queue.clear();
+  st.queued_entries = 0;
   st.waiting.clear();
 }
 
@@ -133,16 +112,12 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
     self->state.live[origin].emplace_back(dseq, lseq);
   self->state.cfg.pending.clear();
   return {
-    [=](append_atom, std::vector<log_entry>& entries) -> caf::result<uint64_t> {
+    [=](append_atom, log_batch& entries) -> caf::result<uint64_t> {
       auto& st = self->state;
       auto rp = self->make_response_promise<uint64_t>();
       st.waiting.emplace_back(rp, entries.size());
-      if (st.queue.empty())
-        st.queue.swap(entries);
-      else
-        st.queue.insert(st.queue.end(),
-                        std::make_move_iterator(entries.begin()),
-                        std::make_move_iterator(entries.end()));
+      st.queued_entries += entries.size();
+      st.queue.push_back(std::move(entries));
       if (!st.flush_pending) {
         st.flush_pending = true;
         self->send(self, flush_atom::value);

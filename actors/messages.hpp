@@ -17,6 +17,8 @@
 #include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "actors/batch.hpp"
+#include "actors/reply.hpp"
 #include "actors/runtime.hpp"
 #include "persistence/node_store.hpp"
 
@@ -90,6 +92,44 @@ typename Inspector::result_type inspect(Inspector& f, daemon_info& x) {
            x.last_seq, x.state, x.epoch);
 }
 
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_batch::header& x) {
+  return f(caf::meta::type_name("event_header"), x.producer_id, x.producer_seq,
+           x.offset, x.size);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
+  return f(caf::meta::type_name("event_batch"), x.headers(), x.data());
+}
+
+template<class Inspector>
+typename Inspector::result_type
+inspect(Inspector& f, delivery_batch::result& x) {
+  return f(caf::meta::type_name("delivery_result"),
+           reinterpret_cast<uint8_t&>(x.state), x.daemon_seq, x.error_offset,
+           x.error_size, x.first_output, x.output_count);
+}
+
+template<class Inspector>
+typename Inspector::result_type
+inspect(Inspector& f, delivery_batch::output& x) {
+  return f(caf::meta::type_name("delivery_output"), x.link, x.received_at_ns,
+           x.offset, x.size);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery_batch& x) {
+  return f(caf::meta::type_name("delivery_batch"), x.results(), x.outputs(),
+           x.data());
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_batch& x) {
+  return f(caf::meta::type_name("log_batch"), x.origin_hash, x.data, x.ends,
+           x.daemon_seqs);
+}
+
 class daemon_core;
 
 /// Everything a new daemon actor needs; travels only inside one process.
@@ -113,7 +153,7 @@ using spawn_request_ptr = std::shared_ptr<spawn_request>;
 using log_actor = caf::typed_actor<
   // Appends entries; answers the log seq of the last one once the append is
   // durable under the policy.
-  caf::replies_to<append_atom, std::vector<log_entry>>::with<uint64_t>,
+  caf::replies_to<append_atom, log_batch>::with<uint64_t>,
   // Internal: writes everything queued so far.
   caf::reacts_to<flush_atom>,
   // A daemon's snapshot covers its entries through daemon_seq.
@@ -125,8 +165,11 @@ using log_actor = caf::typed_actor<
 
 /// One daemon.
 using daemon_actor = caf::typed_actor<
-  caf::replies_to<deliver_atom,
-                  std::vector<inbound_event>>::with<std::vector<delivery>>,
+  // Applies the events in order; one answer per event, released only after
+  // their log entries are durable under the node's fsync policy.
+  caf::replies_to<deliver_atom, event_batch>::with<delivery_batch>,
+  // The same for a caller blocked in the runtime facade (actors/reply.hpp).
+  caf::reacts_to<deliver_atom, event_batch, delivery_promise_ptr>,
   caf::replies_to<hwm_atom, uint64_t>::with<uint64_t>,
   caf::replies_to<stats_atom>::with<daemon_stats>,
   caf::replies_to<info_atom>::with<daemon_info>,
@@ -148,6 +191,7 @@ using supervisor_actor = caf::typed_actor<
 } // namespace mesh
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::spawn_request_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::delivery_promise_ptr)
 
 CAF_BEGIN_TYPE_ID_BLOCK(meshd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(meshd, (mesh::causal_event))
@@ -156,6 +200,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(meshd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(meshd, (mesh::log_entry))
   CAF_ADD_TYPE_ID(meshd, (mesh::daemon_stats))
   CAF_ADD_TYPE_ID(meshd, (mesh::daemon_info))
+  CAF_ADD_TYPE_ID(meshd, (mesh::event_batch))
+  CAF_ADD_TYPE_ID(meshd, (mesh::delivery_batch))
+  CAF_ADD_TYPE_ID(meshd, (mesh::log_batch))
   CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::causal_event>))
   CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::inbound_event>))
   CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::delivery>))

@@ -3,12 +3,14 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 #include <unordered_map>
 
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
 #include <caf/after.hpp>
 #include <caf/blocking_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -31,6 +33,15 @@
 #include "snapshot/snapshot.hpp"
 
 namespace mesh {
+
+caf::actor_system_config&
+apply_scheduler_defaults(caf::actor_system_config& cfg) {
+  auto cores = std::thread::hardware_concurrency();
+  size_t workers = cores > 1 ? cores - 1 : 1;
+  cfg.set("scheduler.max-threads", workers);
+  cfg.set("work-stealing.aggressive-poll-attempts", size_t{100000});
+  return cfg;
+}
 
 restart_policy restart_policy::once() {
   return {1, std::chrono::milliseconds{0}};
@@ -198,6 +209,32 @@ struct runtime::impl {
                       msg);
       if (r || !is(r.error(), errc::daemon_not_found))
         return r;
+      forget(origin);
+    }
+    return make_error(errc::daemon_not_found,
+                      "no daemon " + hex_u64(origin) + " on this node");
+  }
+
+  // deliver and deliver_batch: a one-shot channel instead of a scoped_actor
+  // request (actors/reply.hpp says why). The message carries a copy of the
+  // events, so the retry after a stale handle has them again: the first
+  // message, and the promise in it, are gone by then.
+  caf::expected<delivery_batch> deliver(uint64_t origin,
+                                        const event_batch& evs) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto h = find(origin, attempt > 0);
+      if (!h)
+        return h.error();
+      auto deadline = delivery_channel::clock::now() + opts.request_timeout;
+      auto ch = std::make_shared<delivery_channel>();
+      caf::anon_send(*h, deliver_atom::value, evs,
+                     std::make_shared<delivery_promise>(ch));
+      if (!ch->wait(opts.reply_spin, deadline))
+        return make_error(errc::timeout, "no answer in time");
+      if (!ch->error())
+        return std::move(ch->value());
+      if (!is(ch->error(), errc::daemon_not_found))
+        return ch->error();
       forget(origin);
     }
     return make_error(errc::daemon_not_found,
@@ -445,27 +482,35 @@ caf::expected<daemon_info> runtime::spawn_from_snapshot(const keypair& id,
 }
 
 caf::expected<delivery> runtime::deliver(uint64_t origin, inbound_event ev) {
-  std::vector<inbound_event> one;
-  one.push_back(std::move(ev));
-  auto r = deliver_batch(origin, std::move(one));
+  event_batch one;
+  one.add(ev);
+  auto r = deliver_batch(origin, one);
   if (!r)
     return r.error();
   if (r->size() != 1)
     return make_error(errc::corrupt_data, "daemon answered "
                                             + std::to_string(r->size())
                                             + " deliveries for one event");
-  auto& d = r->front();
-  if (d.state == delivery::status::rejected)
-    return make_error(errc::process_failed, d.error);
-  return std::move(d);
+  if (r->state(0) == delivery::status::rejected)
+    return make_error(errc::process_failed, std::string{r->error(0)});
+  return r->to_delivery(0);
 }
 
 caf::expected<std::vector<delivery>>
 runtime::deliver_batch(uint64_t origin, std::vector<inbound_event> evs) {
   if (evs.empty())
     return std::vector<delivery>{};
-  return impl_->ask_daemon<std::vector<delivery>>(origin, deliver_atom::value,
-                                                  std::move(evs));
+  auto r = deliver_batch(origin, event_batch{evs});
+  if (!r)
+    return r.error();
+  return r->to_deliveries();
+}
+
+caf::expected<delivery_batch> runtime::deliver_batch(uint64_t origin,
+                                                     const event_batch& evs) {
+  if (evs.empty())
+    return delivery_batch{};
+  return impl_->deliver(origin, evs);
 }
 
 caf::expected<uint64_t> runtime::high_water_mark(uint64_t origin,

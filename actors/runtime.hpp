@@ -26,6 +26,7 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
+#include "actors/batch.hpp"
 #include "actors/daemon.hpp"
 #include "base/bytes.hpp"
 #include "identity/fwd.hpp"
@@ -68,6 +69,11 @@ struct runtime_options {
   uint64_t compact_after = 100000;
   /// How long a facade call waits for the actors.
   std::chrono::milliseconds request_timeout{30000};
+  /// How long deliver / deliver_batch spin for the daemon's answer before
+  /// they sleep (0 = sleep at once). The answer to a batch usually comes
+  /// within tens of microseconds, and one sleep/wake hand-off costs about
+  /// as much again on small VMs; see actors/reply.hpp.
+  std::chrono::microseconds reply_spin{100};
 };
 
 /// A daemon as the node's table lists it.
@@ -92,25 +98,23 @@ struct daemon_stats {
   uint64_t last_seq = 0;
 };
 
-/// One event from a producer. producer_id 0 = anonymous: no deduplication.
-struct inbound_event {
-  uint64_t producer_id = 0;
-  uint64_t producer_seq = 0;
-  bytes payload;
-};
-
-/// The answer for one inbound event.
-struct delivery {
-  enum class status : uint8_t { applied, duplicate, rejected };
-  status state = status::applied;
-  /// applied: the daemon_seq assigned; duplicate: the daemon_seq it was
-  /// applied at (0 when older than the remembered window); rejected: the
-  /// daemon_seq it was recorded at.
-  uint64_t daemon_seq = 0;
-  /// rejected: why.
-  std::string error;
-  std::vector<causal_event> outputs;
-};
+/// The CAF scheduler settings meshd runs with. Call on the config before the
+/// actor_system is built (and before parsing user options, so that those
+/// still win):
+///
+///  - scheduler.max-threads = cores - 1 (at least 1). CAF's default is
+///    max(cores, 4): on a 2-core machine four workers would fight over two
+///    cores with the threads that are not workers (callers of this facade,
+///    the event log's fsync thread, the middleman). One core is left to them.
+///  - work-stealing.aggressive-poll-attempts = 100,000 (CAF: 100). A worker
+///    that runs out of work polls its queue this often (about 0.25 ms)
+///    before it naps. With CAF's 100 polls a worker naps within a
+///    microsecond, and a request that arrives a few microseconds later (the
+///    next batch of a producer that just got its answer) waits for the nap,
+///    about 50 us on a VM. The price is a quarter millisecond of one core
+///    after each burst of work.
+caf::actor_system_config&
+apply_scheduler_defaults(caf::actor_system_config& cfg);
 
 class runtime {
 public:
@@ -151,6 +155,11 @@ public:
   /// Delivers events in order as one message; one delivery per event.
   caf::expected<std::vector<delivery>>
   deliver_batch(uint64_t origin_hash, std::vector<inbound_event> evs);
+  /// The same with packed events and answers (actors/batch.hpp): a few
+  /// allocations per batch instead of several per event. The fast path; the
+  /// other two calls convert into it.
+  caf::expected<delivery_batch> deliver_batch(uint64_t origin_hash,
+                                              const event_batch& evs);
 
   /// Highest producer_seq of `producer_id` the daemon has applied (0 = none).
   caf::expected<uint64_t> high_water_mark(uint64_t origin_hash,

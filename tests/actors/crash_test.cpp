@@ -48,6 +48,7 @@ keypair daemon_key() {
 
 [[noreturn]] void child(const std::string& dir, int fd, unsigned seed) {
   caf::actor_system_config cfg;
+  mesh::apply_scheduler_defaults(cfg);
   caf::actor_system sys{cfg};
   runtime_options opts;
   opts.data_dir = dir;

@@ -23,7 +23,7 @@ namespace {
 
 struct node {
   caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  caf::actor_system sys{mesh::apply_scheduler_defaults(cfg)};
   std::unique_ptr<runtime> rt;
 
   node(const std::string& dir, runtime_options opts = {}) {

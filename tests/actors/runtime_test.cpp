@@ -25,7 +25,7 @@ namespace {
 
 struct fixture {
   caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  caf::actor_system sys{mesh::apply_scheduler_defaults(cfg)};
   std::atomic<int> made{0};
   std::unique_ptr<runtime> rt;
 
@@ -219,6 +219,118 @@ TEST_CASE("deliver_batch answers every event in order") {
   REQUIRE(r->size() == 100);
   CHECK(text(r->back().outputs[0].payload) == "5050");
   CHECK(r->back().daemon_seq == 100);
+}
+
+TEST_CASE("packed deliver_batch answers exactly like the vector form") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto a = f.spawn("echo");
+  auto b = f.spawn("echo");
+  std::vector<inbound_event> evs;
+  for (int i = 1; i <= 50; ++i)
+    evs.push_back({3, static_cast<uint64_t>(i), to_bytes(std::to_string(i))});
+  evs.push_back({3, 7, to_bytes("dup")}); // a duplicate of seq 7
+  evs.push_back({0, 0, {}});              // anonymous, empty
+  auto unpacked = f.rt->deliver_batch(a, evs);
+  auto packed = f.rt->deliver_batch(b, event_batch{evs});
+  REQUIRE(unpacked);
+  REQUIRE(packed);
+  REQUIRE(packed->size() == evs.size());
+  REQUIRE(unpacked->size() == evs.size());
+  for (size_t i = 0; i < evs.size(); ++i) {
+    auto& u = (*unpacked)[i];
+    CHECK(packed->state(i) == u.state);
+    CHECK(packed->daemon_seq(i) == u.daemon_seq);
+    REQUIRE(packed->output_count(i) == u.outputs.size());
+    for (size_t k = 0; k < u.outputs.size(); ++k) {
+      auto o = packed->output_at(i, k);
+      CHECK(o.payload.to_bytes() == u.outputs[k].payload);
+      CHECK(o.link.sequence == u.outputs[k].link.sequence);
+      CHECK(o.link.horizon == u.outputs[k].link.horizon);
+      CHECK(o.link.origin_hash == b);
+    }
+  }
+  CHECK(packed->state(50) == delivery::status::duplicate);
+  CHECK(packed->daemon_seq(50) == 7);
+  CHECK(packed->state(51) == delivery::status::applied);
+  CHECK(packed->output_at(51, 0).payload.empty());
+}
+
+TEST_CASE("packed deliver_batch carries a rejection's error per event") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  event_batch evs;
+  evs.add(1, 1, to_bytes("10"));
+  evs.add(1, 2, to_bytes("bad"));
+  evs.add(1, 3, to_bytes("5"));
+  auto r = f.rt->deliver_batch(id, evs);
+  REQUIRE(r);
+  REQUIRE(r->size() == 3);
+  CHECK(r->state(0) == delivery::status::applied);
+  CHECK(r->state(1) == delivery::status::rejected);
+  CHECK(r->daemon_seq(1) == 2);
+  CHECK(r->error(1).find("bad") != std::string_view::npos);
+  CHECK(r->output_count(1) == 0);
+  // Rebuilt from before the failure, then the third event.
+  CHECK(r->state(2) == delivery::status::applied);
+  CHECK(text(r->output_at(2, 0).payload.to_bytes()) == "15");
+}
+
+TEST_CASE("an empty packed batch is answered without asking the daemon") {
+  fixture f;
+  REQUIRE(!f.rt->start());
+  auto r = f.rt->deliver_batch(12345, event_batch{});
+  REQUIRE(r);
+  CHECK(r->empty());
+}
+
+TEST_CASE("deliver without spinning still gets every answer") {
+  runtime_options opts;
+  opts.reply_spin = std::chrono::microseconds{0};
+  fixture f{opts};
+  REQUIRE(!f.rt->start());
+  auto id = f.spawn();
+  for (int i = 1; i <= 20; ++i)
+    CHECK(f.send(id, "1", 1, i) == std::to_string(i));
+}
+
+TEST_CASE("deliveries racing stop end in an answer or daemon_not_found, "
+          "never a timeout") {
+  runtime_options opts;
+  // Long enough that a lost promise would show as a slow call.
+  opts.request_timeout = std::chrono::milliseconds{20000};
+  fixture f{opts};
+  REQUIRE(!f.rt->start());
+  for (int round = 0; round < 20; ++round) {
+    auto id = f.spawn("echo");
+    std::atomic<bool> stopped{false};
+    int answered = 0, gone = 0, other = 0;
+    auto slowest = std::chrono::steady_clock::duration::zero();
+    std::thread sender{[&] {
+      for (int i = 0; i < 100000; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto r = f.rt->deliver(id, {0, 0, to_bytes("x")});
+        slowest = std::max(slowest, std::chrono::steady_clock::now() - t0);
+        if (r)
+          ++answered;
+        else if (is(r.error(), errc::daemon_not_found))
+          ++gone;
+        else
+          ++other;
+        if (!r && stopped)
+          break;
+      }
+    }};
+    std::this_thread::sleep_for(std::chrono::milliseconds{1 + round % 5});
+    REQUIRE(!f.rt->stop(id));
+    stopped = true;
+    sender.join();
+    CHECK(other == 0);
+    CHECK(gone >= 1);
+    CHECK(slowest < std::chrono::seconds{5});
+    INFO("round " << round << ": " << answered << " answered");
+  }
 }
 
 TEST_CASE("stop then deliver gives daemon_not_found") {

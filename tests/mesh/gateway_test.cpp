@@ -68,6 +68,7 @@ struct fixture {
   std::optional<control_client> client;
 
   explicit fixture(bool refuse = false) {
+    mesh::apply_scheduler_defaults(cfg);
     cfg.load<caf::io::middleman>();
     sys = std::make_unique<caf::actor_system>(cfg);
     rt = std::make_unique<runtime>(*sys, runtime_options{});
@@ -314,6 +315,7 @@ TEST_CASE("publishing on a port in use fails naming the address") {
 
 TEST_CASE("connecting to a closed port is target_unavailable") {
   caf::actor_system_config cfg;
+  mesh::apply_scheduler_defaults(cfg);
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   // Bind and release a port so that nothing listens on it.
@@ -334,6 +336,7 @@ TEST_CASE("connecting to a closed port is target_unavailable") {
 
 TEST_CASE("serve answers requests without any network") {
   caf::actor_system_config cfg;
+  mesh::apply_scheduler_defaults(cfg);
   caf::actor_system sys{cfg};
   runtime rt{sys, runtime_options{}};
   for (auto& [kind, factory] : examples::example_kinds())

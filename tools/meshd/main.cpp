@@ -199,6 +199,7 @@ int run(const options& opts, const mesh::fsync_policy& policy,
     return fail(exit_failure, mesh::describe(lock.error()));
 
   caf::actor_system_config cfg;
+  mesh::apply_scheduler_defaults(cfg);
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
 

@@ -1,0 +1,67 @@
+#include "actors/reply.hpp"
+
+#include <thread>
+
+#include "base/errc.hpp"
+
+namespace mesh {
+
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+} // namespace
+
+bool reply_channel_base::claim() {
+  int expected = empty_state;
+  return state_.compare_exchange_strong(expected, writing_state,
+                                        std::memory_order_acq_rel);
+}
+
+void reply_channel_base::publish() {
+  {
+    // Under the lock, so that a waiter between its last check and its sleep
+    // cannot miss the wake-up.
+    std::lock_guard<std::mutex> guard{mtx_};
+    state_.store(ready_state, std::memory_order_release);
+  }
+  cv_.notify_one();
+}
+
+bool reply_channel_base::wait(std::chrono::nanoseconds spin,
+                              clock::time_point deadline) {
+  if (ready())
+    return true;
+  if (spin.count() > 0) {
+    auto spin_until = std::min(clock::now() + spin, deadline);
+    // Pause instructions first (the answer is often a few microseconds
+    // away), then yield so that a worker sharing this core can run.
+    for (unsigned i = 0;; ++i) {
+      if (ready())
+        return true;
+      if (i < 256) {
+        cpu_relax();
+        continue;
+      }
+      if ((i & 15) == 0 && clock::now() >= spin_until)
+        break;
+      std::this_thread::yield();
+    }
+  }
+  std::unique_lock<std::mutex> guard{mtx_};
+  return cv_.wait_until(guard, deadline, [this] {
+    return ready();
+  });
+}
+
+caf::error reply_receiver_gone() {
+  return make_error(errc::daemon_not_found, "the daemon is gone");
+}
+
+} // namespace mesh
