@@ -44,12 +44,20 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/daemon.hpp"
+#include "actors/reply.hpp"
 #include "actors/runtime.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
 #include "bench_util.hpp"
 #include "examples/counter/counter.hpp"
 #include "examples/text.hpp"
+
+// The raw actors' spin-wait replies (the facade's hand-off, actors/reply.hpp).
+using raw_promise_ptr = std::shared_ptr<mesh::reply_promise<mesh::bytes>>;
+using raw_batch_promise_ptr = std::shared_ptr<
+  mesh::reply_promise<std::vector<mesh::bytes>>>;
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(raw_promise_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(raw_batch_promise_ptr)
 
 #ifndef MESHD_RUNTIME_BENCH_ERLANG_DIR
 #  define MESHD_RUNTIME_BENCH_ERLANG_DIR ""
@@ -70,7 +78,7 @@ constexpr uint64_t producer_id = 1;
 struct options {
   double seconds = 1.5; // time budget per row
   unsigned trials = 3;  // the budget is split into this many timed runs
-  unsigned threads = 2; // scheduler.max-threads
+  unsigned threads = 0; // scheduler.max-threads; 0 = meshd's default
   double time_box = 55; // whole run; rows not started by then are skipped
   int erlang = -1;      // -1 = if erl is on PATH, 0 = off, 1 = on
   std::string erlang_script;
@@ -101,7 +109,8 @@ void usage(FILE* out) {
     "  --seconds S        time budget per row (default 1.5)\n"
     "  --trials N         split each row into N timed runs, report the median\n"
     "                     rate (default 3)\n"
-    "  --threads N        CAF scheduler.max-threads (default 2)\n"
+    "  --threads N        CAF scheduler.max-threads (default: what meshd\n"
+    "                     uses, mesh::apply_scheduler_defaults)\n"
     "  --dir DIR          create the scratch directory for the log rows "
     "inside\n"
     "                     DIR (default /tmp); removed at the end\n"
@@ -278,13 +287,39 @@ caf::behavior raw_counter(caf::stateful_actor<raw_state>* self) {
       }
       return out;
     },
+    // The same, answered through the facade's spin-wait channel.
+    [=](bytes& payload, const raw_promise_ptr& rp) {
+      if (!add_payload(payload, self->state.total))
+        rp->deliver(caf::make_error(caf::sec::invalid_argument));
+      else
+        rp->deliver(as_text(self->state.total));
+    },
+    [=](std::vector<bytes>& payloads, const raw_batch_promise_ptr& rp) {
+      std::vector<bytes> out;
+      out.reserve(payloads.size());
+      for (auto& p : payloads) {
+        if (!add_payload(p, self->state.total)) {
+          rp->deliver(caf::make_error(caf::sec::invalid_argument));
+          return;
+        }
+        out.push_back(as_text(self->state.total));
+      }
+      rp->deliver(std::move(out));
+    },
   };
 }
 
 // -- rows
 // -----------------------------------------------------------------------
 
-enum class row_kind { raw, runtime, runtime_log, erlang_cast, erlang_call };
+enum class row_kind {
+  raw,      // scoped_actor request/receive
+  raw_spin, // anon_send + the facade's spin-wait reply channel
+  runtime,
+  runtime_log,
+  erlang_cast,
+  erlang_call
+};
 
 struct row {
   row_kind kind = row_kind::raw;
@@ -422,6 +457,7 @@ public:
     next_ = 0;
     switch (r.kind) {
       case row_kind::raw: run_raw(r); break;
+      case row_kind::raw_spin: run_raw_spin(r); break;
       case row_kind::runtime:
       case row_kind::runtime_log:
         if (r.producers > 1)
@@ -487,6 +523,54 @@ private:
     self->send_exit(a, caf::exit_reason::user_shutdown);
   }
 
+  /// Like run_raw, with the hand-off the runtime facade uses: the request
+  /// goes by anon_send with a reply_promise, and this thread spins for the
+  /// answer (then sleeps) exactly as deliver / deliver_batch do.
+  void run_raw_spin(row& r) {
+    auto a = sys_.spawn(raw_counter);
+    auto spin = mesh::runtime_options{}.reply_spin;
+    auto wait = [&](mesh::reply_channel_base& ch) {
+      auto deadline = mesh::reply_channel_base::clock::now()
+                      + std::chrono::seconds(30);
+      if (!ch.wait(spin, deadline))
+        die("raw actor: no reply");
+      if (ch.error())
+        die("raw actor: " + sys_.render(ch.error()));
+    };
+    std::function<uint64_t()> step;
+    if (!r.batch) {
+      step = [&]() -> uint64_t {
+        auto ch = std::make_shared<mesh::reply_channel<bytes>>();
+        caf::anon_send(a, next_payload(),
+                       std::make_shared<mesh::reply_promise<bytes>>(ch));
+        wait(*ch);
+        last_text_ = std::move(ch->value());
+        return 1;
+      };
+    } else {
+      step = [&]() -> uint64_t {
+        std::vector<bytes> ps;
+        ps.reserve(batch_size);
+        for (size_t i = 0; i < batch_size; ++i)
+          ps.push_back(next_payload());
+        using out_t = std::vector<bytes>;
+        auto ch = std::make_shared<mesh::reply_channel<out_t>>();
+        caf::anon_send(a, std::move(ps),
+                       std::make_shared<mesh::reply_promise<out_t>>(ch));
+        wait(*ch);
+        if (ch->value().size() != batch_size)
+          die("raw actor: short batch reply");
+        last_text_ = std::move(ch->value().back());
+        return batch_size;
+      };
+    }
+    for (uint64_t n = 0; n < warmup_events;)
+      n += step();
+    run_trials(r, opt_, clock_, r.batch ? 1 : 16, step);
+    check_total(r);
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+
   /// A started runtime (with a fresh data_dir for the log rows) with one
   /// counter daemon.
   std::unique_ptr<mesh::runtime>
@@ -540,6 +624,7 @@ private:
     auto rt = start_runtime(with_log, ro, origin);
     uint64_t seq = 0;
     uint64_t last_daemon_seq = 0;
+    mesh::event_batch evs;
     std::function<uint64_t()> step;
     if (!r.batch) {
       step = [&]() -> uint64_t {
@@ -555,22 +640,24 @@ private:
       };
     } else {
       step = [&]() -> uint64_t {
-        std::vector<mesh::inbound_event> evs;
-        evs.reserve(batch_size);
+        // The packed batch, refilled each time (the way a real ingester
+        // reuses its buffer).
+        evs.clear();
         for (size_t i = 0; i < batch_size; ++i)
-          evs.push_back({producer_id, ++seq, next_payload()});
-        auto res = rt->deliver_batch(origin, std::move(evs));
+          evs.add(producer_id, ++seq, next_payload());
+        auto res = rt->deliver_batch(origin, evs);
         if (!res)
           die("deliver_batch: " + mesh::describe(res.error()));
         if (res->size() != batch_size)
           die("deliver_batch: short answer");
-        auto& back = res->back();
+        auto back = batch_size - 1;
         last_daemon_seq += batch_size;
-        if (back.state != mesh::delivery::status::applied
-            || back.outputs.size() != 1 || back.daemon_seq != last_daemon_seq)
+        if (res->state(back) != mesh::delivery::status::applied
+            || res->output_count(back) != 1
+            || res->daemon_seq(back) != last_daemon_seq)
           die("deliver_batch: unexpected answer at producer_seq "
               + std::to_string(seq));
-        last_text_ = std::move(back.outputs[0].payload);
+        last_text_ = res->output_at(back, 0).payload.to_bytes();
         return batch_size;
       };
     }
@@ -595,29 +682,30 @@ private:
       uint64_t sent = 0;
       uint64_t last_daemon_seq = 0;
       bytes last_text;
+      mesh::event_batch evs;
     };
     std::vector<producer> ps(r.producers);
     for (unsigned i = 0; i < r.producers; ++i)
       ps[i].id = producer_id + i;
     auto step = [&](unsigned i) -> uint64_t {
       auto& p = ps[i];
-      std::vector<mesh::inbound_event> evs;
-      evs.reserve(batch_size);
+      p.evs.clear();
       for (size_t k = 0; k < batch_size; ++k)
-        evs.push_back({p.id, ++p.seq, pool_[p.sent++ % pool_size]});
-      auto res = rt->deliver_batch(origin, std::move(evs));
+        p.evs.add(p.id, ++p.seq, pool_[p.sent++ % pool_size]);
+      auto res = rt->deliver_batch(origin, p.evs);
       if (!res)
         die("deliver_batch: " + mesh::describe(res.error()));
       if (res->size() != batch_size)
         die("deliver_batch: short answer");
-      for (auto& d : *res) {
-        if (d.state != mesh::delivery::status::applied || d.outputs.size() != 1
-            || d.daemon_seq <= p.last_daemon_seq)
+      for (size_t k = 0; k < batch_size; ++k) {
+        if (res->state(k) != mesh::delivery::status::applied
+            || res->output_count(k) != 1
+            || res->daemon_seq(k) <= p.last_daemon_seq)
           die("deliver_batch: unexpected answer for producer "
               + std::to_string(p.id));
-        p.last_daemon_seq = d.daemon_seq;
+        p.last_daemon_seq = res->daemon_seq(k);
       }
-      p.last_text = std::move(res->back().outputs[0].payload);
+      p.last_text = res->output_at(batch_size - 1, 0).payload.to_bytes();
       return batch_size;
     };
     {
@@ -783,7 +871,10 @@ int main(int argc, char** argv) {
   // The runtime logs every spawn and compaction at info; that is noise here.
   spdlog::set_level(spdlog::level::warn);
 
+  // The scheduler meshd runs with (actors/runtime.hpp); --caf-arg and
+  // --threads override it.
   caf::actor_system_config cfg;
+  mesh::apply_scheduler_defaults(cfg);
   std::string caf_extra;
   if (!opt.caf_args.empty()) {
     caf::actor_system_config::string_list args{opt.caf_args.begin(),
@@ -795,7 +886,8 @@ int main(int argc, char** argv) {
       caf_extra += " " + a;
   }
   // CAF 0.17 spells the key without the "caf." prefix that 0.18 added.
-  cfg.set("scheduler.max-threads", static_cast<size_t>(opt.threads));
+  if (opt.threads > 0)
+    cfg.set("scheduler.max-threads", static_cast<size_t>(opt.threads));
   std::vector<row> rows;
   auto add = [&](row_kind k, bool batch, std::string label,
                  unsigned producers = 1) {
@@ -809,6 +901,8 @@ int main(int argc, char** argv) {
   const std::string b = std::to_string(batch_size);
   add(row_kind::raw, false, "raw CAF actor, request/receive, single");
   add(row_kind::raw, true, "raw CAF actor, request/receive, batch" + b);
+  add(row_kind::raw_spin, false, "raw CAF actor, spin-wait reply, single");
+  add(row_kind::raw_spin, true, "raw CAF actor, spin-wait reply, batch" + b);
   add(row_kind::runtime, false, "runtime deliver, single");
   add(row_kind::runtime, true, "runtime deliver_batch, batch" + b);
   add(row_kind::runtime_log, false, "runtime deliver + log, single");
@@ -864,16 +958,24 @@ int main(int argc, char** argv) {
   };
   const row* raw_single = find(row_kind::raw, false);
   const row* raw_batch = find(row_kind::raw, true);
+  // The runtime rows are compared with the raw actor behind the same
+  // hand-off (spin-wait reply); request/receive rows with request/receive.
+  const row* spin_single = find(row_kind::raw_spin, false);
+  const row* spin_batch = find(row_kind::raw_spin, true);
 
   // -- table ----------------------------------------------------------------
   std::printf(
-    "\nruntime_bench: %.2f s per row in %u trials, CAF 0.17 default scheduler "
-    "(work stealing) with scheduler.max-threads=%u (%zu workers)%s%s, %ld "
+    "\nruntime_bench: %.2f s per row in %u trials, CAF 0.17 work-stealing "
+    "scheduler with meshd's settings (mesh::apply_scheduler_defaults: "
+    "aggressive-poll-attempts=100000), %s (%zu workers)%s%s, %ld "
     "CPUs, "
     "log rows on %s, total %.1f s\n"
     "load average before: %s; after: %s\n"
     "%s\n\n",
-    opt.seconds, opt.trials, opt.threads, workers,
+    opt.seconds, opt.trials,
+    opt.threads > 0 ? ("--threads " + std::to_string(opt.threads)).c_str()
+                    : "max-threads = cores - 1",
+    workers,
     caf_extra.empty() ? "" : ", NON-DEFAULT CAF options:", caf_extra.c_str(),
     ::sysconf(_SC_NPROCESSORS_ONLN), fs_name(parent).c_str(), total,
     load_before.c_str(), loadavg().c_str(), erlang_line.c_str());
@@ -890,11 +992,16 @@ int main(int argc, char** argv) {
     // Single-style rows (one round trip per event) against raw single;
     // batch100 and cast (no wait per event) against raw batch100.
     bool batch_style = r.batch || r.kind == row_kind::erlang_cast;
-    const row* base = batch_style ? raw_batch : raw_single;
+    bool spin_style = r.kind == row_kind::raw_spin
+                      || r.kind == row_kind::runtime
+                      || r.kind == row_kind::runtime_log;
+    const row* base = spin_style ? (batch_style ? spin_batch : spin_single)
+                                 : (batch_style ? raw_batch : raw_single);
     std::string vs = base && base->median_rate > 0 && r.median_rate > 0
                        ? fmt_f("%.0f%%",
                                100.0 * r.median_rate / base->median_rate)
-                           + (batch_style ? " of raw batch" : " of raw single")
+                           + " of raw " + (spin_style ? "spin-wait " : "")
+                           + (batch_style ? "batch" : "single")
                        : "n/a";
     std::string cpu = r.cpu_seconds >= 0 && r.events
                         ? fmt_f("%.3f", r.cpu_seconds * 1e6
@@ -902,7 +1009,9 @@ int main(int argc, char** argv) {
                         : "n/a";
     std::string note = r.note;
     if (r.kind == row_kind::raw)
-      note = "ceiling";
+      note = "ceiling (scoped_actor hand-off)";
+    else if (r.kind == row_kind::raw_spin)
+      note = "ceiling (the facade's hand-off)";
     else if (r.kind == row_kind::erlang_cast)
       note = "chunks of 10,000 casts + 1 call";
     else if (r.kind == row_kind::erlang_call)
@@ -923,9 +1032,9 @@ int main(int argc, char** argv) {
     "loops / "
     "events; n/a for the Erlang rows (other process).\n"
     "vs raw = this row's events/s as a percentage of the raw CAF row of the "
-    "same "
-    "style (single: one round trip per event; batch%zu and cast: no wait per "
-    "event).\n"
+    "same style (single: one round trip per event; batch%zu and cast: no wait "
+    "per event) and, for the runtime rows, the same hand-off (spin-wait "
+    "reply, as the facade waits; see actors/reply.hpp).\n"
     "One producer (producer_id %llu) with producer_seq 1, 2, 3, ... so every "
     "event "
     "passes the dedup check; payloads \"1\"..\"%zu\" cycled; a %llu-event "
@@ -957,16 +1066,21 @@ int main(int argc, char** argv) {
   };
   {
     auto r = find(row_kind::runtime, false);
-    bool ok = r && raw_single
-              && r->median_rate >= 0.5 * raw_single->median_rate;
-    std::string got = r && raw_single
+    bool ok = r && spin_single
+              && r->median_rate >= 0.5 * spin_single->median_rate;
+    std::string got = r && spin_single
                         ? fmt_num(r->median_rate) + " events/s = "
                             + fmt_f("%.0f%%", 100 * r->median_rate
-                                                / raw_single->median_rate)
-                            + " of raw single ("
-                            + fmt_num(raw_single->median_rate) + ")"
+                                                / spin_single->median_rate)
+                            + " of the raw actor behind the same hand-off ("
+                            + fmt_num(spin_single->median_rate) + ")"
                         : "";
-    verdict(r && raw_single ? r : nullptr, ok,
+    if (r && raw_single)
+      got += "; "
+             + fmt_f("%.0f%%", 100 * r->median_rate / raw_single->median_rate)
+             + " of raw request/receive (" + fmt_num(raw_single->median_rate)
+             + ")";
+    verdict(r && spin_single ? r : nullptr, ok,
             "runtime deliver single >= 50% of raw CAF single", got);
   }
   {
