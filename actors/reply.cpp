@@ -40,16 +40,17 @@ bool reply_channel_base::wait(std::chrono::nanoseconds spin,
     return true;
   if (spin.count() > 0) {
     auto spin_until = std::min(clock::now() + spin, deadline);
-    // Pause instructions first (the answer is often a few microseconds
-    // away), then yield so that a worker sharing this core can run.
-    for (unsigned i = 0;; ++i) {
+    // Pause instructions (the answer is often a few microseconds away),
+    // with a yield every 64 of them so that a thread sharing this core (a
+    // worker, the log's fsync thread, another caller) still gets to run.
+    for (unsigned i = 1;; ++i) {
       if (ready())
         return true;
-      if (i < 256) {
+      if ((i & 63) != 0) {
         cpu_relax();
         continue;
       }
-      if ((i & 15) == 0 && clock::now() >= spin_until)
+      if (clock::now() >= spin_until)
         break;
       std::this_thread::yield();
     }
