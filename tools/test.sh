@@ -18,4 +18,8 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMESHD_BUILD_TESTS=ON ${san:+-DMESHD_SANITIZE=$san} >/dev/null
 cmake --build "$build" -j "$jobs"
 cd "$build"
+if [ "$san" = address ]; then
+  # Leaks inside CAF itself, each explained in the file.
+  export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+fi
 ctest --output-on-failure -j "$jobs" --timeout 600

@@ -100,13 +100,17 @@ TEST_CASE("only the first answer counts") {
 TEST_CASE("a message to an actor that is gone drops its promise at once") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  auto a = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
-    return {
-      [](deliver_atom, const event_batch&, const delivery_promise_ptr& p) {
-        p->deliver(one_answer(1));
-      },
-    };
-  });
+  // (A spawn argument: CAF 0.17 dereferences a null tuple pointer when a
+  // function actor is spawned without any, which UBSan reports.)
+  auto a = sys.spawn(
+    [](caf::event_based_actor*, uint64_t seq) -> caf::behavior {
+      return {
+        [seq](deliver_atom, const event_batch&, const delivery_promise_ptr& p) {
+          p->deliver(one_answer(seq));
+        },
+      };
+    },
+    uint64_t{1});
   {
     caf::scoped_actor self{sys};
     self->send_exit(a, caf::exit_reason::user_shutdown);
