@@ -35,6 +35,13 @@ void event_batch::add(uint64_t producer_id, uint64_t producer_seq,
   headers_.push_back({producer_id, producer_seq, offset, payload.size});
 }
 
+bool event_batch::well_formed() const {
+  for (auto& h : headers_)
+    if (h.offset > data_.size() || h.size > data_.size() - h.offset)
+      return false;
+  return true;
+}
+
 void event_batch::reserve(size_t events, size_t payload_bytes) {
   headers_.reserve(events);
   data_.reserve(payload_bytes);

@@ -93,6 +93,10 @@ public:
     return data_.size();
   }
 
+  /// Every event's payload lies inside the buffer. Always true for a batch
+  /// built with add(); checked for one that was deserialized.
+  bool well_formed() const;
+
   // For serialization (inspect) only.
   std::vector<header>& headers() {
     return headers_;

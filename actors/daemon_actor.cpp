@@ -104,6 +104,11 @@ void deliver(daemon_ptr self, const event_batch& evs, Reply reply) {
                          "restart the node to recover it"));
     return;
   }
+  if (!evs.well_formed()) {
+    reply(make_error(errc::corrupt_data,
+                     "event batch with a payload outside its buffer"));
+    return;
+  }
   bool was_failed = core.failed();
   delivery_batch out;
   // Counter-like daemons emit one short output per event.
@@ -169,6 +174,9 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
     },
     [=](deliver_atom, const event_batch& evs,
         const delivery_promise_ptr& promise) {
+      // From here on the events may be applied: if this actor stops before
+      // it answers, the caller must not resend them blindly.
+      promise->accept();
       deliver(self, evs, [promise](auto&& answer) {
         promise->deliver(std::forward<decltype(answer)>(answer));
       });

@@ -4,6 +4,7 @@
 #include <map>
 
 #include <caf/actor_system.hpp>
+#include <caf/spawn_options.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -137,6 +138,9 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
       maybe_compact(self);
     },
     [=](forget_atom, uint64_t origin) {
+      // Write what is queued first: a flush after the erase would bring the
+      // stopped daemon's entries back into `live` and pin compaction.
+      flush(self);
       self->state.live.erase(origin);
       maybe_compact(self);
     },
@@ -161,6 +165,13 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
 } // namespace
 
 log_actor spawn_log_actor(caf::actor_system& sys, log_actor_config cfg) {
+  // An fsync per commit blocks for a millisecond or more. On a scheduler
+  // thread it would stall every daemon sharing that thread (meshd runs one
+  // worker on a 2-core machine), and the daemons could not prepare the next
+  // group commit meanwhile. On its own thread it stalls only the log; the
+  // extra hand-off this costs is small beside the fsync.
+  if (cfg.sync_each_commit)
+    return sys.spawn<caf::detached>(log_impl, std::move(cfg));
   return sys.spawn(log_impl, std::move(cfg));
 }
 

@@ -27,7 +27,9 @@ struct log_actor_config {
   /// Owned by the actor from spawn on (null = no durable log: appends are
   /// answered at once).
   std::shared_ptr<segment> seg;
-  /// fsync before answering (every_n:1).
+  /// fsync before answering (every_n:1). The actor then runs on its own
+  /// thread (caf::detached) so that the fsync does not hold up a scheduler
+  /// worker.
   bool sync_each_commit = false;
   /// Compact once this many records are no longer needed.
   uint64_t compact_after = 100000;

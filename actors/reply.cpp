@@ -61,8 +61,13 @@ bool reply_channel_base::wait(std::chrono::nanoseconds spin,
   });
 }
 
-caf::error reply_receiver_gone() {
-  return make_error(errc::daemon_not_found, "the daemon is gone");
+caf::error reply_receiver_gone(bool accepted) {
+  if (!accepted)
+    return make_error(errc::daemon_not_found, "the daemon is gone");
+  return make_error(errc::daemon_not_found,
+                    "the daemon stopped before it answered; the events may "
+                    "have been applied (resend them with the same producer "
+                    "seqs: duplicates are recognised)");
 }
 
 } // namespace mesh

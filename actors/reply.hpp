@@ -16,7 +16,10 @@
 // The sending end (reply_promise) travels in the message. If it is dropped
 // unanswered (the receiver stopped and its mailbox closed, or the actor died
 // holding it) its destructor answers daemon_not_found, so the waiter never
-// waits out the deadline for an actor that is gone.
+// waits out the deadline for an actor that is gone. The receiver calls
+// accept() when it starts on the request; a promise dropped after that
+// carries the same code but the channel remembers it was accepted: the
+// request may have had effects, so the caller must not simply resend it.
 
 #include <atomic>
 #include <chrono>
@@ -29,6 +32,11 @@
 #include "actors/batch.hpp"
 
 namespace mesh {
+
+/// daemon_not_found: "the daemon is gone" (the request never reached it) or,
+/// when `accepted`, that it stopped before answering and the request may
+/// have been applied.
+caf::error reply_receiver_gone(bool accepted);
 
 /// The part of a reply channel that does not depend on the answer's type.
 class reply_channel_base {
@@ -43,6 +51,11 @@ public:
     return state_.load(std::memory_order_acquire) == ready_state;
   }
 
+  /// Whether the receiver started on the request (see reply_promise).
+  bool accepted() const {
+    return accepted_.load(std::memory_order_acquire);
+  }
+
   /// The error (none when the answer is a value). Only after ready().
   const caf::error& error() const {
     return error_;
@@ -53,6 +66,11 @@ public:
       return;
     error_ = std::move(err);
     publish();
+  }
+
+  /// Called by the receiver before it acts on the request.
+  void accept() {
+    accepted_.store(true, std::memory_order_release);
   }
 
 protected:
@@ -67,6 +85,7 @@ private:
   static constexpr int ready_state = 2;
 
   std::atomic<int> state_{empty_state};
+  std::atomic<bool> accepted_{false};
   std::mutex mtx_;
   std::condition_variable cv_;
   caf::error error_;
@@ -102,11 +121,17 @@ public:
 
   ~reply_promise() {
     if (ch_)
-      ch_->fail(gone());
+      ch_->fail(gone(ch_->accepted()));
   }
 
   reply_promise(const reply_promise&) = delete;
   reply_promise& operator=(const reply_promise&) = delete;
+
+  /// The receiver started on the request: from now on a drop means "gone
+  /// part-way", not "never arrived".
+  void accept() {
+    ch_->accept();
+  }
 
   void deliver(T value) {
     ch_->fulfill(std::move(value));
@@ -116,18 +141,12 @@ public:
   }
 
 private:
-  static caf::error gone();
+  static caf::error gone(bool accepted) {
+    return reply_receiver_gone(accepted);
+  }
 
   std::shared_ptr<reply_channel<T>> ch_;
 };
-
-/// daemon_not_found, "the daemon is gone".
-caf::error reply_receiver_gone();
-
-template<class T>
-caf::error reply_promise<T>::gone() {
-  return reply_receiver_gone();
-}
 
 using delivery_channel = reply_channel<delivery_batch>;
 using delivery_promise = reply_promise<delivery_batch>;

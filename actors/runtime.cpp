@@ -216,9 +216,12 @@ struct runtime::impl {
   }
 
   // deliver and deliver_batch: a one-shot channel instead of a scoped_actor
-  // request (actors/reply.hpp says why). The message carries a copy of the
-  // events, so the retry after a stale handle has them again: the first
-  // message, and the promise in it, are gone by then.
+  // request (actors/reply.hpp says why). A stale handle (the daemon stopped,
+  // or stopped and came back) drops the message unread: then the handle is
+  // looked up once more and the events sent again. Only then: once the
+  // daemon accepted the message the events may have been applied, and a
+  // resend could apply an anonymous event twice. The message carries a copy
+  // of the events, so the retry has them again.
   caf::expected<delivery_batch> deliver(uint64_t origin,
                                         const event_batch& evs) {
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -236,6 +239,8 @@ struct runtime::impl {
       if (!is(ch->error(), errc::daemon_not_found))
         return ch->error();
       forget(origin);
+      if (ch->accepted())
+        return ch->error();
     }
     return make_error(errc::daemon_not_found,
                       "no daemon " + hex_u64(origin) + " on this node");

@@ -5,12 +5,15 @@
 // runtime's actors answered (or `request_timeout` passed).
 //
 //   caf::actor_system_config cfg;
-//   caf::actor_system sys{cfg};
+//   caf::actor_system sys{mesh::apply_scheduler_defaults(cfg)};
 //   mesh::runtime rt{sys, opts};
 //   rt.register_factory("counter", [] { return std::make_unique<counter>(); });
 //   rt.start();                                  // recovers from data_dir
 //   auto d = rt.spawn("counter");
 //   auto r = rt.deliver(d->origin_hash, {producer, 1, payload});
+//
+// For throughput, batch: fill a reused mesh::event_batch and call
+// deliver_batch(origin, batch); read the answers from the delivery_batch.
 //
 // Lifecycle: registering -> ready -> shutting_down. Spawning before start()
 // fails not_ready; spawning or registering after shutdown() fails

@@ -8,8 +8,9 @@
 // where the bytes are a Cap'n Proto Request / Response (mesh/control.capnp).
 // Anything else is dropped by CAF's default handler.
 //
-// Threading: the runtime facade blocks (it waits on a scoped_actor), so the
-// gateway actor itself never calls it. The gateway authenticates and decodes
+// Threading: the runtime facade blocks (on a scoped_actor, or on a reply
+// channel that spins briefly first: actors/reply.hpp), so the gateway actor
+// itself never calls it. The gateway authenticates and decodes
 // on the scheduler (both are cheap and never block), then hands the request
 // to one of a few detached worker actors, each on its own thread:
 //   - requests that name a daemon go to worker[origin_hash % workers], so

@@ -1,6 +1,7 @@
 // event_batch and delivery_batch: what goes in comes out, in order, and a
 // cleared batch is refilled without growing.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -124,4 +125,17 @@ TEST_CASE("delivery_batch converts to self-contained deliveries") {
   CHECK(ds[1].state == delivery::status::rejected);
   CHECK(ds[1].error == "nope");
   CHECK(ds[1].outputs.empty());
+}
+
+TEST_CASE("event_batch::well_formed catches payloads outside the buffer") {
+  event_batch evs;
+  evs.add(1, 1, b("abc"));
+  evs.add(1, 2, b("de"));
+  CHECK(evs.well_formed());
+  evs.headers()[1].size = 3; // one byte past the end
+  CHECK(!evs.well_formed());
+  evs.headers()[1].size = 2;
+  evs.headers()[1].offset = SIZE_MAX; // offset + size would wrap
+  CHECK(!evs.well_formed());
+  CHECK(event_batch{}.well_formed());
 }

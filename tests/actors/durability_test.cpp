@@ -4,6 +4,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
@@ -231,4 +235,41 @@ TEST_CASE("a damaged producer nonce file is reported, not replaced") {
   auto id = n.rt->producer_id();
   REQUIRE(!id);
   CHECK(describe(id.error()).find("producer.nonce") != std::string::npos);
+}
+
+TEST_CASE("under every_n:1 concurrent daemons share commits and every event "
+          "comes back") {
+  // every_n:1 runs the log on its own thread; four producers on four
+  // daemons at once must all be answered and all be in the log.
+  test::temp_dir tmp;
+  auto opts = no_auto_snapshots();
+  opts.fsync = fsync_policy::every_n(1);
+  opts.snapshot_on_shutdown = false;
+  constexpr int daemons = 4, per_daemon = 200;
+  std::vector<uint64_t> ids;
+  {
+    node n{tmp.path(), opts};
+    for (int d = 0; d < daemons; ++d)
+      ids.push_back(n.rt->spawn("sum")->origin_hash);
+    std::vector<std::thread> producers;
+    std::atomic<int> failures{0};
+    for (int d = 0; d < daemons; ++d)
+      producers.emplace_back([&, d] {
+        for (int i = 1; i <= per_daemon; ++i) {
+          auto r = n.rt->deliver(ids[d], {uint64_t(d + 1), uint64_t(i),
+                                          to_bytes(std::to_string(i))});
+          if (!r)
+            ++failures;
+        }
+      });
+    for (auto& t : producers)
+      t.join();
+    CHECK(failures == 0);
+  }
+  // No snapshot was taken: everything comes back from the log.
+  node n{tmp.path(), opts};
+  for (int d = 0; d < daemons; ++d) {
+    CHECK(n.rt->info(ids[d])->last_seq == per_daemon);
+    CHECK(n.total(ids[d]) == per_daemon * (per_daemon + 1) / 2);
+  }
 }
