@@ -4,7 +4,8 @@
 // Erlang is installed, next to a gen_server counter).
 //
 // What is timed: only the delivery loop (steady_clock around it), including
-// building each request (the payload copy the facade takes by value). Not
+// building each request (filling the event_batch, or the raw actor's vector)
+// and reading the answer. Not
 // timed: starting the runtime, spawning the daemon, a warm-up, shutdown.
 //
 // See tools/bench/README.md (section runtime_bench) for every row.
@@ -1081,7 +1082,8 @@ int main(int argc, char** argv) {
              + " of raw request/receive (" + fmt_num(raw_single->median_rate)
              + ")";
     verdict(r && spin_single ? r : nullptr, ok,
-            "runtime deliver single >= 50% of raw CAF single", got);
+            "runtime deliver single >= 50% of raw CAF single (same hand-off)",
+            got);
   }
   {
     auto r = find(row_kind::runtime, true);
