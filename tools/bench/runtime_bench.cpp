@@ -477,6 +477,23 @@ private:
     return pool_[next_++ % pool_size];
   }
 
+  /// The raw actors' batch: the next batch_size payloads.
+  std::vector<bytes> next_payloads() {
+    std::vector<bytes> ps;
+    ps.reserve(batch_size);
+    for (size_t i = 0; i < batch_size; ++i)
+      ps.push_back(next_payload());
+    return ps;
+  }
+
+  /// Warm-up, the timed trials, and the check of the last total.
+  void time_row(row& r, const std::function<uint64_t()>& step) {
+    for (uint64_t n = 0; n < warmup_events;)
+      n += step();
+    run_trials(r, opt_, clock_, r.batch ? 1 : 16, step);
+    check_total(r);
+  }
+
   void run_raw(row& r) {
     auto a = sys_.spawn(raw_counter);
     caf::scoped_actor self{sys_};
@@ -500,10 +517,7 @@ private:
       };
     } else {
       step = [&]() -> uint64_t {
-        std::vector<bytes> ps;
-        ps.reserve(batch_size);
-        for (size_t i = 0; i < batch_size; ++i)
-          ps.push_back(next_payload());
+        auto ps = next_payloads();
         self->request(a, caf::infinite, std::move(ps))
           .receive(
             [&](std::vector<bytes>& out) {
@@ -517,10 +531,7 @@ private:
         return batch_size;
       };
     }
-    for (uint64_t n = 0; n < warmup_events;)
-      n += step();
-    run_trials(r, opt_, clock_, r.batch ? 1 : 16, step);
-    check_total(r);
+    time_row(r, step);
     self->send_exit(a, caf::exit_reason::user_shutdown);
   }
 
@@ -550,10 +561,7 @@ private:
       };
     } else {
       step = [&]() -> uint64_t {
-        std::vector<bytes> ps;
-        ps.reserve(batch_size);
-        for (size_t i = 0; i < batch_size; ++i)
-          ps.push_back(next_payload());
+        auto ps = next_payloads();
         using out_t = std::vector<bytes>;
         auto ch = std::make_shared<mesh::reply_channel<out_t>>();
         caf::anon_send(a, std::move(ps),
@@ -565,10 +573,7 @@ private:
         return batch_size;
       };
     }
-    for (uint64_t n = 0; n < warmup_events;)
-      n += step();
-    run_trials(r, opt_, clock_, r.batch ? 1 : 16, step);
-    check_total(r);
+    time_row(r, step);
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
 
@@ -662,10 +667,7 @@ private:
         return batch_size;
       };
     }
-    for (uint64_t n = 0; n < warmup_events;)
-      n += step();
-    run_trials(r, opt_, clock_, r.batch ? 1 : 16, step);
-    check_total(r);
+    time_row(r, step);
     finish_runtime(r, rt, origin, next_, ro);
   }
 
