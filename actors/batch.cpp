@@ -1,7 +1,5 @@
 #include "actors/batch.hpp"
 
-#include <cstring>
-
 namespace mesh {
 
 namespace {
@@ -9,10 +7,9 @@ namespace {
 /// Appends `src` to `dst`; returns where it starts.
 size_t append(bytes& dst, const uint8_t* src, size_t n) {
   auto pos = dst.size();
-  if (n > 0) {
-    dst.resize(pos + n);
-    std::memcpy(dst.data() + pos, src, n);
-  }
+  // insert, not resize + memcpy: resize would zero the bytes first.
+  if (n > 0)
+    dst.insert(dst.end(), src, src + n);
   return pos;
 }
 

@@ -64,6 +64,15 @@ public:
   }
 };
 
+/// The result of a process() that emits one output. Prefer it to a braced
+/// list: `std::vector<bytes>{payload}` copies the payload out of the
+/// initializer list, one more allocation and copy per event.
+inline std::vector<bytes> one_output(bytes payload) {
+  std::vector<bytes> out(1);
+  out[0] = std::move(payload);
+  return out;
+}
+
 /// Builds a fresh daemon of one kind. Called once per spawn and once per
 /// rebuild; must be thread-safe.
 using daemon_factory = std::function<std::unique_ptr<daemon>()>;

@@ -1,5 +1,6 @@
 #include "examples/counter/counter.hpp"
 
+#include <charconv>
 #include <string>
 
 #include "base/errc.hpp"
@@ -12,8 +13,11 @@ namespace {
 constexpr size_t state_size = 8;
 
 bytes as_text(int64_t x) {
-  auto s = std::to_string(x);
-  return bytes(s.begin(), s.end());
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  (void)ec; // 24 bytes hold any int64_t
+  return bytes(reinterpret_cast<const uint8_t*>(buf),
+               reinterpret_cast<const uint8_t*>(end));
 }
 
 } // namespace
@@ -34,7 +38,7 @@ caf::expected<std::vector<bytes>> counter::process(const causal_event& ev) {
                       "counter overflow: " + std::to_string(total_) + " + "
                         + std::to_string(delta));
   total_ = next;
-  return std::vector<bytes>{as_text(total_)};
+  return one_output(as_text(total_));
 }
 
 std::optional<bytes> counter::snapshot() const {

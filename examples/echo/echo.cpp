@@ -3,7 +3,7 @@
 namespace mesh::examples {
 
 caf::expected<std::vector<bytes>> echo::process(const causal_event& ev) {
-  return std::vector<bytes>{ev.payload};
+  return one_output(ev.payload);
 }
 
 } // namespace mesh::examples

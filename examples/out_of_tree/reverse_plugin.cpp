@@ -16,8 +16,8 @@ public:
 
   caf::expected<std::vector<mesh::bytes>>
   process(const mesh::causal_event& ev) override {
-    return std::vector<mesh::bytes>{
-      mesh::bytes(ev.payload.rbegin(), ev.payload.rend())};
+    return mesh::one_output(
+      mesh::bytes(ev.payload.rbegin(), ev.payload.rend()));
   }
 };
 

@@ -21,7 +21,7 @@ public:
     for (auto& c : out)
       if (c >= 'a' && c <= 'z')
         c = static_cast<uint8_t>(c - 'a' + 'A');
-    return std::vector<mesh::bytes>{std::move(out)};
+    return mesh::one_output(std::move(out));
   }
 };
 

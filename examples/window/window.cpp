@@ -76,7 +76,7 @@ caf::expected<std::vector<bytes>> window::process(const causal_event& ev) {
   auto line = "sum=" + format_double(sum)
               + " avg=" + format_double(sum / static_cast<double>(n))
               + " n=" + std::to_string(n);
-  return std::vector<bytes>{bytes(line.begin(), line.end())};
+  return one_output(bytes(line.begin(), line.end()));
 }
 
 std::optional<bytes> window::snapshot() const {
