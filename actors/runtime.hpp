@@ -156,6 +156,11 @@ public:
   caf::expected<delivery> deliver(uint64_t origin_hash, inbound_event ev);
 
   /// Delivers events in order as one message; one delivery per event.
+  /// daemon_not_found when no daemon has this origin, or when the daemon
+  /// stopped after it took the batch but before it answered: then some of
+  /// the events may have been applied (the error says so), and resending
+  /// them with the same producer seqs is safe; anonymous ones may apply
+  /// twice.
   caf::expected<std::vector<delivery>>
   deliver_batch(uint64_t origin_hash, std::vector<inbound_event> evs);
   /// The same with packed events and answers (actors/batch.hpp): a few
