@@ -184,6 +184,29 @@ struct runtime::impl {
     cache.erase(origin);
   }
 
+  // Runs `attempt(handle, unread)` with the cached handle of `origin`. When
+  // it fails daemon_not_found the handle is stale (the daemon stopped, or
+  // stopped and came back): the handle is dropped and, if `attempt` left
+  // `unread` true (the daemon never saw the request), tried once more with a
+  // fresh one.
+  template<class R, class F>
+  caf::expected<R> with_daemon(uint64_t origin, F attempt) {
+    for (int i = 0; i < 2; ++i) {
+      auto h = find(origin, i > 0);
+      if (!h)
+        return h.error();
+      bool unread = true;
+      caf::expected<R> r = attempt(*h, unread);
+      if (r || !is(r.error(), errc::daemon_not_found))
+        return r;
+      forget(origin);
+      if (!unread)
+        return r;
+    }
+    return make_error(errc::daemon_not_found,
+                      "no daemon " + hex_u64(origin) + " on this node");
+  }
+
   // Sends to a daemon; when the cached handle is stale (daemon restarted or
   // stopped) looks it up once more. The message is built once (arguments
   // moved in) and the same message is sent again on the retry; it goes
@@ -200,50 +223,37 @@ struct runtime::impl {
                                caf::detail::type_list<R>>::value,
                   "daemon_actor answers this message with another type");
     auto msg = caf::make_message(std::forward<Ts>(xs)...);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      auto h = find(origin, attempt > 0);
-      if (!h)
-        return h.error();
-      auto r = ask<R>(caf::actor_cast<caf::actor>(*h), opts.request_timeout,
-                      make_error(errc::daemon_not_found, "the daemon is gone"),
-                      msg);
-      if (r || !is(r.error(), errc::daemon_not_found))
-        return r;
-      forget(origin);
-    }
-    return make_error(errc::daemon_not_found,
-                      "no daemon " + hex_u64(origin) + " on this node");
+    return with_daemon<R>(origin, [&](const daemon_actor& h, bool&) {
+      return ask<R>(caf::actor_cast<caf::actor>(h), opts.request_timeout,
+                    make_error(errc::daemon_not_found, "the daemon is gone"),
+                    msg);
+    });
   }
 
   // deliver and deliver_batch: a one-shot channel instead of a scoped_actor
-  // request (actors/reply.hpp says why). A stale handle (the daemon stopped,
-  // or stopped and came back) drops the message unread: then the handle is
-  // looked up once more and the events sent again. Only then: once the
-  // daemon accepted the message the events may have been applied, and a
-  // resend could apply an anonymous event twice. The message carries a copy
-  // of the events, so the retry has them again.
+  // request (actors/reply.hpp says why). The message carries a copy of the
+  // events, so a retry after a stale handle has them again. But only a
+  // message the daemon never read is retried: once it accepted the batch the
+  // events may have been applied, and a resend could apply an anonymous
+  // event twice.
   caf::expected<delivery_batch> deliver(uint64_t origin,
                                         const event_batch& evs) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      auto h = find(origin, attempt > 0);
-      if (!h)
-        return h.error();
-      auto deadline = delivery_channel::clock::now() + opts.request_timeout;
-      auto ch = std::make_shared<delivery_channel>();
-      caf::anon_send(*h, deliver_atom::value, evs,
-                     std::make_shared<delivery_promise>(ch));
-      if (!ch->wait(opts.reply_spin, deadline))
-        return make_error(errc::timeout, "no answer in time");
-      if (!ch->error())
-        return std::move(ch->value());
-      if (!is(ch->error(), errc::daemon_not_found))
-        return ch->error();
-      forget(origin);
-      if (ch->accepted())
-        return ch->error();
-    }
-    return make_error(errc::daemon_not_found,
-                      "no daemon " + hex_u64(origin) + " on this node");
+    return with_daemon<
+      delivery_batch>(origin,
+                      [&](const daemon_actor& h,
+                          bool& unread) -> caf::expected<delivery_batch> {
+                        auto deadline = delivery_channel::clock::now()
+                                        + opts.request_timeout;
+                        auto ch = std::make_shared<delivery_channel>();
+                        caf::anon_send(h, deliver_atom::value, evs,
+                                       std::make_shared<delivery_promise>(ch));
+                        if (!ch->wait(opts.reply_spin, deadline))
+                          return make_error(errc::timeout, "no answer in time");
+                        unread = !ch->accepted();
+                        if (ch->error())
+                          return ch->error();
+                        return std::move(ch->value());
+                      });
   }
 
   daemon_core::maker maker_for(const std::string& kind) {
@@ -502,7 +512,7 @@ caf::expected<delivery> runtime::deliver(uint64_t origin, inbound_event ev) {
 }
 
 caf::expected<std::vector<delivery>>
-runtime::deliver_batch(uint64_t origin, std::vector<inbound_event> evs) {
+runtime::deliver_batch(uint64_t origin, const std::vector<inbound_event>& evs) {
   if (evs.empty())
     return std::vector<delivery>{};
   auto r = deliver_batch(origin, event_batch{evs});

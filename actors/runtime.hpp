@@ -162,7 +162,7 @@ public:
   /// them with the same producer seqs is safe; anonymous ones may apply
   /// twice.
   caf::expected<std::vector<delivery>>
-  deliver_batch(uint64_t origin_hash, std::vector<inbound_event> evs);
+  deliver_batch(uint64_t origin_hash, const std::vector<inbound_event>& evs);
   /// The same with packed events and answers (actors/batch.hpp): a few
   /// allocations per batch instead of several per event. The fast path; the
   /// other two calls convert into it.

@@ -261,6 +261,19 @@ bytes as_text(int64_t x) {
                reinterpret_cast<const uint8_t*>(end));
 }
 
+/// Adds every payload to `total`; one total per payload as text.
+caf::expected<std::vector<bytes>> add_all(const std::vector<bytes>& payloads,
+                                          int64_t& total) {
+  std::vector<bytes> out;
+  out.reserve(payloads.size());
+  for (auto& p : payloads) {
+    if (!add_payload(p, total))
+      return caf::make_error(caf::sec::invalid_argument);
+    out.push_back(as_text(total));
+  }
+  return out;
+}
+
 // -- raw CAF actors (the ceilings)
 // ------------------------------------------------
 
@@ -279,14 +292,10 @@ caf::behavior raw_counter(caf::stateful_actor<raw_state>* self) {
       return as_text(self->state.total);
     },
     [=](std::vector<bytes>& payloads) -> caf::result<std::vector<bytes>> {
-      std::vector<bytes> out;
-      out.reserve(payloads.size());
-      for (auto& p : payloads) {
-        if (!add_payload(p, self->state.total))
-          return caf::sec::invalid_argument;
-        out.push_back(as_text(self->state.total));
-      }
-      return out;
+      auto out = add_all(payloads, self->state.total);
+      if (!out)
+        return std::move(out.error());
+      return std::move(*out);
     },
     // The same, answered through the facade's spin-wait channel.
     [=](bytes& payload, const raw_promise_ptr& rp) {
@@ -296,16 +305,11 @@ caf::behavior raw_counter(caf::stateful_actor<raw_state>* self) {
         rp->deliver(as_text(self->state.total));
     },
     [=](std::vector<bytes>& payloads, const raw_batch_promise_ptr& rp) {
-      std::vector<bytes> out;
-      out.reserve(payloads.size());
-      for (auto& p : payloads) {
-        if (!add_payload(p, self->state.total)) {
-          rp->deliver(caf::make_error(caf::sec::invalid_argument));
-          return;
-        }
-        out.push_back(as_text(self->state.total));
-      }
-      rp->deliver(std::move(out));
+      auto out = add_all(payloads, self->state.total);
+      if (!out)
+        rp->deliver(std::move(out.error()));
+      else
+        rp->deliver(std::move(*out));
     },
   };
 }
