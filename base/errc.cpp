@@ -38,6 +38,9 @@ std::string_view to_string(errc x) noexcept {
     case errc::not_found: return "not_found";
     case errc::unsupported_version: return "unsupported_version";
     case errc::insecure_permissions: return "insecure_permissions";
+    case errc::already_exists: return "already_exists";
+    case errc::limit_exceeded: return "limit_exceeded";
+    case errc::daemon_failed: return "daemon_failed";
   }
   return "unknown_error";
 }

@@ -63,6 +63,13 @@ enum class errc : uint8_t {
   unsupported_version,
   /// A secret file is readable by group or others.
   insecure_permissions,
+  /// A file or name that must be new already exists.
+  already_exists,
+  /// A payload, batch or request is larger than the limit the error names.
+  limit_exceeded,
+  /// The daemon has failed (the error says why) and refuses input until an
+  /// operator acts on it (docs/operations.md, "Failed daemons").
+  daemon_failed,
 };
 
 /// Returns the enum value's name, e.g. "io_error".

@@ -15,6 +15,7 @@
 
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 #include "identity/key_file_format.hpp"
 
 namespace mesh {
@@ -184,8 +185,8 @@ caf::error save_key_file(const std::string& path, const keypair& kp) {
   out[fmt::version_offset] = fmt::version;
   std::copy(kp.seed().begin(), kp.seed().end(), out + fmt::seed_offset);
   std::copy(kp.id().begin(), kp.id().end(), out + fmt::public_key_offset);
-  auto err = write_file_atomic(path, bytes_view{out, fmt::file_size},
-                               fmt::file_mode);
+  auto err = write_file_atomic(*real_file_system(), path,
+                               bytes_view{out, fmt::file_size}, fmt::file_mode);
   if (err) {
     auto code = code_of(err);
     return make_error(code == errc{} ? errc::io_error : code,

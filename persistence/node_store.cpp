@@ -9,7 +9,7 @@
 
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
-#include "persistence/file_system.hpp"
+#include "base/file_system.hpp"
 
 namespace mesh {
 
@@ -148,13 +148,15 @@ std::string node_store::log_dir() const {
 }
 
 caf::error node_store::save_snapshot(uint64_t origin, bytes_view encoded) {
-  return write_file_atomic(sub(dir_, "snapshots") + "/"
+  return write_file_atomic(*real_file_system(),
+                           sub(dir_, "snapshots") + "/"
                              + origin_file_name(origin),
                            encoded, 0600);
 }
 
 caf::expected<bytes> node_store::load_snapshot(uint64_t origin) const {
-  return read_small_file(sub(dir_, "snapshots") + "/"
+  return read_small_file(*real_file_system(),
+                         sub(dir_, "snapshots") + "/"
                            + origin_file_name(origin),
                          max_file_size);
 }
@@ -174,7 +176,8 @@ caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
   uint8_t sum[8];
   store_le64(sum, XXH3_64bits(buf.data(), buf.size()));
   buf.insert(buf.end(), sum, sum + 8);
-  auto err = write_file_atomic(sub(dir_, "daemons") + "/"
+  auto err = write_file_atomic(*real_file_system(),
+                               sub(dir_, "daemons") + "/"
                                  + origin_file_name(origin),
                                buf, 0600);
   sodium_memzero(buf.data(), buf.size());
@@ -183,7 +186,7 @@ caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
 
 caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
   auto path = sub(dir_, "daemons") + "/" + origin_file_name(origin);
-  auto raw = read_small_file(path, 4096);
+  auto raw = read_small_file(*real_file_system(), path, 4096);
   if (!raw)
     return raw.error();
   auto& b = *raw;

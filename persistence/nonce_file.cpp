@@ -8,6 +8,7 @@
 
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 
 namespace mesh {
 
@@ -74,7 +75,7 @@ caf::expected<uint64_t> decode_nonce(bytes_view data, const std::string& path) {
 }
 
 caf::expected<uint64_t> load_nonce(const std::string& path) {
-  auto data = read_small_file(path, max_read_size);
+  auto data = read_small_file(*real_file_system(), path, max_read_size);
   if (data)
     return decode_nonce(*data, path);
   // read_small_file reports an oversized file as corrupt_data.
@@ -96,7 +97,7 @@ caf::expected<uint64_t> load_or_create_nonce(const std::string& path) {
   if (!fresh)
     return fresh.error();
   auto encoded = encode_nonce(*fresh);
-  auto created = create_file_atomic(path,
+  auto created = create_file_atomic(*real_file_system(), path,
                                     bytes_view{encoded.data(), encoded.size()},
                                     nonce_file_mode);
   if (!created) {

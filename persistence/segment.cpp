@@ -13,7 +13,7 @@
 
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
-#include "persistence/file_system.hpp"
+#include "base/file_system.hpp"
 #include "persistence/segment_format.hpp"
 
 namespace mesh {
@@ -380,7 +380,8 @@ caf::expected<layout> resolve_layout(file_system* fs, const std::string& dir,
   }
   bool decoded = false;
   if (has_manifest) {
-    auto raw = fs->read_file(path_join(dir, sf::manifest_name));
+    // A manifest is a few dozen bytes; anything larger is not one.
+    auto raw = fs->read_file(path_join(dir, sf::manifest_name), 4096);
     if (!raw)
       return raw.error();
     decoded = sf::decode_manifest(*raw, out.man);
@@ -439,7 +440,8 @@ struct analysis {
 
 caf::expected<bytes> read_optional(file_system* fs, const std::string& path,
                                    bool* exists = nullptr) {
-  auto data = fs->read_file(path);
+  // Bounded by the file's own size (file_system::read_file).
+  auto data = fs->read_file(path, UINT64_MAX);
   if (!data && is(data.error(), errc::not_found)) {
     if (exists)
       *exists = false;

@@ -6,17 +6,30 @@
 
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 #include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace mesh;
 
+namespace {
+
+file_system& fs = *real_file_system();
+
+size_t entries_in(const std::string& dir) {
+  auto names = fs.list_dir(dir);
+  REQUIRE(names);
+  return names->size();
+}
+
+} // namespace
+
 TEST_CASE("write_file_atomic replaces the target with exact mode bits") {
   test::temp_dir tmp;
   auto path = tmp / "f";
-  REQUIRE(!write_file_atomic(path, bytes_view{"one"}, 0600));
-  REQUIRE(!write_file_atomic(path, bytes_view{"two"}, 0640));
-  auto got = read_small_file(path, 100);
+  REQUIRE(!write_file_atomic(fs, path, bytes_view{"one"}, 0600));
+  REQUIRE(!write_file_atomic(fs, path, bytes_view{"two"}, 0640));
+  auto got = read_small_file(fs, path, 100);
   REQUIRE(got);
   CHECK(std::string(got->begin(), got->end()) == "two");
   struct stat st;
@@ -31,17 +44,17 @@ TEST_CASE("a stale temp file from a crashed process with our pid does not "
   // What a process with this pid that crashed mid-create leaves behind.
   test::spit(path + ".tmp." + std::to_string(::getpid()) + ".0", {'x'});
   test::spit(path + ".tmp." + std::to_string(::getpid()) + ".1", {'x'});
-  auto created = create_file_atomic(path, bytes_view{"data"}, 0644);
+  auto created = create_file_atomic(fs, path, bytes_view{"data"}, 0644);
   REQUIRE(created);
   CHECK(*created);
-  REQUIRE(!write_file_atomic(path, bytes_view{"more"}, 0644));
+  REQUIRE(!write_file_atomic(fs, path, bytes_view{"more"}, 0644));
 }
 
 TEST_CASE("create_file_atomic keeps the first file and reports the loser") {
   test::temp_dir tmp;
   auto path = tmp / "f";
-  auto first = create_file_atomic(path, bytes_view{"first"}, 0644);
-  auto second = create_file_atomic(path, bytes_view{"second"}, 0644);
+  auto first = create_file_atomic(fs, path, bytes_view{"first"}, 0644);
+  auto second = create_file_atomic(fs, path, bytes_view{"second"}, 0644);
   REQUIRE(first);
   REQUIRE(second);
   CHECK(*first);
@@ -51,7 +64,7 @@ TEST_CASE("create_file_atomic keeps the first file and reports the loser") {
 
 TEST_CASE("atomic writes into a missing directory fail and create nothing") {
   test::temp_dir tmp;
-  auto err = write_file_atomic(tmp / "missing/f", bytes_view{"x"}, 0600);
+  auto err = write_file_atomic(fs, tmp / "missing/f", bytes_view{"x"}, 0600);
   CHECK(is(err, errc::not_found));
   CHECK_FALSE(test::exists(tmp / "missing"));
 }
@@ -59,13 +72,62 @@ TEST_CASE("atomic writes into a missing directory fail and create nothing") {
 TEST_CASE("read_small_file refuses oversized files, directories and FIFOs") {
   test::temp_dir tmp;
   test::spit(tmp / "big", std::vector<uint8_t>(200, 'b'));
-  auto big = read_small_file(tmp / "big", 100);
+  auto big = read_small_file(fs, tmp / "big", 100);
   REQUIRE(!big);
   CHECK(is(big.error(), errc::corrupt_data));
-  CHECK(is(read_small_file(tmp.path(), 100).error(), errc::invalid_argument));
+  CHECK(
+    is(read_small_file(fs, tmp.path(), 100).error(), errc::invalid_argument));
   REQUIRE(::mkfifo((tmp / "fifo").c_str(), 0600) == 0);
-  auto fifo = read_small_file(tmp / "fifo", 100);
+  auto fifo = read_small_file(fs, tmp / "fifo", 100);
   REQUIRE(!fifo);
   CHECK(is(fifo.error(), errc::invalid_argument));
-  CHECK(is(read_small_file(tmp / "nope", 100).error(), errc::not_found));
+  CHECK(is(read_small_file(fs, tmp / "nope", 100).error(), errc::not_found));
+}
+
+TEST_CASE("write_file_atomic does all its I/O through the given file system") {
+  test::temp_dir tmp;
+  auto path = tmp / "f";
+  REQUIRE(!write_file_atomic(fs, path, bytes_view{"old"}, 0600));
+  fault_injecting_file_system faulty{&fs};
+
+  SECTION("a failed temp write leaves the old file and no temp file") {
+    faulty.fail_nth(fs_op::write, 1, 2);
+    auto err = write_file_atomic(faulty, path, bytes_view{"new"}, 0600);
+    CHECK(is(err, errc::io_error));
+  }
+  SECTION("a failed rename leaves the old file and no temp file") {
+    faulty.fail_nth(fs_op::rename, 1);
+    CHECK(is(write_file_atomic(faulty, path, bytes_view{"new"}, 0600),
+             errc::io_error));
+  }
+  CHECK(faulty.failures() == 1);
+  CHECK(entries_in(tmp.path()) == 1);
+  auto got = read_small_file(fs, path, 100);
+  REQUIRE(got);
+  CHECK(std::string(got->begin(), got->end()) == "old");
+}
+
+TEST_CASE("write_file_atomic reports a failed directory fsync") {
+  test::temp_dir tmp;
+  fault_injecting_file_system faulty{&fs};
+  faulty.fail_nth(fs_op::sync, 1);
+  auto err = write_file_atomic(faulty, tmp / "f", bytes_view{"x"}, 0600);
+  CHECK(is(err, errc::io_error));
+  CHECK(faulty.calls(fs_op::sync) == 1);
+}
+
+TEST_CASE("create_file_atomic reports a failed link and removes its temp") {
+  test::temp_dir tmp;
+  fault_injecting_file_system faulty{&fs};
+  faulty.fail_nth(fs_op::link, 1);
+  auto r = create_file_atomic(faulty, tmp / "f", bytes_view{"x"}, 0600);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::io_error));
+  CHECK(entries_in(tmp.path()) == 0);
+}
+
+TEST_CASE("read_small_file reads /dev/zero as refused, not forever") {
+  auto r = read_small_file(fs, "/dev/zero", 100);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::invalid_argument));
 }

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "base/errc.hpp"
-#include "persistence/file_system.hpp"
+#include "base/file_system.hpp"
 #include "persistence/segment.hpp"
 #include "persistence/segment_format.hpp"
 #include "support/file_bytes.hpp"

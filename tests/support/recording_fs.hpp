@@ -9,13 +9,13 @@
 #include <thread>
 #include <vector>
 
-#include "persistence/file_system.hpp"
+#include "base/file_system.hpp"
 
 namespace mesh::test {
 
-class recording_fs final : public file_system {
+class recording_fs final : public forwarding_file_system {
 public:
-  explicit recording_fs(file_system* base) : base_(base) {}
+  explicit recording_fs(file_system* base) : forwarding_file_system(base) {}
 
   std::chrono::milliseconds sync_delay{0};
 
@@ -52,19 +52,9 @@ public:
       return f.error();
     return std::unique_ptr<file_handle>{new handle(this, std::move(*f))};
   }
-  caf::expected<std::unique_ptr<file_handle>>
-  open_read(const std::string& path) override {
-    return base_->open_read(path);
-  }
-  caf::expected<bytes> read_file(const std::string& path) override {
-    return base_->read_file(path);
-  }
   caf::error write_file(const std::string& path, bytes_view data) override {
     record("write_file", path);
     return base_->write_file(path, data);
-  }
-  caf::expected<uint64_t> file_size(const std::string& path) override {
-    return base_->file_size(path);
   }
   caf::error truncate_file(const std::string& path, uint64_t len) override {
     record("truncate", path);
@@ -74,25 +64,9 @@ public:
     record("rename", to);
     return base_->rename(from, to);
   }
-  caf::error remove(const std::string& path) override {
-    return base_->remove(path);
-  }
-  caf::error remove_all(const std::string& path) override {
-    return base_->remove_all(path);
-  }
-  caf::error create_dir(const std::string& path) override {
-    return base_->create_dir(path);
-  }
   caf::error sync_dir(const std::string& path) override {
     record("sync_dir", path);
     return base_->sync_dir(path);
-  }
-  caf::expected<std::vector<std::string>>
-  list_dir(const std::string& path) override {
-    return base_->list_dir(path);
-  }
-  caf::expected<int> stat_kind(const std::string& path) override {
-    return base_->stat_kind(path);
   }
 
 private:
@@ -129,7 +103,6 @@ private:
     std::unique_ptr<file_handle> inner_;
   };
 
-  file_system* base_;
   mutable std::mutex mtx_;
   std::vector<std::string> events_;
 };

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "base/errc.hpp"
-#include "persistence/file_system.hpp"
+#include "base/file_system.hpp"
 #include "persistence/segment.hpp"
 #include "persistence/segment_format.hpp"
 #include "tools/meshseg/render.hpp"
@@ -16,6 +16,9 @@
 namespace mesh::meshseg {
 
 namespace {
+
+// Largest input file `append` reads into memory.
+constexpr uint64_t max_input_bytes = uint64_t{4} << 30;
 
 namespace fmt = segment_format;
 
@@ -208,7 +211,7 @@ bool read_lines(const std::string& file, std::vector<std::string>& lines,
       return false;
     }
   } else {
-    auto data = real_file_system()->read_file(file);
+    auto data = real_file_system()->read_file(file, max_input_bytes);
     if (!data) {
       print_error(err, "cannot read " + file + ": " + describe(data.error()));
       return false;

@@ -1,4 +1,4 @@
-#include "persistence/file_system.hpp"
+#include "base/file_system.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -94,49 +94,117 @@ private:
   std::string path_;
 };
 
+// Opens `path` with `flags` plus O_NONBLOCK (so that opening a FIFO with no
+// writer cannot block), refuses anything but a regular file, then clears
+// O_NONBLOCK again. Returns the descriptor and, through `size`, the length.
+caf::expected<int> open_regular(const std::string& path, int flags,
+                                uint64_t* size = nullptr) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0644);
+  if (fd < 0)
+    return os_error("open", path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    auto err = os_error("stat", path, errno);
+    ::close(fd);
+    return err;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error(errc::invalid_argument, path + " is not a regular file");
+  }
+  if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    auto err = os_error("fcntl", path, errno);
+    ::close(fd);
+    return err;
+  }
+  if (size != nullptr)
+    *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
 class posix_file_system final : public file_system {
 public:
   caf::expected<std::unique_ptr<file_handle>>
   open_append(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
-                    0644);
-    if (fd < 0)
-      return os_error("open", path, errno);
-    return std::unique_ptr<file_handle>{new posix_file_handle(fd, path)};
+    auto fd = open_regular(path, O_RDWR | O_APPEND | O_CREAT);
+    if (!fd)
+      return fd.error();
+    return std::unique_ptr<file_handle>{new posix_file_handle(*fd, path)};
   }
 
   caf::expected<std::unique_ptr<file_handle>>
   open_read(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      return os_error("open", path, errno);
-    return std::unique_ptr<file_handle>{new posix_file_handle(fd, path)};
+    auto fd = open_regular(path, O_RDONLY);
+    if (!fd)
+      return fd.error();
+    return std::unique_ptr<file_handle>{new posix_file_handle(*fd, path)};
   }
 
-  caf::expected<bytes> read_file(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      return os_error("open", path, errno);
-    bytes out;
-    struct stat st;
-    if (::fstat(fd, &st) == 0 && st.st_size > 0)
-      out.reserve(static_cast<size_t>(st.st_size));
-    uint8_t buf[1 << 16];
-    for (;;) {
-      auto n = ::read(fd, buf, sizeof(buf));
+  caf::expected<bytes> read_file(const std::string& path,
+                                 uint64_t max_size) override {
+    uint64_t size = 0;
+    auto fd = open_regular(path, O_RDONLY, &size);
+    if (!fd)
+      return fd.error();
+    if (size > max_size) {
+      ::close(*fd);
+      return make_error(errc::corrupt_data,
+                        path + ": " + std::to_string(size)
+                          + " bytes, larger than the limit of "
+                          + std::to_string(max_size));
+    }
+    // Never more than the size at open: a file that grows meanwhile is read
+    // as it was.
+    bytes out(static_cast<size_t>(size));
+    size_t done = 0;
+    while (done < out.size()) {
+      auto n = ::read(*fd, out.data() + done, out.size() - done);
       if (n < 0) {
         if (errno == EINTR)
           continue;
         auto err = os_error("read", path, errno);
-        ::close(fd);
+        ::close(*fd);
         return err;
       }
       if (n == 0)
         break;
-      out.insert(out.end(), buf, buf + n);
+      done += static_cast<size_t>(n);
     }
-    ::close(fd);
+    ::close(*fd);
+    out.resize(done);
     return out;
+  }
+
+  caf::error write_new_file(const std::string& path, bytes_view data,
+                            unsigned mode) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                    mode);
+    if (fd < 0) {
+      if (errno == EEXIST)
+        return make_error(errc::already_exists, path + " already exists");
+      return os_error("create", path, errno);
+    }
+    // The umask may have narrowed `mode`; key files rely on the exact bits.
+    caf::error err;
+    if (::fchmod(fd, mode) != 0)
+      err = os_error("chmod", path, errno);
+    if (!err)
+      err = write_fd(fd, data, path);
+    if (!err && ::fsync(fd) != 0)
+      err = os_error("fsync", path, errno);
+    ::close(fd);
+    if (err)
+      ::unlink(path.c_str());
+    return err;
+  }
+
+  caf::error link(const std::string& from, const std::string& to) override {
+    if (::link(from.c_str(), to.c_str()) != 0) {
+      if (errno == EEXIST)
+        return make_error(errc::already_exists, to + " already exists");
+      return os_error("link", to, errno);
+    }
+    return {};
   }
 
   caf::error write_file(const std::string& path, bytes_view data) override {
@@ -207,7 +275,14 @@ public:
   }
 
   caf::error sync_dir(const std::string& path) override {
-    return fsync_directory(path);
+    int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+      return os_error("open", path, errno);
+    caf::error err;
+    if (::fsync(fd) != 0)
+      err = os_error("fsync", path, errno);
+    ::close(fd);
+    return err;
   }
 
   caf::expected<std::vector<std::string>>
@@ -225,18 +300,20 @@ public:
     return out;
   }
 
-  caf::expected<int> stat_kind(const std::string& path) override {
-    struct stat st;
+  caf::expected<file_info> stat(const std::string& path) override {
+    struct ::stat st;
+    file_info info;
     if (::stat(path.c_str(), &st) != 0) {
       if (errno == ENOENT || errno == ENOTDIR)
-        return 0;
+        return info;
       return os_error("stat", path, errno);
     }
-    if (S_ISREG(st.st_mode))
-      return 1;
-    if (S_ISDIR(st.st_mode))
-      return 2;
-    return 3;
+    info.kind = S_ISREG(st.st_mode)   ? file_info::type::regular
+                : S_ISDIR(st.st_mode) ? file_info::type::directory
+                                      : file_info::type::other;
+    info.size = static_cast<uint64_t>(st.st_size);
+    info.mode = static_cast<unsigned>(st.st_mode & 07777);
+    return info;
   }
 };
 
@@ -298,7 +375,7 @@ file_system* real_file_system() {
 }
 
 fault_injecting_file_system::fault_injecting_file_system(file_system* base)
-  : base_(base) {}
+  : forwarding_file_system(base) {}
 
 void fault_injecting_file_system::fail_nth(fs_op op, uint64_t nth,
                                            size_t partial_bytes) {
@@ -332,7 +409,7 @@ caf::error fault_injecting_file_system::check(fs_op op, const std::string& path,
                                               size_t* partial) {
   static constexpr const char* names[] = {"open",     "write",  "sync",
                                           "truncate", "rename", "remove",
-                                          "mkdir",    "read"};
+                                          "mkdir",    "read",   "link"};
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = static_cast<size_t>(op);
   ++calls_[i];
@@ -375,10 +452,33 @@ fault_injecting_file_system::open_read(const std::string& path) {
 }
 
 caf::expected<bytes>
-fault_injecting_file_system::read_file(const std::string& path) {
+fault_injecting_file_system::read_file(const std::string& path,
+                                       uint64_t max_size) {
   if (auto err = check(fs_op::read, path))
     return err;
-  return base_->read_file(path);
+  return base_->read_file(path, max_size);
+}
+
+caf::error fault_injecting_file_system::write_new_file(const std::string& path,
+                                                       bytes_view data,
+                                                       unsigned mode) {
+  size_t partial = 0;
+  if (auto err = check(fs_op::write, path, &partial)) {
+    if (partial > 0)
+      (void)base_->write_new_file(path,
+                                  bytes_view{data.data,
+                                             std::min(partial, data.size)},
+                                  mode);
+    return err;
+  }
+  return base_->write_new_file(path, data, mode);
+}
+
+caf::error fault_injecting_file_system::link(const std::string& from,
+                                             const std::string& to) {
+  if (auto err = check(fs_op::link, to))
+    return err;
+  return base_->link(from, to);
 }
 
 caf::error fault_injecting_file_system::write_file(const std::string& path,
@@ -391,11 +491,6 @@ caf::error fault_injecting_file_system::write_file(const std::string& path,
     return err;
   }
   return base_->write_file(path, data);
-}
-
-caf::expected<uint64_t>
-fault_injecting_file_system::file_size(const std::string& path) {
-  return base_->file_size(path);
 }
 
 caf::error fault_injecting_file_system::truncate_file(const std::string& path,
@@ -436,14 +531,84 @@ caf::error fault_injecting_file_system::sync_dir(const std::string& path) {
   return base_->sync_dir(path);
 }
 
+// -- forwarding ---------------------------------------------------------------
+
+caf::expected<int> file_system::stat_kind(const std::string& path) {
+  auto info = stat(path);
+  if (!info)
+    return info.error();
+  return static_cast<int>(info->kind);
+}
+
+caf::expected<std::unique_ptr<file_handle>>
+forwarding_file_system::open_append(const std::string& path) {
+  return base_->open_append(path);
+}
+
+caf::expected<std::unique_ptr<file_handle>>
+forwarding_file_system::open_read(const std::string& path) {
+  return base_->open_read(path);
+}
+
+caf::expected<bytes> forwarding_file_system::read_file(const std::string& path,
+                                                       uint64_t max_size) {
+  return base_->read_file(path, max_size);
+}
+
+caf::error forwarding_file_system::write_file(const std::string& path,
+                                              bytes_view data) {
+  return base_->write_file(path, data);
+}
+
+caf::error forwarding_file_system::write_new_file(const std::string& path,
+                                                  bytes_view data,
+                                                  unsigned mode) {
+  return base_->write_new_file(path, data, mode);
+}
+
+caf::error forwarding_file_system::link(const std::string& from,
+                                        const std::string& to) {
+  return base_->link(from, to);
+}
+
+caf::expected<uint64_t>
+forwarding_file_system::file_size(const std::string& path) {
+  return base_->file_size(path);
+}
+
+caf::error forwarding_file_system::truncate_file(const std::string& path,
+                                                 uint64_t len) {
+  return base_->truncate_file(path, len);
+}
+
+caf::error forwarding_file_system::rename(const std::string& from,
+                                          const std::string& to) {
+  return base_->rename(from, to);
+}
+
+caf::error forwarding_file_system::remove(const std::string& path) {
+  return base_->remove(path);
+}
+
+caf::error forwarding_file_system::remove_all(const std::string& path) {
+  return base_->remove_all(path);
+}
+
+caf::error forwarding_file_system::create_dir(const std::string& path) {
+  return base_->create_dir(path);
+}
+
+caf::error forwarding_file_system::sync_dir(const std::string& path) {
+  return base_->sync_dir(path);
+}
+
 caf::expected<std::vector<std::string>>
-fault_injecting_file_system::list_dir(const std::string& path) {
+forwarding_file_system::list_dir(const std::string& path) {
   return base_->list_dir(path);
 }
 
-caf::expected<int>
-fault_injecting_file_system::stat_kind(const std::string& path) {
-  return base_->stat_kind(path);
+caf::expected<file_info> forwarding_file_system::stat(const std::string& path) {
+  return base_->stat(path);
 }
 
 } // namespace mesh

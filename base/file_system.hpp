@@ -1,11 +1,18 @@
 #pragma once
 
 // The narrow file-system interface every persistence component does its I/O
-// through, in the spirit of LevelDB's Env. Two implementations:
+// through, in the spirit of LevelDB's Env. Implementations:
 //   - real_file_system(): POSIX calls, nothing else.
-//   - fault_injecting_file_system: wraps another file_system and fails the
-//     Nth call of a chosen operation, so tests can prove rollback, poisoning
-//     and crash recovery without a real failing disk.
+//   - forwarding_file_system: passes every call to another file_system; the
+//     base of wrappers that intercept a few calls.
+//   - fault_injecting_file_system: fails the Nth call of a chosen operation,
+//     so tests can prove rollback, poisoning and crash recovery without a
+//     real failing disk.
+//
+// Only regular files are opened or read: a FIFO, device or socket planted
+// where a file is expected is refused (invalid_argument) without blocking,
+// and every read is bounded by the file's size when it was opened, so
+// neither a FIFO nor /dev/zero can hang a reader or grow its memory.
 //
 // Ownership: file_system objects are owned by whoever wires the program
 // together (main, a test); components hold a non-owning pointer and must not
@@ -22,6 +29,15 @@
 #include "base/bytes.hpp"
 
 namespace mesh {
+
+/// What stat() reports about a path.
+struct file_info {
+  enum class type : uint8_t { missing, regular, directory, other };
+  type kind = type::missing;
+  uint64_t size = 0;
+  /// Permission bits (st_mode & 07777).
+  unsigned mode = 0;
+};
 
 /// An open file: opened for appending (O_APPEND) and positional reads by
 /// open_append, or for reads only by open_read (then append, sync and
@@ -62,6 +78,7 @@ enum class fs_op : uint8_t {
   remove,
   mkdir,
   read,
+  link,
 };
 
 class file_system {
@@ -69,19 +86,34 @@ public:
   virtual ~file_system() = default;
 
   /// Opens `path` for append, creating it (mode 0644) when missing.
+  /// invalid_argument when `path` is not a regular file.
   virtual caf::expected<std::unique_ptr<file_handle>>
   open_append(const std::string& path) = 0;
 
-  /// Opens an existing `path` read-only; not_found when missing.
+  /// Opens an existing regular file read-only; not_found when missing,
+  /// invalid_argument when not a regular file.
   virtual caf::expected<std::unique_ptr<file_handle>>
   open_read(const std::string& path) = 0;
 
-  /// Reads a whole file. not_found when missing.
-  virtual caf::expected<bytes> read_file(const std::string& path) = 0;
+  /// Reads a whole regular file. not_found when missing, invalid_argument
+  /// when not a regular file, corrupt_data when larger than `max_size`.
+  virtual caf::expected<bytes>
+  read_file(const std::string& path, uint64_t max_size) = 0;
 
   /// Creates or replaces `path` with `data` (not atomic: callers that need
   /// atomicity write a temp file and rename it), then fsyncs it.
   virtual caf::error write_file(const std::string& path, bytes_view data) = 0;
+
+  /// Creates `path`, which must not exist (already_exists otherwise), with
+  /// exactly the permission bits `mode` (the umask does not apply), writes
+  /// `data` and fsyncs it. On error the file is removed again.
+  virtual caf::error
+  write_new_file(const std::string& path, bytes_view data, unsigned mode)
+    = 0;
+
+  /// link(2): a second name `to` for the file `from`; already_exists when
+  /// `to` exists (which makes "first writer wins" atomic).
+  virtual caf::error link(const std::string& from, const std::string& to) = 0;
 
   /// Length of `path`; not_found when missing.
   virtual caf::expected<uint64_t> file_size(const std::string& path) = 0;
@@ -108,16 +140,50 @@ public:
   virtual caf::expected<std::vector<std::string>>
   list_dir(const std::string& path) = 0;
 
+  /// Kind, size and mode of `path` (kind missing when it does not exist).
+  virtual caf::expected<file_info> stat(const std::string& path) = 0;
+
   /// 0 = missing, 1 = regular file, 2 = directory, 3 = other.
-  virtual caf::expected<int> stat_kind(const std::string& path) = 0;
+  caf::expected<int> stat_kind(const std::string& path);
 };
 
 /// The process-wide POSIX implementation. Stateless; never null.
 file_system* real_file_system();
 
+/// Passes every call to `base` (non-owning). Wrappers derive from it and
+/// override only the calls they intercept.
+class forwarding_file_system : public file_system {
+public:
+  explicit forwarding_file_system(file_system* base) : base_(base) {}
+
+  caf::expected<std::unique_ptr<file_handle>>
+  open_append(const std::string& path) override;
+  caf::expected<std::unique_ptr<file_handle>>
+  open_read(const std::string& path) override;
+  caf::expected<bytes> read_file(const std::string& path,
+                                 uint64_t max_size) override;
+  caf::error write_file(const std::string& path, bytes_view data) override;
+  caf::error write_new_file(const std::string& path, bytes_view data,
+                            unsigned mode) override;
+  caf::error link(const std::string& from, const std::string& to) override;
+  caf::expected<uint64_t> file_size(const std::string& path) override;
+  caf::error truncate_file(const std::string& path, uint64_t len) override;
+  caf::error rename(const std::string& from, const std::string& to) override;
+  caf::error remove(const std::string& path) override;
+  caf::error remove_all(const std::string& path) override;
+  caf::error create_dir(const std::string& path) override;
+  caf::error sync_dir(const std::string& path) override;
+  caf::expected<std::vector<std::string>>
+  list_dir(const std::string& path) override;
+  caf::expected<file_info> stat(const std::string& path) override;
+
+protected:
+  file_system* base_;
+};
+
 /// Wraps `base` and fails selected calls. Not thread-safe to arm while other
 /// threads do I/O; arm first, then run the code under test.
-class fault_injecting_file_system final : public file_system {
+class fault_injecting_file_system final : public forwarding_file_system {
 public:
   explicit fault_injecting_file_system(file_system* base);
 
@@ -148,18 +214,18 @@ public:
   open_append(const std::string& path) override;
   caf::expected<std::unique_ptr<file_handle>>
   open_read(const std::string& path) override;
-  caf::expected<bytes> read_file(const std::string& path) override;
+  caf::expected<bytes> read_file(const std::string& path,
+                                 uint64_t max_size) override;
   caf::error write_file(const std::string& path, bytes_view data) override;
-  caf::expected<uint64_t> file_size(const std::string& path) override;
+  caf::error write_new_file(const std::string& path, bytes_view data,
+                            unsigned mode) override;
+  caf::error link(const std::string& from, const std::string& to) override;
   caf::error truncate_file(const std::string& path, uint64_t len) override;
   caf::error rename(const std::string& from, const std::string& to) override;
   caf::error remove(const std::string& path) override;
   caf::error remove_all(const std::string& path) override;
   caf::error create_dir(const std::string& path) override;
   caf::error sync_dir(const std::string& path) override;
-  caf::expected<std::vector<std::string>>
-  list_dir(const std::string& path) override;
-  caf::expected<int> stat_kind(const std::string& path) override;
 
 private:
   struct rule {
@@ -168,8 +234,7 @@ private:
     uint64_t countdown = 0;
     size_t partial = 0;
   };
-  static constexpr size_t op_count = 8;
-  file_system* base_;
+  static constexpr size_t op_count = 9;
   mutable std::mutex mtx_;
   rule rules_[op_count];
   uint64_t calls_[op_count] = {};
