@@ -1,5 +1,9 @@
 #include "actors/daemon_actor.hpp"
 
+#include <deque>
+#include <optional>
+#include <utility>
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -8,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/daemon_core.hpp"
+#include "actors/limits.hpp"
 #include "base/errc.hpp"
 #include "persistence/segment.hpp"
 #include "snapshot/snapshot.hpp"
@@ -16,92 +21,186 @@ namespace mesh {
 
 namespace {
 
+/// Where the answer to one input batch goes: a CAF response promise or the
+/// facade's one-shot channel.
+struct reply_to {
+  caf::typed_response_promise<delivery_batch> rp;
+  delivery_promise_ptr promise;
+
+  void operator()(caf::expected<delivery_batch> answer) {
+    if (promise) {
+      if (answer)
+        promise->deliver(std::move(*answer));
+      else
+        promise->deliver(std::move(answer.error()));
+    } else if (answer) {
+      rp.deliver(std::move(*answer));
+    } else {
+      rp.deliver(std::move(answer.error()));
+    }
+  }
+};
+
+/// Input that arrived while a snapshot waited for the log.
+struct held_batch {
+  event_batch evs;
+  reply_to reply;
+};
+
+struct stop_request {
+  caf::typed_response_promise<bool> rp;
+  bool final_snapshot = false;
+};
+
 struct daemon_state {
   daemon_actor_config cfg;
-  uint64_t since_snapshot = 0;
   std::chrono::steady_clock::time_point last_snapshot = std::chrono::
     steady_clock::now();
-  bool log_failed = false;
+  /// through_seq of the snapshot on disk (0 = none): a final snapshot is
+  /// skipped when nothing was applied since.
+  uint64_t persisted_seq = 0;
+  /// Appends sent to the log and not answered yet.
+  size_t in_flight = 0;
+  /// Raised by each rollback: answers to appends sent before it must not
+  /// roll back again.
+  uint64_t log_generation = 0;
+  // Work that waits until every append in flight is answered.
+  bool snapshot_due = false;
+  std::vector<caf::typed_response_promise<bytes>> snapshot_waiters;
+  std::optional<stop_request> stopping;
+  std::deque<held_batch> held;
+  bool settling = false;
   static inline const char* name = "mesh.daemon";
 };
 
 using daemon_ptr = daemon_actor::stateful_pointer<daemon_state>;
 
-caf::expected<bytes> take_snapshot(daemon_ptr self) {
+daemon_core& core_of(daemon_ptr self) {
+  return *self->state.cfg.core;
+}
+
+bool barrier_pending(const daemon_state& st) {
+  return st.snapshot_due || !st.snapshot_waiters.empty()
+         || st.stopping.has_value();
+}
+
+caf::error failed_error(daemon_core& core) {
+  return make_error(errc::daemon_failed, "daemon " + hex_u64(core.origin())
+                                           + " has failed: " + core.failure());
+}
+
+void report_failure(daemon_ptr self) {
+  auto& core = core_of(self);
+  spdlog::error("daemon origin={} kind={} failed: {}", hex_u64(core.origin()),
+                core.kind(), core.failure());
+  if (self->state.cfg.supervisor)
+    self->send(self->state.cfg.supervisor, failed_atom::value, core.origin(),
+               core.failure());
+}
+
+// Takes a snapshot now (no append may be in flight) and persists it.
+caf::expected<bytes> persist_snapshot(daemon_ptr self) {
   auto& st = self->state;
-  auto& core = *st.cfg.core;
+  auto& core = core_of(self);
+  if (core.failed())
+    return failed_error(core);
   auto snap = core.take_snapshot(snapshot_kind::local, unix_now_ns());
-  auto encoded = encode_snapshot(snap, core.identity());
+  if (!snap)
+    return std::move(snap.error());
+  auto encoded = encode_snapshot(*snap, core.identity());
   if (!encoded)
     return encoded.error();
   if (st.cfg.store) {
     if (auto err = st.cfg.store->save_snapshot(core.origin(), *encoded))
       return err;
+    st.persisted_seq = snap->through_seq;
     if (st.cfg.log)
       self->send(st.cfg.log, snapped_atom::value, core.origin(),
-                 snap.through_seq);
+                 snap->through_seq);
   }
-  st.since_snapshot = 0;
   st.last_snapshot = std::chrono::steady_clock::now();
   return encoded;
 }
 
 // An automatic snapshot. Without a node_store nothing would keep an encoded
 // snapshot, so only the rebuild base moves (which bounds the journal).
-caf::error auto_snapshot(daemon_ptr self) {
+void auto_snapshot(daemon_ptr self) {
   auto& st = self->state;
+  auto& core = core_of(self);
+  if (core.failed() || core.journal_size() == 0)
+    return;
+  caf::error err;
   if (st.cfg.store) {
-    if (auto r = take_snapshot(self); !r)
-      return std::move(r.error());
-    return {};
+    if (auto r = persist_snapshot(self); !r)
+      err = std::move(r.error());
+  } else {
+    err = core.rebase();
+    st.last_snapshot = std::chrono::steady_clock::now();
   }
-  st.cfg.core->rebase();
-  st.since_snapshot = 0;
-  st.last_snapshot = std::chrono::steady_clock::now();
-  return {};
-}
-
-void maybe_snapshot(daemon_ptr self) {
-  auto& st = self->state;
-  auto& core = *st.cfg.core;
-  if (core.failed() || st.log_failed)
-    return;
-  bool due = core.journal_size() >= daemon_core::journal_limit
-             || (st.cfg.snapshot_every_events > 0
-                 && st.since_snapshot >= st.cfg.snapshot_every_events)
-             || (st.cfg.snapshot_every.count() > 0 && st.since_snapshot > 0
-                 && std::chrono::steady_clock::now() - st.last_snapshot
-                      >= st.cfg.snapshot_every);
-  if (!due)
-    return;
-  if (auto err = auto_snapshot(self))
+  if (err)
     spdlog::warn("auto-snapshot of daemon origin={} failed: {}",
                  hex_u64(core.origin()), describe(err));
 }
 
+// Marks a snapshot due when the policy says so; settle() takes it.
+void note_progress(daemon_ptr self) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  if (core.failed())
+    return;
+  auto since = core.journal_size();
+  bool due = since >= daemon_core::journal_limit
+             || (st.cfg.snapshot_every_events > 0
+                 && since >= st.cfg.snapshot_every_events)
+             || (st.cfg.snapshot_every.count() > 0 && since > 0
+                 && std::chrono::steady_clock::now() - st.last_snapshot
+                      >= st.cfg.snapshot_every);
+  if (due)
+    st.snapshot_due = true;
+}
+
 daemon_info make_info(daemon_ptr self) {
-  auto& core = *self->state.cfg.core;
+  auto& core = core_of(self);
   daemon_info info;
   info.origin_hash = core.origin();
   info.id = core.identity().id();
   info.kind = core.kind();
   info.last_seq = core.last_seq();
-  info.state = (core.failed() || self->state.log_failed) ? "failed" : "running";
+  info.state = core.failed() ? "failed" : "running";
+  info.reason = core.failed() ? core.failure() : std::string{};
   info.epoch = self->state.cfg.epoch;
   return info;
 }
 
-/// Applies `evs` and hands the answers to `reply` (called once, with a
-/// delivery_batch or an error), after their log append when there is a log.
-template<class Reply>
-void deliver(daemon_ptr self, const event_batch& evs, Reply reply) {
+void settle(daemon_ptr self);
+
+// The log refused or failed the append of daemon_seq first..: roll back to
+// what the log holds, once per failure (later batches of the same
+// generation fail with it and are only answered).
+void append_failed(daemon_ptr self, uint64_t generation, uint64_t first,
+                   const caf::error& err) {
   auto& st = self->state;
-  auto& core = *st.cfg.core;
-  if (st.log_failed) {
-    reply(make_error(errc::io_error,
-                     "daemon " + hex_u64(core.origin())
-                       + " stopped accepting input after a failed log write; "
-                         "restart the node to recover it"));
+  auto& core = core_of(self);
+  if (generation != st.log_generation)
+    return;
+  ++st.log_generation;
+  bool was_failed = core.failed();
+  auto rolled = core.rollback_to(first - 1);
+  spdlog::error("daemon origin={}: log write of daemon_seq {} on failed ({}); "
+                "rolled back to daemon_seq {}{}",
+                hex_u64(core.origin()), first, describe(err), first - 1,
+                rolled ? ": " + describe(rolled) : std::string{});
+  if (!was_failed && core.failed())
+    report_failure(self);
+}
+
+// Applies `evs` and answers through `reply`, after their log append when
+// there is a log.
+void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  if (core.failed()) {
+    reply(failed_error(core));
     return;
   }
   if (!evs.well_formed()) {
@@ -109,7 +208,10 @@ void deliver(daemon_ptr self, const event_batch& evs, Reply reply) {
                      "event batch with a payload outside its buffer"));
     return;
   }
-  bool was_failed = core.failed();
+  if (auto err = limits::check(evs)) {
+    reply(std::move(err));
+    return;
+  }
   delivery_batch out;
   // Counter-like daemons emit one short output per event.
   out.reserve(evs.size(), evs.size(), evs.size() * 24);
@@ -121,55 +223,141 @@ void deliver(daemon_ptr self, const event_batch& evs, Reply reply) {
     entries.data.reserve(evs.size() * log_entry_header_size
                          + evs.payload_bytes());
   }
-  uint64_t recorded = 0;
+  bool was_failed = core.failed();
   auto now = unix_now_ns();
   for (size_t i = 0; i < evs.size(); ++i)
-    if (core.apply(evs[i], now, out, entries))
-      ++recorded;
-  st.since_snapshot += recorded;
-  if (!was_failed && core.failed()) {
-    spdlog::error("daemon origin={} kind={} failed: {}", hex_u64(core.origin()),
-                  core.kind(), core.failure());
-    if (st.cfg.supervisor)
-      self->send(st.cfg.supervisor, failed_atom::value, core.origin(),
-                 core.failure());
-  }
+    core.apply(evs[i], now, out, entries);
+  if (!was_failed && core.failed())
+    report_failure(self);
+  note_progress(self);
   if (entries.empty() || !st.cfg.log) {
     reply(std::move(out));
-    maybe_snapshot(self);
     return;
   }
   // The answers (and with them the outputs) leave only once the log append
   // is durable under the policy.
+  auto generation = st.log_generation;
+  auto first = entries.daemon_seqs.front();
+  ++st.in_flight;
   self
     ->request(st.cfg.log, caf::infinite, append_atom::value, std::move(entries))
     .then(
       [self, reply, out = std::move(out)](uint64_t) mutable {
+        --self->state.in_flight;
         reply(std::move(out));
-        maybe_snapshot(self);
+        note_progress(self);
+        settle(self);
       },
-      [self, reply](caf::error& err) mutable {
-        self->state.log_failed = true;
-        spdlog::error("daemon origin={} failed: log write: {}",
-                      hex_u64(self->state.cfg.core->origin()), describe(err));
+      [self, reply, generation, first](caf::error& err) mutable {
+        --self->state.in_flight;
+        append_failed(self, generation, first, err);
         reply(make_error(errc::io_error,
-                         "event log write failed: " + describe(err)));
+                         "event log write failed, the batch was not applied: "
+                           + describe(err)));
+        settle(self);
       });
+}
+
+void take_waiting_snapshots(daemon_ptr self) {
+  auto& st = self->state;
+  auto waiters = std::move(st.snapshot_waiters);
+  st.snapshot_waiters.clear();
+  bool due = st.snapshot_due;
+  st.snapshot_due = false;
+  if (waiters.empty()) {
+    if (due)
+      auto_snapshot(self);
+    return;
+  }
+  auto r = persist_snapshot(self);
+  for (auto& rp : waiters) {
+    if (r)
+      rp.deliver(*r);
+    else
+      rp.deliver(r.error());
+  }
+}
+
+void finish_stop(daemon_ptr self) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  auto req = std::move(*st.stopping);
+  st.stopping.reset();
+  caf::error err;
+  // Nothing new since the snapshot on disk: nothing to write.
+  if (req.final_snapshot && st.cfg.store && !core.failed()
+      && core.last_seq() != st.persisted_seq) {
+    if (auto r = persist_snapshot(self); !r) {
+      err = std::move(r.error());
+      spdlog::error("final snapshot of daemon origin={} failed: {}",
+                    hex_u64(core.origin()), describe(err));
+    }
+  }
+  for (auto& h : st.held)
+    h.reply(make_error(errc::daemon_not_found,
+                       "daemon " + hex_u64(core.origin()) + " stopped"));
+  st.held.clear();
+  // Answer first: a reply returned after quit() is not sent.
+  if (err)
+    req.rp.deliver(err);
+  else
+    req.rp.deliver(true);
+  self->quit();
+}
+
+// Runs the work that waits for the log (snapshots, stop) as soon as no
+// append is in flight, then the input held meanwhile, in arrival order.
+void settle(daemon_ptr self) {
+  auto& st = self->state;
+  if (st.settling)
+    return;
+  st.settling = true;
+  for (;;) {
+    if (barrier_pending(st)) {
+      if (st.in_flight > 0)
+        break;
+      take_waiting_snapshots(self);
+      if (st.stopping) {
+        finish_stop(self);
+        break;
+      }
+      continue;
+    }
+    if (st.held.empty())
+      break;
+    auto h = std::move(st.held.front());
+    st.held.pop_front();
+    deliver(self, h.evs, std::move(h.reply));
+  }
+  st.settling = false;
+}
+
+void accept_input(daemon_ptr self, const event_batch& evs, reply_to reply) {
+  auto& st = self->state;
+  if (barrier_pending(st) || !st.held.empty()) {
+    st.held.push_back(held_batch{evs, std::move(reply)});
+    return;
+  }
+  deliver(self, evs, std::move(reply));
+  settle(self);
 }
 
 daemon_actor::behavior_type daemon_impl(daemon_ptr self,
                                         daemon_actor_config cfg) {
-  self->state.cfg = std::move(cfg);
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  auto& core = core_of(self);
+  st.persisted_seq = core.base_seq();
   // Log entries are built only when there is a log to write them to.
-  self->state.cfg.core->set_logging(static_cast<bool>(self->state.cfg.log));
-  if (self->state.cfg.snapshot_every.count() > 0)
-    self->delayed_send(self, self->state.cfg.snapshot_every, tick_atom::value);
+  core.set_logging(static_cast<bool>(st.cfg.log));
+  if (st.cfg.log)
+    self->send(st.cfg.log, attach_atom::value, core.origin());
+  if (st.cfg.snapshot_every.count() > 0)
+    self->delayed_send(self, st.cfg.snapshot_every, tick_atom::value);
   return {
     [=](deliver_atom, const event_batch& evs) -> caf::result<delivery_batch> {
       auto rp = self->make_response_promise<delivery_batch>();
-      deliver(self, evs, [rp](auto&& answer) mutable {
-        rp.deliver(std::forward<decltype(answer)>(answer));
-      });
+      accept_input(self, evs, reply_to{rp, nullptr});
       return rp;
     },
     [=](deliver_atom, const event_batch& evs,
@@ -177,45 +365,67 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
       // From here on the events may be applied: if this actor stops before
       // it answers, the caller must not resend them blindly.
       promise->accept();
-      deliver(self, evs, [promise](auto&& answer) {
-        promise->deliver(std::forward<decltype(answer)>(answer));
-      });
+      accept_input(self, evs, reply_to{{}, promise});
     },
     [=](hwm_atom, uint64_t producer) -> uint64_t {
-      return self->state.cfg.core->high_water_mark(producer);
+      return core_of(self).high_water_mark(producer);
     },
     [=](stats_atom) -> daemon_stats {
-      return self->state.cfg.core->stats();
+      return core_of(self).stats();
     },
     [=](info_atom) -> daemon_info {
       return make_info(self);
     },
     [=](snapshot_atom) -> caf::result<bytes> {
-      if (self->state.log_failed)
-        return make_error(errc::io_error, "daemon's log write failed");
-      auto r = take_snapshot(self);
-      if (!r)
-        return r.error();
-      return std::move(*r);
-    },
-    [=](stop_atom, bool final_snapshot) -> caf::result<bool> {
-      bool ok = true;
-      if (final_snapshot && !self->state.log_failed) {
-        if (auto r = take_snapshot(self); !r) {
-          ok = false;
-          spdlog::warn("final snapshot of daemon origin={} failed: {}",
-                       hex_u64(self->state.cfg.core->origin()),
-                       describe(r.error()));
-        }
-      }
-      // Answer first: a reply returned after quit() is not sent.
-      auto rp = self->make_response_promise<bool>();
-      rp.deliver(ok);
-      self->quit();
+      if (core_of(self).failed())
+        return failed_error(core_of(self));
+      auto rp = self->make_response_promise<bytes>();
+      self->state.snapshot_waiters.push_back(rp);
+      settle(self);
       return rp;
     },
+    [=](stop_atom, bool final_snapshot) -> caf::result<bool> {
+      auto rp = self->make_response_promise<bool>();
+      if (self->state.stopping) {
+        rp.deliver(make_error(errc::shutting_down, "already stopping"));
+        return rp;
+      }
+      self->state.stopping = stop_request{rp, final_snapshot};
+      settle(self);
+      return rp;
+    },
+    [=](resume_atom, bool accept_loss) -> caf::result<daemon_info> {
+      auto& core = core_of(self);
+      if (!core.failed())
+        return make_info(self);
+      if (self->state.in_flight > 0 || barrier_pending(self->state))
+        return make_error(errc::wrong_phase, "daemon " + hex_u64(core.origin())
+                                               + " is busy; try again");
+      if (auto err = core.resume(accept_loss))
+        return err;
+      // The resumed state (and any skipped seqs) is durable before new
+      // input: otherwise the next start would find the same damage.
+      if (self->state.cfg.store) {
+        if (auto r = persist_snapshot(self); !r) {
+          core.fail("snapshot after resume failed: " + describe(r.error()));
+          return r.error();
+        }
+      }
+      spdlog::warn("daemon origin={} resumed at daemon_seq {}{}",
+                   hex_u64(core.origin()), core.last_seq(),
+                   accept_loss ? " (loss accepted)" : "");
+      return make_info(self);
+    },
+    [=](compact_atom) {
+      // The log wants this daemon's old entries covered by a snapshot.
+      if (core_of(self).journal_size() > 0 && !core_of(self).failed()) {
+        self->state.snapshot_due = true;
+        settle(self);
+      }
+    },
     [=](tick_atom) {
-      maybe_snapshot(self);
+      note_progress(self);
+      settle(self);
       self->delayed_send(self, self->state.cfg.snapshot_every,
                          tick_atom::value);
     },

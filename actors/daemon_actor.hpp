@@ -1,12 +1,20 @@
 #pragma once
 
-// One daemon as an actor. Per input batch: dedup, daemon_seq, process and
-// outputs via daemon_core, then one append of the batch's entries to the
+// One daemon as an actor. Per input batch: limits, dedup, daemon_seq, process
+// and outputs via daemon_core, then one append of the batch's entries to the
 // log_actor; the reply (outputs included) is released only when the log
 // acknowledges the append. Appends are answered in order, so replies leave in
-// input order. A failed log write fails the daemon: its in-memory state ran
-// ahead of what is durable, and only a restart (which replays the log) can
-// bring them back together.
+// input order.
+//
+// A failed append fails only its own batch (and the batches sent after it,
+// which the log refuses): the daemon rolls back to the last daemon_seq the
+// log holds and keeps serving, so memory never holds an event the log does
+// not.
+//
+// Snapshots never pass what the log has acknowledged: a snapshot (automatic,
+// requested, asked for by the log, or final) waits until every append in
+// flight is answered, and input arriving meanwhile is held and applied, in
+// arrival order, right after it. The pause is one group commit.
 
 #include <chrono>
 #include <memory>

@@ -5,10 +5,21 @@
 // deduplication by producer high-water marks, daemon_seq assignment, the
 // output chain, failure handling with rebuild-by-replay, and snapshots.
 //
-// Rebuild after a rejected event: a fresh object from the factory, restore of
-// the last snapshot's state, then replay of every event accepted since that
-// snapshot (kept in an in-memory journal that each snapshot clears; the
-// journal forces a snapshot when it grows past journal_limit).
+// The rebuild base is the last snapshot (its state, chain head, dedup marks
+// and through_seq); every input since then, accepted or rejected, is kept in
+// an in-memory journal that each snapshot clears (the journal forces a
+// snapshot when it grows past journal_limit). From base + journal the core
+// can rebuild itself:
+//   - after a rejected event: a fresh object from the factory, restore of the
+//     base state, replay of the accepted journal entries (the output chain,
+//     already released, stays as it is);
+//   - after a failed log write (rollback_to): the same, but only up to the
+//     last event the log holds, with the chain head, dedup marks and last_seq
+//     of that point, so memory never holds an event the log does not.
+//
+// User code is contained: a throw of any type, or an error, from the
+// factory, restore(), process(), snapshot() or state_version() becomes an
+// error value here and never escapes into the actor.
 
 #include <chrono>
 #include <cstdint>
@@ -24,7 +35,7 @@
 
 #include "actors/batch.hpp"
 #include "actors/daemon.hpp"
-#include "actors/runtime.hpp"
+#include "actors/daemon_info.hpp"
 #include "identity/keypair.hpp"
 #include "persistence/node_store.hpp"
 #include "snapshot/snapshot.hpp"
@@ -44,6 +55,11 @@ public:
 
   daemon_core(std::string kind, keypair identity, maker make,
               std::unique_ptr<daemon> instance, restart_policy policy);
+
+  /// A core whose daemon could not be built or recovered: it holds no user
+  /// object, refuses every input with the reason and is listed as failed.
+  static std::shared_ptr<daemon_core>
+  failed_core(std::string kind, keypair identity, std::string why);
 
   /// Adopts a decoded snapshot: restores the state into the current object
   /// and takes over the chain head, dedup marks and through_seq.
@@ -67,12 +83,42 @@ public:
              log_batch& log);
 
   /// Re-applies a logged entry during start-up recovery. Outputs advance the
-  /// chain exactly as they did the first time.
+  /// chain exactly as they did the first time. Entries must follow
+  /// last_seq() without a gap (recovery checks that before calling).
   void replay(const log_entry& e);
 
   /// Builds a snapshot of the current state and marks it as the new rebuild
-  /// base. The caller encodes, signs and stores it.
-  snapshot take_snapshot(snapshot_kind kind, uint64_t now_ns);
+  /// base. The caller encodes, signs and stores it. Fails (and leaves the
+  /// base as it was) when the daemon's snapshot() or state_version() throws.
+  caf::expected<snapshot> take_snapshot(snapshot_kind kind, uint64_t now_ns);
+
+  /// Forgets every input after `seq` (the log does not hold them): rebuilds
+  /// the object from the base and the journal up to `seq`, and restores the
+  /// chain head, dedup marks and last_seq of that point. `seq` must lie in
+  /// [base seq, last_seq()]. On a failed rebuild the daemon is failed.
+  caf::error rollback_to(uint64_t seq);
+
+  /// Marks the daemon failed with `why` (recovery found its log damaged, or
+  /// its actor died). lost_through > 0 says that inputs last_seq()+1 ..
+  /// lost_through were logged once and are lost.
+  void fail(std::string why, uint64_t lost_through = 0);
+
+  /// Makes a failed daemon serve again from its current (last good) state:
+  /// a fresh object, restore, journal replay; the restart history is
+  /// cleared. When inputs were lost (lost_through() > 0), `accept_loss`
+  /// must be true: their daemon_seqs are skipped, never reused. The caller
+  /// snapshots right after, so the skip is durable before new input.
+  caf::error resume(bool accept_loss);
+
+  /// Inputs up to this daemon_seq are lost (0 = none).
+  uint64_t lost_through() const {
+    return lost_through_;
+  }
+
+  /// daemon_seq of the rebuild base (the last snapshot's through_seq).
+  uint64_t base_seq() const {
+    return base_seq_;
+  }
 
   uint64_t high_water_mark(uint64_t producer_id) const;
 
@@ -105,7 +151,7 @@ public:
   /// Marks the current state as the new rebuild base without building a
   /// snapshot (for auto-snapshots that nothing keeps: no node_store). Counts
   /// as a snapshot taken in stats(), like take_snapshot().
-  void rebase();
+  caf::error rebase();
 
 private:
   struct producer_marks {
@@ -118,7 +164,7 @@ private:
     bool ordered = true;
   };
 
-  /// An event accepted since the last snapshot; its payload is
+  /// An input since the last snapshot; its payload is
   /// journal_data_[offset, offset + size).
   struct journal_entry {
     uint64_t producer_id;
@@ -127,15 +173,27 @@ private:
     uint64_t received_at_ns;
     size_t offset;
     size_t size;
+    /// The chain head after this input's outputs.
+    chain_head head;
+    uint32_t outputs;
+    bool rejected;
   };
 
   caf::expected<std::vector<bytes>> run(const causal_event& ev);
+  /// The daemon's snapshot() and state_version(), contained.
+  caf::expected<std::pair<std::optional<bytes>, uint32_t>> user_state() const;
+  /// A fresh object with the base state restored and the accepted journal
+  /// entries replayed. On error the current object is kept.
+  caf::error rebuild_instance();
   /// Fills input_ (reusing its payload buffer) with the input event.
   void make_input(uint64_t producer_id, uint64_t producer_seq,
                   bytes_view payload, uint64_t seq, uint64_t now_ns);
   void journal_append(uint64_t producer_id, uint64_t producer_seq,
-                      bytes_view payload, uint64_t seq, uint64_t now_ns);
+                      bytes_view payload, uint64_t seq, uint64_t now_ns,
+                      uint32_t outputs, bool rejected);
   void journal_clear();
+  /// Makes the current state (seq, chain head, marks) the rebuild base.
+  void set_base(std::optional<bytes> state, uint32_t version);
   void note_applied(uint64_t producer_id, uint64_t producer_seq, uint64_t seq);
   void note_applied(producer_marks& pm, uint64_t producer_seq, uint64_t seq);
   /// The daemon_seq `producer_seq` was applied at, 0 when not remembered.
@@ -154,6 +212,9 @@ private:
   std::map<uint64_t, producer_marks> marks_;
   std::optional<bytes> base_state_;
   uint32_t base_state_version_ = 1;
+  uint64_t base_seq_ = 0;
+  chain_head base_head_;
+  std::vector<dedup_mark> base_marks_;
   std::vector<journal_entry> journal_;
   bytes journal_data_;
   /// The event handed to process(); reused so that its payload buffer is
@@ -164,6 +225,7 @@ private:
   daemon_stats stats_;
   bool failed_ = false;
   std::string failure_;
+  uint64_t lost_through_ = 0;
 };
 
 } // namespace mesh

@@ -12,14 +12,16 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/replies_to.hpp>
+#include <caf/sec.hpp>
 #include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
 
 #include "actors/batch.hpp"
+#include "actors/daemon_info.hpp"
 #include "actors/reply.hpp"
-#include "actors/runtime.hpp"
 #include "persistence/node_store.hpp"
 
 namespace mesh {
@@ -44,8 +46,33 @@ using list_atom = caf::atom_constant<caf::atom("list")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using compact_atom = caf::atom_constant<caf::atom("compact")>;
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using broken_atom = caf::atom_constant<caf::atom("broken")>;
 
 // -- inspection ---------------------------------------------------------------
+
+/// An enum field as one byte for inspect(): pass `raw` and then `check()`.
+/// On load, a byte above `max` is an error, so a deserialized message never
+/// holds an enum value outside its range.
+template<class Enum>
+struct enum_byte {
+  enum_byte(Enum& x, Enum max)
+    : ref(x), raw(static_cast<uint8_t>(x)), max(static_cast<uint8_t>(max)) {}
+  auto check() {
+    return caf::meta::load_callback([this]() -> caf::error {
+      if (raw > max)
+        return caf::sec::invalid_argument;
+      ref = static_cast<Enum>(raw);
+      return caf::none;
+    });
+  }
+  Enum& ref;
+  uint8_t raw;
+  uint8_t max;
+};
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, causal_link& x) {
@@ -67,16 +94,17 @@ typename Inspector::result_type inspect(Inspector& f, inbound_event& x) {
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
-  return f(caf::meta::type_name("delivery"),
-           reinterpret_cast<uint8_t&>(x.state), x.daemon_seq, x.error,
-           x.outputs);
+  enum_byte<delivery::status> state{x.state, delivery::status::rejected};
+  return f(caf::meta::type_name("delivery"), state.raw, state.check(),
+           x.daemon_seq, x.error, x.outputs);
 }
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, log_entry& x) {
+  enum_byte<log_entry::status> state{x.state, log_entry::status::rejected};
   return f(caf::meta::type_name("log_entry"), x.origin_hash, x.daemon_seq,
-           x.producer_id, x.producer_seq, x.received_at_ns,
-           reinterpret_cast<uint8_t&>(x.state), x.payload);
+           x.producer_id, x.producer_seq, x.received_at_ns, state.raw,
+           state.check(), x.payload);
 }
 
 template<class Inspector>
@@ -89,7 +117,7 @@ typename Inspector::result_type inspect(Inspector& f, daemon_stats& x) {
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, daemon_info& x) {
   return f(caf::meta::type_name("daemon_info"), x.origin_hash, x.id, x.kind,
-           x.last_seq, x.state, x.epoch);
+           x.last_seq, x.state, x.epoch, x.reason);
 }
 
 template<class Inspector>
@@ -106,9 +134,10 @@ typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
 template<class Inspector>
 typename Inspector::result_type
 inspect(Inspector& f, delivery_batch::result& x) {
-  return f(caf::meta::type_name("delivery_result"),
-           reinterpret_cast<uint8_t&>(x.state), x.daemon_seq, x.error_offset,
-           x.error_size, x.first_output, x.output_count);
+  enum_byte<delivery::status> state{x.state, delivery::status::rejected};
+  return f(caf::meta::type_name("delivery_result"), state.raw, state.check(),
+           x.daemon_seq, x.error_offset, x.error_size, x.first_output,
+           x.output_count);
 }
 
 template<class Inspector>
@@ -147,12 +176,19 @@ struct spawn_request {
 
 using spawn_request_ptr = std::shared_ptr<spawn_request>;
 
+/// Rebuilds one daemon from its record, its snapshot and the given log
+/// entries (in log order) after its actor died; a core marked failed when
+/// its durable state is damaged.
+using rebuild_function = std::function<caf::expected<std::shared_ptr<
+  daemon_core>>(uint64_t origin, const std::vector<log_entry>& entries)>;
+
 // -- interfaces ---------------------------------------------------------------
 
 /// The node's write-ahead event log (group commit over one segment).
 using log_actor = caf::typed_actor<
   // Appends entries; answers the log seq of the last one once the append is
-  // durable under the policy.
+  // durable under the policy. Refused when the batch does not start where
+  // the log ends for its daemon (after a failed batch of that daemon).
   caf::replies_to<append_atom, log_batch>::with<uint64_t>,
   // Internal: writes everything queued so far.
   caf::reacts_to<flush_atom>,
@@ -160,6 +196,12 @@ using log_actor = caf::typed_actor<
   caf::reacts_to<snapped_atom, uint64_t, uint64_t>,
   // A daemon was stopped: its entries no longer hold back compaction.
   caf::reacts_to<forget_atom, uint64_t>,
+  // The sender is the daemon actor of this origin: the log asks it to
+  // snapshot when its old entries hold compaction back.
+  caf::reacts_to<attach_atom, uint64_t>,
+  // The entries of one daemon with daemon_seq above the given one, in log
+  // order.
+  caf::replies_to<read_atom, uint64_t, uint64_t>::with<std::vector<log_entry>>,
   // Closes the segment (fsync); answers true on success.
   caf::replies_to<close_atom>::with<bool>>;
 
@@ -174,17 +216,27 @@ using daemon_actor = caf::typed_actor<
   caf::replies_to<stats_atom>::with<daemon_stats>,
   caf::replies_to<info_atom>::with<daemon_info>,
   caf::replies_to<snapshot_atom>::with<bytes>,
-  // Snapshots (when `final`) and exits.
-  caf::replies_to<stop_atom, bool>::with<bool>, caf::reacts_to<tick_atom>>;
+  // Snapshots (when `final` and anything changed since the last snapshot)
+  // and exits; an error when the final snapshot failed.
+  caf::replies_to<stop_atom, bool>::with<bool>,
+  // A failed daemon serves again from its last good state; `true` accepts
+  // the loss of logged inputs (see daemon_core::resume).
+  caf::replies_to<resume_atom, bool>::with<daemon_info>,
+  // The log asks for a snapshot (this daemon holds compaction back).
+  caf::reacts_to<compact_atom>, caf::reacts_to<tick_atom>>;
 
 /// The node's supervisor: lifecycle and daemon table.
 using supervisor_actor = caf::typed_actor<
   // Enters `ready`; every daemon logs to the given log actor (may be null).
   caf::replies_to<start_atom, log_actor>::with<bool>,
   caf::replies_to<spawn_atom, spawn_request_ptr>::with<daemon_info>,
+  // A daemon whose durable state could not be loaded (it has no actor):
+  // listed as failed with the reason until stopped.
+  caf::reacts_to<broken_atom, daemon_info>,
   caf::replies_to<lookup_atom, uint64_t>::with<daemon_actor>,
   caf::replies_to<list_atom>::with<std::vector<daemon_info>>,
   caf::replies_to<stop_atom, uint64_t>::with<bool>,
+  caf::replies_to<resume_atom, uint64_t, bool>::with<daemon_info>,
   caf::reacts_to<failed_atom, uint64_t, std::string>,
   caf::replies_to<shutdown_atom>::with<bool>>;
 

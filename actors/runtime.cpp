@@ -21,11 +21,14 @@
 
 #include "actors/daemon_core.hpp"
 #include "actors/factory_registry.hpp"
+#include "actors/limits.hpp"
 #include "actors/log_actor.hpp"
 #include "actors/messages.hpp"
 #include "actors/nonce_actor.hpp"
+#include "actors/recovery.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/keypair.hpp"
 #include "persistence/node_store.hpp"
@@ -292,15 +295,34 @@ struct runtime::impl {
     };
   }
 
-  caf::error recover(std::vector<std::shared_ptr<daemon_core>>& cores);
+  recovery_context recovery();
+
+  caf::error recover(std::vector<std::shared_ptr<daemon_core>>& cores,
+                     std::vector<daemon_info>& broken);
 };
 
+recovery_context runtime::impl::recovery() {
+  recovery_context ctx;
+  ctx.store = store;
+  ctx.make = [this](const std::string& kind) {
+    return registry.make(kind);
+  };
+  ctx.policy = opts.restart;
+  return ctx;
+}
+
 caf::error
-runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores) {
-  store = std::make_shared<node_store>(opts.data_dir);
+runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores,
+                       std::vector<daemon_info>& broken) {
   if (auto err = store->open())
     return err;
+  auto& fs = store->fs();
+  // A node creates its log at first start, before any daemon exists: a log
+  // missing or empty beside daemon records was lost.
+  auto names = fs.list_dir(store->log_dir());
+  bool log_was_empty = !names || names->empty();
   segment_options so;
+  so.fs = &fs;
   so.policy = requires_sync_ack(opts.fsync) ? fsync_policy::never()
                                             : opts.fsync;
   so.on_warning = [](const std::string& line) {
@@ -309,85 +331,28 @@ runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores) {
   auto seg = segment::open(store->log_dir(), so);
   if (!seg)
     return seg.error();
-  auto origins = store->list_daemons();
-  if (!origins)
-    return origins.error();
-  std::map<uint64_t, std::shared_ptr<daemon_core>> by_origin;
-  std::map<uint64_t, bool> unrecovered;
-  for (auto origin : *origins) {
-    auto fail = [&](const caf::error& err) {
-      spdlog::error("daemon origin={} cannot be recovered: {}", hex_u64(origin),
-                    describe(err));
-      unrecovered[origin] = true;
-    };
-    auto rec = store->load_daemon(origin);
-    if (!rec) {
-      fail(rec.error());
-      continue;
-    }
-    auto inst = registry.make(rec->kind);
-    if (!inst) {
-      fail(inst.error());
-      continue;
-    }
-    auto core = std::make_shared<daemon_core>(rec->kind,
-                                              std::move(rec->identity),
-                                              maker_for(rec->kind),
-                                              std::move(*inst), opts.restart);
-    auto raw = store->load_snapshot(origin);
-    if (raw) {
-      auto id = core->identity().id();
-      auto snap = decode_snapshot(*raw, &id);
-      if (!snap) {
-        fail(snap.error());
-        continue;
-      }
-      if (auto err = core->restore(*snap)) {
-        fail(err);
-        continue;
-      }
-    } else if (!is(raw.error(), errc::not_found)) {
-      fail(raw.error());
-      continue;
-    }
-    by_origin.emplace(origin, std::move(core));
-  }
-  log_actor_config lcfg;
-  uint64_t replayed = 0;
-  auto err = (*seg)->for_each(0, [&](const log_record& r) {
-    auto e = decode_log_entry(r.payload);
-    if (!e) {
-      spdlog::warn("event log record seq={} skipped: {}", r.seq,
-                   describe(e.error()));
-      return true;
-    }
-    auto it = by_origin.find(e->origin_hash);
-    if (it != by_origin.end()) {
-      if (e->daemon_seq > it->second->last_seq()) {
-        it->second->replay(*e);
-        ++replayed;
-        lcfg.pending.emplace_back(e->origin_hash, e->daemon_seq, r.seq);
-      }
-    } else if (unrecovered.count(e->origin_hash)) {
-      // Keep what a daemon we could not bring back still needs.
-      lcfg.pending.emplace_back(e->origin_hash, e->daemon_seq, r.seq);
-    }
-    return true;
-  });
-  if (err)
-    return err;
+  auto node = recover_node(recovery(), **seg, log_was_empty);
+  if (!node)
+    return node.error();
   if (auto orphans = store->orphan_snapshots())
     for (auto o : *orphans)
       (void)store->remove_snapshot(o);
+  size_t failed = node->broken.size();
+  for (auto& c : node->cores)
+    if (c->failed())
+      ++failed;
   spdlog::info("recovered {} daemon(s), replayed {} logged event(s), "
-               "{} could not be recovered",
-               by_origin.size(), replayed, unrecovered.size());
+               "{} failed",
+               node->cores.size() + node->broken.size(), node->replayed,
+               failed);
+  log_actor_config lcfg;
+  lcfg.pending = std::move(node->pending);
   lcfg.seg = std::shared_ptr<segment>(std::move(*seg));
   lcfg.sync_each_commit = requires_sync_ack(opts.fsync);
   lcfg.compact_after = std::max<uint64_t>(opts.compact_after, 1);
   log = spawn_log_actor(sys, std::move(lcfg));
-  for (auto& [origin, core] : by_origin)
-    cores.push_back(core);
+  cores = std::move(node->cores);
+  broken = std::move(node->broken);
   return {};
 }
 
@@ -399,9 +364,15 @@ runtime::runtime(caf::actor_system& sys, runtime_options opts)
   cfg.snapshot_every_events = impl_->opts.snapshot_every_events;
   cfg.snapshot_every = impl_->opts.snapshot_every;
   cfg.snapshot_on_shutdown = impl_->opts.snapshot_on_shutdown;
-  if (!impl_->opts.data_dir.empty())
-    cfg.store = std::make_shared<node_store>(impl_->opts.data_dir);
-  impl_->store = cfg.store;
+  if (!impl_->opts.data_dir.empty()) {
+    impl_->store = std::make_shared<node_store>(impl_->opts.data_dir,
+                                                impl_->opts.fs);
+    cfg.store = impl_->store;
+    auto* self = impl_.get();
+    cfg.rebuild = [self](uint64_t origin, const std::vector<log_entry>& es) {
+      return rebuild_daemon(self->recovery(), origin, es);
+    };
+  }
   impl_->sup = spawn_supervisor(sys, std::move(cfg));
   impl_->nonce = spawn_nonce_actor(sys, impl_->opts.data_dir.empty()
                                           ? std::string{}
@@ -434,12 +405,15 @@ caf::error runtime::start() {
   if (st == phase::shut_down)
     return make_error(errc::shutting_down, "the runtime was shut down");
   std::vector<std::shared_ptr<daemon_core>> cores;
+  std::vector<daemon_info> broken;
   if (!impl_->opts.data_dir.empty())
-    if (auto err = impl_->recover(cores))
+    if (auto err = impl_->recover(cores, broken))
       return err;
   auto ok = impl_->ask_sup<bool>(start_atom::value, impl_->log);
   if (!ok)
     return ok.error();
+  for (auto& b : broken)
+    caf::anon_send(impl_->sup, broken_atom::value, std::move(b));
   for (auto& core : cores) {
     auto info = impl_->submit(
       [core] {
@@ -525,6 +499,8 @@ caf::expected<delivery_batch> runtime::deliver_batch(uint64_t origin,
                                                      const event_batch& evs) {
   if (evs.empty())
     return delivery_batch{};
+  if (auto err = limits::check(evs))
+    return err;
   return impl_->deliver(origin, evs);
 }
 
@@ -541,6 +517,12 @@ caf::error runtime::stop(uint64_t origin) {
   return {};
 }
 
+caf::expected<daemon_info> runtime::resume(uint64_t origin, bool accept_loss) {
+  auto r = impl_->ask_sup<daemon_info>(resume_atom::value, origin, accept_loss);
+  impl_->forget(origin);
+  return r;
+}
+
 caf::expected<bytes> runtime::snapshot(uint64_t origin) {
   return impl_->ask_daemon<bytes>(origin, snapshot_atom::value);
 }
@@ -553,19 +535,22 @@ caf::expected<daemon_info> runtime::info(uint64_t origin) {
   return impl_->ask_daemon<daemon_info>(origin, info_atom::value);
 }
 
-std::vector<daemon_info> runtime::daemons() {
+caf::expected<std::vector<daemon_info>> runtime::daemons() {
   auto r = impl_->ask_sup<std::vector<daemon_info>>(list_atom::value);
   if (!r)
-    return {};
+    return r;
   std::sort(r->begin(), r->end(),
             [](const daemon_info& x, const daemon_info& y) {
               return x.origin_hash < y.origin_hash;
             });
-  return std::move(*r);
+  return r;
 }
 
-size_t runtime::daemon_count() {
-  return daemons().size();
+caf::expected<size_t> runtime::daemon_count() {
+  auto r = daemons();
+  if (!r)
+    return r.error();
+  return r->size();
 }
 
 caf::expected<uint64_t> runtime::producer_id() {

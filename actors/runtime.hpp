@@ -31,6 +31,7 @@
 
 #include "actors/batch.hpp"
 #include "actors/daemon.hpp"
+#include "actors/daemon_info.hpp"
 #include "base/bytes.hpp"
 #include "identity/fwd.hpp"
 #include "persistence/segment.hpp"
@@ -38,29 +39,25 @@
 
 namespace mesh {
 
-/// What happens when a daemon's process() fails.
-struct restart_policy {
-  /// Restarts allowed within `window`; one more failure stops the daemon
-  /// and shows it as failed.
-  uint32_t max_restarts = 1;
-  /// 0 = the whole lifetime of the daemon.
-  std::chrono::milliseconds window{0};
-
-  /// One restart in the daemon's lifetime (the default).
-  static restart_policy once();
-  static restart_policy bounded(uint32_t max_restarts,
-                                std::chrono::milliseconds within);
-};
+class file_system;
 
 struct runtime_options {
   /// Where the event log, snapshots and daemon records live. Empty = nothing
   /// is durable (tests and benchmarks of the pure actor path).
   std::string data_dir;
+  /// Every file the runtime touches goes through this (non-owning; must
+  /// outlive the runtime). Null = the real file system. Tests inject faults
+  /// here (base/file_system.hpp).
+  file_system* fs = nullptr;
   /// fsync policy of the event log (see docs/operations.md for what each
   /// guarantees).
   fsync_policy fsync = fsync_policy::every_n(1000);
   /// Snapshot a daemon automatically after this many applied events (0 =
-  /// never) or this much time since its last snapshot (0 = never).
+  /// not by count) or this much time since its last snapshot (0 = not by
+  /// time). Either way a daemon also snapshots on shutdown (when anything
+  /// changed), on request, when the event log asks for it (its old entries
+  /// hold compaction back) and once 100,000 inputs piled up since its last
+  /// snapshot (the bound of its in-memory rebuild journal).
   uint64_t snapshot_every_events = 10000;
   std::chrono::milliseconds snapshot_every{0};
   restart_policy restart = restart_policy::once();
@@ -77,28 +74,6 @@ struct runtime_options {
   /// within tens of microseconds, and one sleep/wake hand-off costs about
   /// as much again on small VMs; see actors/reply.hpp.
   std::chrono::microseconds reply_spin{100};
-};
-
-/// A daemon as the node's table lists it.
-struct daemon_info {
-  uint64_t origin_hash = 0;
-  entity_id id{};
-  std::string kind;
-  /// Last input daemon_seq applied.
-  uint64_t last_seq = 0;
-  /// "running" or "failed".
-  std::string state;
-  uint64_t epoch = 0;
-};
-
-struct daemon_stats {
-  uint64_t events_processed = 0;
-  uint64_t events_emitted = 0;
-  uint64_t duplicates = 0;
-  uint64_t errors = 0;
-  uint64_t snapshots_taken = 0;
-  uint64_t restarts = 0;
-  uint64_t last_seq = 0;
 };
 
 /// The CAF scheduler settings meshd runs with. Call on the config before the
@@ -160,7 +135,11 @@ public:
   /// stopped after it took the batch but before it answered: then some of
   /// the events may have been applied (the error says so), and resending
   /// them with the same producer seqs is safe; anonymous ones may apply
-  /// twice.
+  /// twice. limit_exceeded (naming the limit, actors/limits.hpp) for a
+  /// batch too large or an event payload too large; nothing is applied.
+  /// daemon_failed when the daemon has failed. io_error when the event log
+  /// could not write the batch: nothing of it was applied, and the daemon
+  /// keeps serving.
   caf::expected<std::vector<delivery>>
   deliver_batch(uint64_t origin_hash, const std::vector<inbound_event>& evs);
   /// The same with packed events and answers (actors/batch.hpp): a few
@@ -173,8 +152,15 @@ public:
   caf::expected<uint64_t> high_water_mark(uint64_t origin_hash,
                                           uint64_t producer_id);
 
-  /// Stops the daemon and deletes its durable state.
+  /// Stops the daemon and deletes its durable state. Works on a failed
+  /// daemon too.
   caf::error stop(uint64_t origin_hash);
+
+  /// A failed daemon serves again from its last good state. When the
+  /// failure lost logged inputs (a log gap found at recovery), `accept_loss`
+  /// must be true: their daemon_seqs are skipped. A daemon whose actor died
+  /// is rebuilt from its snapshot and the event log.
+  caf::expected<daemon_info> resume(uint64_t origin_hash, bool accept_loss);
 
   /// Takes (and persists) a signed snapshot; returns its encoding.
   caf::expected<bytes> snapshot(uint64_t origin_hash);
@@ -183,9 +169,11 @@ public:
 
   caf::expected<daemon_info> info(uint64_t origin_hash);
 
-  std::vector<daemon_info> daemons();
+  /// Every daemon, failed ones included, sorted by origin. An error when the
+  /// supervisor does not answer (for example after shutdown).
+  caf::expected<std::vector<daemon_info>> daemons();
 
-  size_t daemon_count();
+  caf::expected<size_t> daemon_count();
 
   /// The node's own producer id (stable across restarts when data_dir is
   /// set; see actors/nonce_actor.hpp).

@@ -21,6 +21,8 @@ namespace {
 enum class phase { registering, ready, shutting_down };
 
 struct entry {
+  /// Null when the daemon has no actor: its state could not be loaded, or
+  /// its actor died. `info` then says why.
   daemon_actor actor;
   daemon_info info;
 };
@@ -44,6 +46,43 @@ caf::error refuse(const supervisor_state& st) {
     case phase::ready: return {};
   }
   return {};
+}
+
+caf::error no_daemon(uint64_t origin) {
+  return make_error(errc::daemon_not_found,
+                    "no daemon " + hex_u64(origin) + " on this node");
+}
+
+caf::error failed_error(const daemon_info& info) {
+  return make_error(errc::daemon_failed, "daemon " + hex_u64(info.origin_hash)
+                                           + " has failed: " + info.reason);
+}
+
+// Starts the actor for a built core and lists it.
+daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
+  auto& st = self->state;
+  auto origin = core->origin();
+  daemon_actor_config dcfg;
+  dcfg.core = core;
+  dcfg.log = st.log;
+  dcfg.store = st.cfg.store;
+  dcfg.supervisor = caf::actor_cast<supervisor_actor>(self);
+  dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
+  dcfg.snapshot_every = st.cfg.snapshot_every;
+  dcfg.epoch = 1;
+  entry e;
+  e.info.origin_hash = origin;
+  e.info.id = core->identity().id();
+  e.info.kind = core->kind();
+  e.info.last_seq = core->last_seq();
+  e.info.state = core->failed() ? "failed" : "running";
+  e.info.reason = core->failed() ? core->failure() : std::string{};
+  e.info.epoch = 1;
+  e.actor = spawn_daemon_actor(self->system(), std::move(dcfg));
+  self->monitor(e.actor);
+  auto info = e.info;
+  st.table[origin] = std::move(e);
+  return info;
 }
 
 caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
@@ -70,31 +109,218 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
                                              core.identity()))
       return err;
   }
-  daemon_actor_config dcfg;
-  dcfg.core = *built;
-  dcfg.log = st.log;
-  dcfg.store = st.cfg.store;
-  dcfg.supervisor = caf::actor_cast<supervisor_actor>(self);
-  dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
-  dcfg.snapshot_every = st.cfg.snapshot_every;
-  dcfg.epoch = 1;
-  entry e;
-  e.info.origin_hash = origin;
-  e.info.id = core.identity().id();
-  e.info.kind = core.kind();
-  e.info.last_seq = core.last_seq();
-  e.info.state = core.failed() ? "failed" : "running";
-  e.info.epoch = 1;
-  e.actor = spawn_daemon_actor(self->system(), std::move(dcfg));
-  auto info = e.info;
-  st.table.emplace(origin, std::move(e));
+  auto info = start_daemon(self, std::move(*built));
   spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin), info.kind);
   return info;
 }
 
+// Stops one daemon: its actor (if any), its record and snapshot, its log
+// entries' hold on compaction.
+caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
+  auto& st = self->state;
+  auto it = st.table.find(origin);
+  if (it == st.table.end())
+    return no_daemon(origin);
+  auto actor = it->second.actor;
+  st.table.erase(it);
+  auto rp = self->make_response_promise<bool>();
+  auto finish = [self, rp, origin]() mutable {
+    if (self->state.cfg.store)
+      if (auto err = self->state.cfg.store->remove_daemon(origin)) {
+        rp.deliver(err);
+        return;
+      }
+    if (self->state.log)
+      self->send(self->state.log, forget_atom::value, origin);
+    spdlog::info("daemon stopped origin={}", hex_u64(origin));
+    rp.deliver(true);
+  };
+  if (!actor) {
+    finish();
+    return rp;
+  }
+  self->demonitor(actor.address());
+  self->request(actor, std::chrono::seconds{30}, stop_atom::value, false)
+    .then(
+      [finish](bool) mutable {
+        finish();
+      },
+      [finish](caf::error&) mutable {
+        finish();
+      });
+  return rp;
+}
+
+// A failed daemon without an actor: rebuilt from its snapshot and the log.
+caf::result<daemon_info> rebuild_daemon(sup_ptr self, uint64_t origin,
+                                        bool accept_loss) {
+  auto& st = self->state;
+  if (!st.cfg.rebuild || !st.log)
+    return failed_error(st.table[origin].info);
+  auto rp = self->make_response_promise<daemon_info>();
+  self
+    ->request(st.log, std::chrono::minutes{5}, read_atom::value, origin,
+              uint64_t{0})
+    .then(
+      [self, rp, origin, accept_loss](std::vector<log_entry>& es) mutable {
+        auto& st = self->state;
+        auto it = st.table.find(origin);
+        if (it == st.table.end() || it->second.actor) {
+          rp.deliver(no_daemon(origin));
+          return;
+        }
+        auto core = st.cfg.rebuild(origin, es);
+        if (!core) {
+          rp.deliver(core.error());
+          return;
+        }
+        if ((*core)->failed()) {
+          // Its durable state shows a loss: the daemon runs in failed state,
+          // and its own resume decides whether the loss is accepted.
+          start_daemon(self, *core);
+          self
+            ->request(st.table[origin].actor, std::chrono::minutes{1},
+                      resume_atom::value, accept_loss)
+            .then(
+              [rp](daemon_info& i) mutable {
+                rp.deliver(std::move(i));
+              },
+              [rp](caf::error& err) mutable {
+                rp.deliver(err);
+              });
+          return;
+        }
+        rp.deliver(start_daemon(self, *core));
+        spdlog::warn("daemon origin={} rebuilt from its snapshot and the log",
+                     hex_u64(origin));
+      },
+      [rp](caf::error& err) mutable {
+        rp.deliver(err);
+      });
+  return rp;
+}
+
+caf::result<daemon_info> do_resume(sup_ptr self, uint64_t origin,
+                                   bool accept_loss) {
+  auto& st = self->state;
+  if (auto err = refuse(st))
+    return err;
+  auto it = st.table.find(origin);
+  if (it == st.table.end())
+    return no_daemon(origin);
+  if (!it->second.actor)
+    return rebuild_daemon(self, origin, accept_loss);
+  auto rp = self->make_response_promise<daemon_info>();
+  self
+    ->request(it->second.actor, std::chrono::minutes{1}, resume_atom::value,
+              accept_loss)
+    .then(
+      [self, rp, origin](daemon_info& info) mutable {
+        if (auto e = self->state.table.find(origin);
+            e != self->state.table.end())
+          e->second.info = info;
+        rp.deliver(std::move(info));
+      },
+      [rp](caf::error& err) mutable {
+        rp.deliver(err);
+      });
+  return rp;
+}
+
+caf::result<bool> do_shutdown(sup_ptr self) {
+  auto& st = self->state;
+  st.state = phase::shutting_down;
+  auto rp = self->make_response_promise<bool>();
+  // Origins whose final snapshot failed, with the reason.
+  auto failures = std::make_shared<std::vector<std::string>>();
+  // Both the log and the supervisor quit once done: pending request
+  // timeouts would otherwise keep them counted as running and delay the
+  // actor system's own shutdown.
+  auto close_log = [self, rp, failures]() mutable {
+    auto done = [self, rp, failures](caf::error err) mutable {
+      if (!failures->empty()) {
+        std::string what = "final snapshot failed for "
+                           + std::to_string(failures->size()) + " daemon(s):";
+        for (auto& f : *failures)
+          what += " " + f + ";";
+        what.pop_back();
+        rp.deliver(make_error(errc::io_error, std::move(what)));
+      } else if (err) {
+        rp.deliver(err);
+      } else {
+        rp.deliver(true);
+      }
+      self->quit();
+    };
+    if (!self->state.log) {
+      done({});
+      return;
+    }
+    self->request(self->state.log, std::chrono::seconds{60}, close_atom::value)
+      .then(
+        [done](bool) mutable {
+          done({});
+        },
+        [done](caf::error& err) mutable {
+          done(err);
+        });
+  };
+  auto table = std::move(st.table);
+  st.table.clear();
+  auto remaining = std::make_shared<size_t>(0);
+  for (auto& [origin, e] : table)
+    if (e.actor)
+      ++*remaining;
+  if (*remaining == 0) {
+    close_log();
+    return rp;
+  }
+  for (auto& [origin, e] : table) {
+    if (!e.actor)
+      continue;
+    self->demonitor(e.actor.address());
+    auto o = origin;
+    self
+      ->request(e.actor, std::chrono::seconds{60}, stop_atom::value,
+                st.cfg.snapshot_on_shutdown)
+      .then(
+        [remaining, close_log](bool) mutable {
+          if (--*remaining == 0)
+            close_log();
+        },
+        [remaining, close_log, failures, o](caf::error& err) mutable {
+          failures->push_back(hex_u64(o) + " (" + describe(err) + ")");
+          if (--*remaining == 0)
+            close_log();
+        });
+  }
+  return rp;
+}
+
 supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
   self->state.cfg = std::move(cfg);
-  self->set_default_handler(caf::reflect_and_quit);
+  // Nothing but shutdown ends the supervisor: a stray message is logged and
+  // dropped (the sender of a request gets unexpected_message).
+  self->set_default_handler(
+    [](caf::scheduled_actor*,
+       caf::message_view& x) -> caf::result<caf::message> {
+      spdlog::warn("supervisor dropped an unexpected message: {}",
+                   caf::to_string(x.copy_content_to_message()));
+      return caf::sec::unexpected_message;
+    });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    for (auto& [origin, e] : self->state.table) {
+      if (e.actor && e.actor.address() == dm.source) {
+        e.actor = daemon_actor{};
+        e.info.state = "failed";
+        e.info.reason = "daemon actor terminated: " + caf::to_string(dm.reason);
+        spdlog::error("daemon origin={} kind={}: {}; meshctl resume rebuilds "
+                      "it from its snapshot and the event log",
+                      hex_u64(origin), e.info.kind, e.info.reason);
+        return;
+      }
+    }
+  });
   return {
     [=](start_atom, log_actor log) -> caf::result<bool> {
       auto& st = self->state;
@@ -108,24 +334,40 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
     [=](spawn_atom, spawn_request_ptr req) -> caf::result<daemon_info> {
       return do_spawn(self, std::move(req));
     },
+    [=](broken_atom, daemon_info& info) {
+      auto& st = self->state;
+      if (st.state == phase::shutting_down || st.table.count(info.origin_hash))
+        return;
+      info.state = "failed";
+      st.table[info.origin_hash] = entry{daemon_actor{}, std::move(info)};
+    },
     [=](lookup_atom, uint64_t origin) -> caf::result<daemon_actor> {
       auto& st = self->state;
       auto it = st.table.find(origin);
       if (it == st.table.end())
-        return make_error(errc::daemon_not_found,
-                          "no daemon " + hex_u64(origin) + " on this node");
+        return no_daemon(origin);
+      if (!it->second.actor)
+        return failed_error(it->second.info);
       return it->second.actor;
     },
     [=](list_atom) -> caf::result<std::vector<daemon_info>> {
       auto& st = self->state;
       auto rp = self->make_response_promise<std::vector<daemon_info>>();
-      if (st.table.empty()) {
-        rp.deliver(std::vector<daemon_info>{});
+      auto acc = std::make_shared<std::vector<daemon_info>>();
+      auto remaining = std::make_shared<size_t>(0);
+      for (auto& [origin, e] : st.table) {
+        if (e.actor)
+          ++*remaining;
+        else
+          acc->push_back(e.info);
+      }
+      if (*remaining == 0) {
+        rp.deliver(std::move(*acc));
         return rp;
       }
-      auto acc = std::make_shared<std::vector<daemon_info>>();
-      auto remaining = std::make_shared<size_t>(st.table.size());
       for (auto& [origin, e] : st.table) {
+        if (!e.actor)
+          continue;
         auto fallback = e.info;
         self->request(e.actor, std::chrono::seconds{10}, info_atom::value)
           .then(
@@ -143,89 +385,21 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       return rp;
     },
     [=](stop_atom, uint64_t origin) -> caf::result<bool> {
-      auto& st = self->state;
-      auto it = st.table.find(origin);
-      if (it == st.table.end())
-        return make_error(errc::daemon_not_found,
-                          "no daemon " + hex_u64(origin) + " on this node");
-      auto actor = it->second.actor;
-      st.table.erase(it);
-      auto rp = self->make_response_promise<bool>();
-      auto finish = [=]() mutable {
-        if (self->state.cfg.store)
-          if (auto err = self->state.cfg.store->remove_daemon(origin)) {
-            rp.deliver(err);
-            return;
-          }
-        if (self->state.log)
-          self->send(self->state.log, forget_atom::value, origin);
-        spdlog::info("daemon stopped origin={}", hex_u64(origin));
-        rp.deliver(true);
-      };
-      self->request(actor, std::chrono::seconds{30}, stop_atom::value, false)
-        .then(
-          [=](bool) mutable {
-            finish();
-          },
-          [=](caf::error&) mutable {
-            finish();
-          });
-      return rp;
+      return do_stop(self, origin);
+    },
+    [=](resume_atom, uint64_t origin,
+        bool accept_loss) -> caf::result<daemon_info> {
+      return do_resume(self, origin, accept_loss);
     },
     [=](failed_atom, uint64_t origin, const std::string& why) {
       auto it = self->state.table.find(origin);
-      if (it != self->state.table.end())
+      if (it != self->state.table.end()) {
         it->second.info.state = "failed";
-      spdlog::warn("daemon failed origin={}: {}", hex_u64(origin), why);
+        it->second.info.reason = why;
+      }
     },
     [=](shutdown_atom) -> caf::result<bool> {
-      auto& st = self->state;
-      st.state = phase::shutting_down;
-      auto rp = self->make_response_promise<bool>();
-      // Both the log and the supervisor quit once done: pending request
-      // timeouts would otherwise keep them counted as running and delay the
-      // actor system's own shutdown.
-      auto close_log = [=]() mutable {
-        if (!self->state.log) {
-          rp.deliver(true);
-          self->quit();
-          return;
-        }
-        self
-          ->request(self->state.log, std::chrono::seconds{60},
-                    close_atom::value)
-          .then(
-            [=](bool) mutable {
-              rp.deliver(true);
-              self->quit();
-            },
-            [=](caf::error& err) mutable {
-              rp.deliver(err);
-              self->quit();
-            });
-      };
-      if (st.table.empty()) {
-        close_log();
-        return rp;
-      }
-      auto remaining = std::make_shared<size_t>(st.table.size());
-      auto table = std::move(st.table);
-      st.table.clear();
-      for (auto& [origin, e] : table) {
-        self
-          ->request(e.actor, std::chrono::seconds{60}, stop_atom::value,
-                    self->state.cfg.snapshot_on_shutdown)
-          .then(
-            [=](bool) mutable {
-              if (--*remaining == 0)
-                close_log();
-            },
-            [=](caf::error&) mutable {
-              if (--*remaining == 0)
-                close_log();
-            });
-      }
-      return rp;
+      return do_shutdown(self);
     },
   };
 }

@@ -5,6 +5,15 @@
 // it serializes spawns against shutdown: a spawn that arrives after shutdown
 // started is refused, one that arrived before is stopped by it, so no daemon
 // is ever left behind.
+//
+// It monitors every daemon actor. User code cannot kill one (daemon_core
+// contains every throw), so an actor that terminates without being stopped
+// is a bug or an exhausted machine: the daemon is then listed as failed with
+// the exit reason, never as running behind a dead handle, and `resume`
+// rebuilds it from its snapshot and the event log. A daemon whose durable
+// state could not be loaded at start is listed as failed with the reason
+// too. Unexpected messages are logged and dropped; nothing makes the
+// supervisor quit but shutdown.
 
 #include <chrono>
 #include <memory>
@@ -22,6 +31,8 @@ struct supervisor_config {
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
   bool snapshot_on_shutdown = true;
+  /// Rebuilds a daemon whose actor died (null: such a daemon stays failed).
+  rebuild_function rebuild;
 };
 
 supervisor_actor spawn_supervisor(caf::actor_system& sys,

@@ -60,7 +60,10 @@ struct server {
   const gateway_options& opts;
 
   response operator()(daemons_request) {
-    return daemons_response{rt.daemons()};
+    auto r = rt.daemons();
+    if (!r)
+      return to_error_response(r.error());
+    return daemons_response{std::move(*r)};
   }
 
   response operator()(kinds_request) {

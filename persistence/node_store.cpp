@@ -1,6 +1,7 @@
 #include "persistence/node_store.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include <sodium/utils.h>
@@ -111,8 +112,9 @@ std::string sub(const std::string& dir, const char* name) {
   return dir + "/" + name;
 }
 
-caf::expected<std::vector<uint64_t>> list_origins(const std::string& dir) {
-  auto names = real_file_system()->list_dir(dir);
+caf::expected<std::vector<uint64_t>> list_origins(file_system& fs,
+                                                  const std::string& dir) {
+  auto names = fs.list_dir(dir);
   if (!names)
     return names.error();
   std::vector<uint64_t> out;
@@ -127,10 +129,11 @@ caf::expected<std::vector<uint64_t>> list_origins(const std::string& dir) {
 
 } // namespace
 
-node_store::node_store(std::string data_dir) : dir_(std::move(data_dir)) {}
+node_store::node_store(std::string data_dir, file_system* fs)
+  : dir_(std::move(data_dir)), fs_(fs != nullptr ? fs : real_file_system()) {}
 
 caf::error node_store::open() {
-  auto* fs = real_file_system();
+  auto* fs = fs_;
   auto kind = fs->stat_kind(dir_);
   if (!kind)
     return kind.error();
@@ -148,14 +151,14 @@ std::string node_store::log_dir() const {
 }
 
 caf::error node_store::save_snapshot(uint64_t origin, bytes_view encoded) {
-  return write_file_atomic(*real_file_system(),
+  return write_file_atomic(*fs_,
                            sub(dir_, "snapshots") + "/"
                              + origin_file_name(origin),
                            encoded, 0600);
 }
 
 caf::expected<bytes> node_store::load_snapshot(uint64_t origin) const {
-  return read_small_file(*real_file_system(),
+  return read_small_file(*fs_,
                          sub(dir_, "snapshots") + "/"
                            + origin_file_name(origin),
                          max_file_size);
@@ -176,7 +179,7 @@ caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
   uint8_t sum[8];
   store_le64(sum, XXH3_64bits(buf.data(), buf.size()));
   buf.insert(buf.end(), sum, sum + 8);
-  auto err = write_file_atomic(*real_file_system(),
+  auto err = write_file_atomic(*fs_,
                                sub(dir_, "daemons") + "/"
                                  + origin_file_name(origin),
                                buf, 0600);
@@ -186,7 +189,21 @@ caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
 
 caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
   auto path = sub(dir_, "daemons") + "/" + origin_file_name(origin);
-  auto raw = read_small_file(*real_file_system(), path, 4096);
+  auto st = fs_->stat(path);
+  if (!st)
+    return st.error();
+  if (st->kind == file_info::type::missing)
+    return make_error(errc::not_found, "daemon record " + path + " is missing");
+  if ((st->mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", st->mode);
+    return make_error(errc::insecure_permissions,
+                      "daemon record " + path + " has mode " + mode
+                        + ", group and others must have no access (chmod "
+                          "0600 "
+                        + path + ")");
+  }
+  auto raw = read_small_file(*fs_, path, 4096);
   if (!raw)
     return raw.error();
   auto& b = *raw;
@@ -220,11 +237,11 @@ caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
 }
 
 caf::expected<std::vector<uint64_t>> node_store::list_daemons() const {
-  return list_origins(sub(dir_, "daemons"));
+  return list_origins(*fs_, sub(dir_, "daemons"));
 }
 
 caf::error node_store::remove_daemon(uint64_t origin) {
-  auto* fs = real_file_system();
+  auto* fs = fs_;
   auto rec = sub(dir_, "daemons") + "/" + origin_file_name(origin);
   if (auto err = fs->remove(rec); err && !is(err, errc::not_found))
     return err;
@@ -234,7 +251,7 @@ caf::error node_store::remove_daemon(uint64_t origin) {
 }
 
 caf::expected<std::vector<uint64_t>> node_store::orphan_snapshots() const {
-  auto snaps = list_origins(sub(dir_, "snapshots"));
+  auto snaps = list_origins(*fs_, sub(dir_, "snapshots"));
   if (!snaps)
     return snaps.error();
   auto live = list_daemons();
@@ -247,7 +264,7 @@ caf::expected<std::vector<uint64_t>> node_store::orphan_snapshots() const {
 }
 
 caf::error node_store::remove_snapshot(uint64_t origin) {
-  auto* fs = real_file_system();
+  auto* fs = fs_;
   auto path = sub(dir_, "snapshots") + "/" + origin_file_name(origin);
   if (auto err = fs->remove(path); err && !is(err, errc::not_found))
     return err;

@@ -80,13 +80,16 @@ struct daemon_record {
   keypair identity;
 };
 
+class file_system;
+
 class node_store {
 public:
   /// Largest snapshot file load_snapshot reads.
   static constexpr size_t max_file_size = 64u << 20;
 
-  /// `data_dir` must exist; the subdirectories are created by open().
-  explicit node_store(std::string data_dir);
+  /// `data_dir` must exist; the subdirectories are created by open(). All
+  /// I/O goes through `fs` (non-owning; the real file system when null).
+  explicit node_store(std::string data_dir, file_system* fs = nullptr);
 
   /// Creates the snapshots/ and daemons/ directories when missing.
   caf::error open();
@@ -99,6 +102,9 @@ public:
 
   caf::error save_daemon(uint64_t origin, const std::string& kind,
                          const keypair& identity);
+  /// The record holds the daemon's secret key, so the rule of key files
+  /// applies: a record with any group or other permission bit is refused
+  /// (insecure_permissions, naming the mode and the chmod to run).
   caf::expected<daemon_record> load_daemon(uint64_t origin) const;
 
   /// Origins of every daemon record, sorted.
@@ -117,8 +123,13 @@ public:
     return dir_;
   }
 
+  file_system& fs() const {
+    return *fs_;
+  }
+
 private:
   std::string dir_;
+  file_system* fs_;
 };
 
 /// 16 lower-case hex digits, no prefix (file names).

@@ -22,8 +22,13 @@ inline bytes to_bytes(const std::string& s) {
   return bytes(s.begin(), s.end());
 }
 
+/// Lets a test count the daemon objects alive: each one holds a copy.
+using keepalive = std::shared_ptr<void>;
+
 class echo_daemon : public daemon {
 public:
+  keepalive alive;
+
   std::string_view kind() const override {
     return "echo";
   }
@@ -36,6 +41,8 @@ public:
 /// "bad" are rejected; emits the running total.
 class sum_daemon : public daemon {
 public:
+  keepalive alive;
+
   std::string_view kind() const override {
     return "sum";
   }

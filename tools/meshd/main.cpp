@@ -243,9 +243,10 @@ int run(const options& opts, const mesh::fsync_policy& policy,
     return fail(exit_failure, mesh::describe(port.error()));
   }
   auto bound = listen.with_port(*port).to_string();
+  auto count = rt.daemon_count();
   spdlog::info("meshd listening on {} data={} daemons={} fsync={} auth={}",
-               bound, opts.data_dir, rt.daemon_count(), policy.to_string(),
-               auth_mode);
+               bound, opts.data_dir, count ? std::to_string(*count) : "?",
+               policy.to_string(), auth_mode);
   std::cout << "ready " << bound << std::endl;
   if (!opts.ready_file.empty())
     if (auto err = write_ready_file(opts.ready_file, bound))
@@ -262,7 +263,9 @@ int run(const options& opts, const mesh::fsync_policy& policy,
     spdlog::error("shutdown failed: {}", mesh::describe(err));
     return exit_failure;
   }
-  spdlog::info("meshd stopped: {} daemon(s) snapshotted, log closed", daemons);
+  spdlog::info("meshd stopped: {} daemon(s) stopped, snapshots written, log "
+               "closed",
+               daemons ? std::to_string(*daemons) : "?");
   if (!opts.ready_file.empty())
     std::remove(opts.ready_file.c_str());
   return exit_ok;
