@@ -83,4 +83,54 @@ private:
   int64_t total_ = 0;
 };
 
+/// Which callback a thrower_daemon throws from, and what.
+struct throw_plan {
+  enum class where { nowhere, process, snapshot, state_version, restore };
+  where at = where::nowhere;
+  /// Throw `42` (not a std::exception) instead of std::runtime_error.
+  bool non_standard = false;
+  /// How many times to throw (negative: every time).
+  int times = -1;
+};
+
+/// A sum_daemon that throws from the callback its plan names. The plan is
+/// shared, so a test can arm it after the daemon was built.
+class thrower_daemon : public sum_daemon {
+public:
+  explicit thrower_daemon(std::shared_ptr<throw_plan> plan)
+    : plan_(std::move(plan)) {}
+
+  std::string_view kind() const override {
+    return "thrower";
+  }
+  caf::expected<std::vector<bytes>> process(const causal_event& ev) override {
+    maybe_throw(throw_plan::where::process);
+    return sum_daemon::process(ev);
+  }
+  std::optional<bytes> snapshot() const override {
+    maybe_throw(throw_plan::where::snapshot);
+    return sum_daemon::snapshot();
+  }
+  uint32_t state_version() const override {
+    maybe_throw(throw_plan::where::state_version);
+    return 1;
+  }
+  caf::error restore(bytes_view state) override {
+    maybe_throw(throw_plan::where::restore);
+    return sum_daemon::restore(state);
+  }
+
+private:
+  void maybe_throw(throw_plan::where w) const {
+    if (plan_->at != w || plan_->times == 0)
+      return;
+    if (plan_->times > 0)
+      --plan_->times;
+    if (plan_->non_standard)
+      throw 42;
+    throw std::runtime_error("thrower throws as planned");
+  }
+  std::shared_ptr<throw_plan> plan_;
+};
+
 } // namespace mesh::test
