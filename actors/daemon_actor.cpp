@@ -50,6 +50,9 @@ struct held_batch {
 struct stop_request {
   caf::typed_response_promise<bool> rp;
   bool final_snapshot = false;
+  /// Set instead of rp: the final snapshot's encoding goes back to the
+  /// caller, which writes many at once (a node's shutdown).
+  std::optional<caf::typed_response_promise<bytes>> handover;
 };
 
 struct daemon_state {
@@ -278,19 +281,33 @@ void take_waiting_snapshots(daemon_ptr self) {
   }
 }
 
+// Encodes a final snapshot without writing it.
+caf::expected<bytes> encode_final(daemon_ptr self) {
+  auto& core = core_of(self);
+  auto snap = core.take_snapshot(snapshot_kind::local, unix_now_ns());
+  if (!snap)
+    return std::move(snap.error());
+  return encode_snapshot(*snap, core.identity());
+}
+
 void finish_stop(daemon_ptr self) {
   auto& st = self->state;
   auto& core = core_of(self);
   auto req = std::move(*st.stopping);
   st.stopping.reset();
   caf::error err;
+  bytes handed_over;
   // Nothing new since the snapshot on disk: nothing to write.
-  if (req.final_snapshot && st.cfg.store && !core.failed()
-      && core.last_seq() != st.persisted_seq) {
-    if (auto r = persist_snapshot(self); !r) {
+  bool changed = st.cfg.store && !core.failed()
+                 && core.last_seq() != st.persisted_seq;
+  if (req.final_snapshot && changed) {
+    auto r = req.handover ? encode_final(self) : persist_snapshot(self);
+    if (!r) {
       err = std::move(r.error());
       spdlog::error("final snapshot of daemon origin={} failed: {}",
                     hex_u64(core.origin()), describe(err));
+    } else if (req.handover) {
+      handed_over = std::move(*r);
     }
   }
   for (auto& h : st.held)
@@ -298,10 +315,16 @@ void finish_stop(daemon_ptr self) {
                        "daemon " + hex_u64(core.origin()) + " stopped"));
   st.held.clear();
   // Answer first: a reply returned after quit() is not sent.
-  if (err)
+  if (req.handover) {
+    if (err)
+      req.handover->deliver(err);
+    else
+      req.handover->deliver(std::move(handed_over));
+  } else if (err) {
     req.rp.deliver(err);
-  else
+  } else {
     req.rp.deliver(true);
+  }
   self->quit();
 }
 
@@ -390,7 +413,17 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
         rp.deliver(make_error(errc::shutting_down, "already stopping"));
         return rp;
       }
-      self->state.stopping = stop_request{rp, final_snapshot};
+      self->state.stopping = stop_request{rp, final_snapshot, std::nullopt};
+      settle(self);
+      return rp;
+    },
+    [=](stop_atom, snapshot_atom) -> caf::result<bytes> {
+      auto rp = self->make_response_promise<bytes>();
+      if (self->state.stopping) {
+        rp.deliver(make_error(errc::shutting_down, "already stopping"));
+        return rp;
+      }
+      self->state.stopping = stop_request{{}, true, rp};
       settle(self);
       return rp;
     },

@@ -219,6 +219,10 @@ using daemon_actor = caf::typed_actor<
   // Snapshots (when `final` and anything changed since the last snapshot)
   // and exits; an error when the final snapshot failed.
   caf::replies_to<stop_atom, bool>::with<bool>,
+  // Exits and hands back the encoding of its final snapshot instead of
+  // writing it (empty when nothing changed since the last one), so that the
+  // caller writes many with one flush; an error when it could not be taken.
+  caf::replies_to<stop_atom, snapshot_atom>::with<bytes>,
   // A failed daemon serves again from its last good state; `true` accepts
   // the loss of logged inputs (see daemon_core::resume).
   caf::replies_to<resume_atom, bool>::with<daemon_info>,

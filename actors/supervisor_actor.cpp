@@ -1,6 +1,8 @@
 #include "actors/supervisor_actor.hpp"
 
 #include <map>
+#include <utility>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -13,6 +15,7 @@
 #include "actors/daemon_core.hpp"
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
+#include "persistence/node_store.hpp"
 
 namespace mesh {
 
@@ -227,17 +230,49 @@ caf::result<daemon_info> do_resume(sup_ptr self, uint64_t origin,
   return rp;
 }
 
+using final_snapshots = std::vector<std::pair<uint64_t, bytes>>;
+
+// Writes the final snapshots of a shutdown on a thread of its own (they are
+// blocking file writes; the log closes meanwhile) with one flush for all of
+// them; answers with one "origin (reason)" per snapshot that failed.
+caf::behavior snapshot_writer(caf::event_based_actor* self,
+                              std::shared_ptr<node_store> store,
+                              std::shared_ptr<final_snapshots> snaps) {
+  return {
+    [=](snapshot_atom) -> std::vector<std::string> {
+      std::vector<std::string> failed;
+      auto errs = store->save_snapshots(*snaps);
+      for (size_t i = 0; i < errs.size(); ++i)
+        if (errs[i]) {
+          spdlog::error("final snapshot of daemon origin={} failed: {}",
+                        hex_u64((*snaps)[i].first), describe(errs[i]));
+          failed.push_back(hex_u64((*snaps)[i].first) + " (" + describe(errs[i])
+                           + ")");
+        }
+      self->quit();
+      return failed;
+    },
+  };
+}
+
 caf::result<bool> do_shutdown(sup_ptr self) {
   auto& st = self->state;
   st.state = phase::shutting_down;
   auto rp = self->make_response_promise<bool>();
   // Origins whose final snapshot failed, with the reason.
   auto failures = std::make_shared<std::vector<std::string>>();
-  // Both the log and the supervisor quit once done: pending request
-  // timeouts would otherwise keep them counted as running and delay the
-  // actor system's own shutdown.
-  auto close_log = [self, rp, failures]() mutable {
-    auto done = [self, rp, failures](caf::error err) mutable {
+  // What the daemons handed over, written together once all have stopped.
+  auto snaps = std::make_shared<final_snapshots>();
+  // Once every daemon stopped: writes their snapshots and closes the log, the
+  // two at once. Both the log and the supervisor quit once done: pending
+  // request timeouts would otherwise keep them counted as running and delay
+  // the actor system's own shutdown.
+  auto finish = [self, rp, failures, snaps]() mutable {
+    auto left = std::make_shared<int>(2);
+    auto log_err = std::make_shared<caf::error>();
+    auto done = [self, rp, failures, left, log_err]() mutable {
+      if (--*left > 0)
+        return;
       if (!failures->empty()) {
         std::string what = "final snapshot failed for "
                            + std::to_string(failures->size()) + " daemon(s):";
@@ -245,24 +280,42 @@ caf::result<bool> do_shutdown(sup_ptr self) {
           what += " " + f + ";";
         what.pop_back();
         rp.deliver(make_error(errc::io_error, std::move(what)));
-      } else if (err) {
-        rp.deliver(err);
+      } else if (*log_err) {
+        rp.deliver(*log_err);
       } else {
         rp.deliver(true);
       }
       self->quit();
     };
     if (!self->state.log) {
-      done({});
+      done();
+    } else {
+      self
+        ->request(self->state.log, std::chrono::seconds{60}, close_atom::value)
+        .then(
+          [done](bool) mutable {
+            done();
+          },
+          [done, log_err](caf::error& err) mutable {
+            *log_err = std::move(err);
+            done();
+          });
+    }
+    auto store = self->state.cfg.store;
+    if (snaps->empty() || !store) {
+      done();
       return;
     }
-    self->request(self->state.log, std::chrono::seconds{60}, close_atom::value)
+    auto writer = self->spawn<caf::detached>(snapshot_writer, store, snaps);
+    self->request(writer, std::chrono::minutes{4}, snapshot_atom::value)
       .then(
-        [done](bool) mutable {
-          done({});
+        [done, failures](std::vector<std::string>& failed) mutable {
+          failures->insert(failures->end(), failed.begin(), failed.end());
+          done();
         },
-        [done](caf::error& err) mutable {
-          done(err);
+        [done, failures](caf::error& err) mutable {
+          failures->push_back("(snapshot writer: " + describe(err) + ")");
+          done();
         });
   };
   auto table = std::move(st.table);
@@ -272,27 +325,41 @@ caf::result<bool> do_shutdown(sup_ptr self) {
     if (e.actor)
       ++*remaining;
   if (*remaining == 0) {
-    close_log();
+    finish();
     return rp;
   }
+  auto stopped = [remaining, finish]() mutable {
+    if (--*remaining == 0)
+      finish();
+  };
   for (auto& [origin, e] : table) {
     if (!e.actor)
       continue;
     self->demonitor(e.actor.address());
     auto o = origin;
+    auto failed = [stopped, failures, o](caf::error& err) mutable {
+      failures->push_back(hex_u64(o) + " (" + describe(err) + ")");
+      stopped();
+    };
+    if (!st.cfg.snapshot_on_shutdown || !st.cfg.store) {
+      self->request(e.actor, std::chrono::seconds{60}, stop_atom::value, false)
+        .then(
+          [stopped](bool) mutable {
+            stopped();
+          },
+          failed);
+      continue;
+    }
     self
       ->request(e.actor, std::chrono::seconds{60}, stop_atom::value,
-                st.cfg.snapshot_on_shutdown)
+                snapshot_atom::value)
       .then(
-        [remaining, close_log](bool) mutable {
-          if (--*remaining == 0)
-            close_log();
+        [stopped, snaps, o](bytes& encoded) mutable {
+          if (!encoded.empty())
+            snaps->emplace_back(o, std::move(encoded));
+          stopped();
         },
-        [remaining, close_log, failures, o](caf::error& err) mutable {
-          failures->push_back(hex_u64(o) + " (" + describe(err) + ")");
-          if (--*remaining == 0)
-            close_log();
-        });
+        failed);
   }
   return rp;
 }

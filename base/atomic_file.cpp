@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <set>
 
 #include <unistd.h>
 
@@ -28,11 +29,12 @@ std::string unique_temp_name(const std::string& path) {
 
 // Writes `data` to a fresh, fsynced temp file beside `path`; returns its name.
 caf::expected<std::string> write_temp(file_system& fs, const std::string& path,
-                                      bytes_view data, unsigned mode) {
+                                      bytes_view data, unsigned mode,
+                                      file_sync when = file_sync::now) {
   caf::error err;
   for (int i = 0; i < max_temp_attempts; ++i) {
     auto tmp = unique_temp_name(path);
-    err = fs.write_new_file(tmp, data, mode);
+    err = fs.write_new_file(tmp, data, mode, when);
     if (!err)
       return tmp;
     if (!is(err, errc::already_exists)) {
@@ -69,6 +71,63 @@ caf::error write_file_atomic(file_system& fs, const std::string& path,
     return err;
   }
   return fs.sync_dir(parent_dir(path));
+}
+
+std::vector<caf::error>
+write_files_atomic(file_system& fs,
+                   const std::vector<std::pair<std::string, bytes_view>>& files,
+                   unsigned mode) {
+  std::vector<caf::error> errs(files.size());
+  std::vector<std::string> temps(files.size());
+  bool any = false;
+  for (size_t i = 0; i < files.size(); ++i) {
+    auto tmp = write_temp(fs, files[i].first, files[i].second, mode,
+                          file_sync::later);
+    if (!tmp) {
+      errs[i] = std::move(tmp.error());
+      continue;
+    }
+    temps[i] = std::move(*tmp);
+    any = true;
+  }
+  if (!any)
+    return errs;
+  // One flush makes every temp file durable before any is renamed, so a
+  // crash can never leave a target that names unwritten data.
+  std::string first;
+  for (auto& t : temps)
+    if (!t.empty()) {
+      first = t;
+      break;
+    }
+  if (auto err = fs.sync_all(first)) {
+    for (size_t i = 0; i < files.size(); ++i)
+      if (!temps[i].empty()) {
+        (void)fs.remove(temps[i]);
+        errs[i] = err;
+      }
+    return errs;
+  }
+  std::set<std::string> dirs;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (temps[i].empty())
+      continue;
+    if (auto err = fs.rename(temps[i], files[i].first)) {
+      (void)fs.remove(temps[i]);
+      errs[i] = std::move(err);
+      continue;
+    }
+    dirs.insert(parent_dir(files[i].first));
+  }
+  for (auto& d : dirs) {
+    auto err = fs.sync_dir(d);
+    if (!err)
+      continue;
+    for (size_t i = 0; i < files.size(); ++i)
+      if (!errs[i] && !temps[i].empty() && parent_dir(files[i].first) == d)
+        errs[i] = err;
+  }
+  return errs;
 }
 
 caf::expected<bool> create_file_atomic(file_system& fs, const std::string& path,

@@ -11,6 +11,8 @@
 // fail any step (base/file_system.hpp).
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -24,6 +26,16 @@ class file_system;
 /// The parent directory must exist (it is never created).
 caf::error write_file_atomic(file_system& fs, const std::string& path,
                              bytes_view data, unsigned mode);
+
+/// write_file_atomic for many files at once, with one flush of the file
+/// system (sync_all) instead of an fsync per file and one fsync per
+/// directory instead of one per file. Each file is still replaced
+/// atomically: a crash leaves each one old or new. Returns one error per
+/// entry of `files`, in order (none = replaced).
+std::vector<caf::error>
+write_files_atomic(file_system& fs,
+                   const std::vector<std::pair<std::string, bytes_view>>& files,
+                   unsigned mode);
 
 /// Atomically creates `path` with `data` unless it already exists. Returns
 /// true when this call created it, false when another file was already there

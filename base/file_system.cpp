@@ -176,7 +176,7 @@ public:
   }
 
   caf::error write_new_file(const std::string& path, bytes_view data,
-                            unsigned mode) override {
+                            unsigned mode, file_sync when) override {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                     mode);
     if (fd < 0) {
@@ -190,7 +190,7 @@ public:
       err = os_error("chmod", path, errno);
     if (!err)
       err = write_fd(fd, data, path);
-    if (!err && ::fsync(fd) != 0)
+    if (!err && when == file_sync::now && ::fsync(fd) != 0)
       err = os_error("fsync", path, errno);
     ::close(fd);
     if (err)
@@ -281,6 +281,17 @@ public:
     caf::error err;
     if (::fsync(fd) != 0)
       err = os_error("fsync", path, errno);
+    ::close(fd);
+    return err;
+  }
+
+  caf::error sync_all(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+      return os_error("open", path, errno);
+    caf::error err;
+    if (::syncfs(fd) != 0)
+      err = os_error("syncfs", path, errno);
     ::close(fd);
     return err;
   }
@@ -461,17 +472,18 @@ fault_injecting_file_system::read_file(const std::string& path,
 
 caf::error fault_injecting_file_system::write_new_file(const std::string& path,
                                                        bytes_view data,
-                                                       unsigned mode) {
+                                                       unsigned mode,
+                                                       file_sync when) {
   size_t partial = 0;
   if (auto err = check(fs_op::write, path, &partial)) {
     if (partial > 0)
       (void)base_->write_new_file(path,
                                   bytes_view{data.data,
                                              std::min(partial, data.size)},
-                                  mode);
+                                  mode, when);
     return err;
   }
-  return base_->write_new_file(path, data, mode);
+  return base_->write_new_file(path, data, mode, when);
 }
 
 caf::error fault_injecting_file_system::link(const std::string& from,
@@ -531,6 +543,12 @@ caf::error fault_injecting_file_system::sync_dir(const std::string& path) {
   return base_->sync_dir(path);
 }
 
+caf::error fault_injecting_file_system::sync_all(const std::string& path) {
+  if (auto err = check(fs_op::sync, path))
+    return err;
+  return base_->sync_all(path);
+}
+
 // -- forwarding ---------------------------------------------------------------
 
 caf::expected<int> file_system::stat_kind(const std::string& path) {
@@ -560,10 +578,10 @@ caf::error forwarding_file_system::write_file(const std::string& path,
   return base_->write_file(path, data);
 }
 
-caf::error forwarding_file_system::write_new_file(const std::string& path,
-                                                  bytes_view data,
-                                                  unsigned mode) {
-  return base_->write_new_file(path, data, mode);
+caf::error
+forwarding_file_system::write_new_file(const std::string& path, bytes_view data,
+                                       unsigned mode, file_sync when) {
+  return base_->write_new_file(path, data, mode, when);
 }
 
 caf::error forwarding_file_system::link(const std::string& from,
@@ -600,6 +618,10 @@ caf::error forwarding_file_system::create_dir(const std::string& path) {
 
 caf::error forwarding_file_system::sync_dir(const std::string& path) {
   return base_->sync_dir(path);
+}
+
+caf::error forwarding_file_system::sync_all(const std::string& path) {
+  return base_->sync_all(path);
 }
 
 caf::expected<std::vector<std::string>>

@@ -81,6 +81,14 @@ enum class fs_op : uint8_t {
   link,
 };
 
+/// When write_new_file makes a file's data durable.
+enum class file_sync : uint8_t {
+  /// fsync before returning.
+  now,
+  /// Not here: the caller flushes many files at once with sync_all.
+  later,
+};
+
 class file_system {
 public:
   virtual ~file_system() = default;
@@ -106,9 +114,10 @@ public:
 
   /// Creates `path`, which must not exist (already_exists otherwise), with
   /// exactly the permission bits `mode` (the umask does not apply), writes
-  /// `data` and fsyncs it. On error the file is removed again.
-  virtual caf::error
-  write_new_file(const std::string& path, bytes_view data, unsigned mode)
+  /// `data` and, when `when` is now, fsyncs it. On error the file is removed
+  /// again.
+  virtual caf::error write_new_file(const std::string& path, bytes_view data,
+                                    unsigned mode, file_sync when)
     = 0;
 
   /// link(2): a second name `to` for the file `from`; already_exists when
@@ -135,6 +144,11 @@ public:
 
   /// fsync of a directory, making renames and creations in it durable.
   virtual caf::error sync_dir(const std::string& path) = 0;
+
+  /// syncfs(2) of the file system holding `path`: every file written on it
+  /// so far becomes durable, in one flush (one journal commit) however many
+  /// files there are.
+  virtual caf::error sync_all(const std::string& path) = 0;
 
   /// Names of the entries of a directory (no "." or "..").
   virtual caf::expected<std::vector<std::string>>
@@ -164,7 +178,7 @@ public:
                                  uint64_t max_size) override;
   caf::error write_file(const std::string& path, bytes_view data) override;
   caf::error write_new_file(const std::string& path, bytes_view data,
-                            unsigned mode) override;
+                            unsigned mode, file_sync when) override;
   caf::error link(const std::string& from, const std::string& to) override;
   caf::expected<uint64_t> file_size(const std::string& path) override;
   caf::error truncate_file(const std::string& path, uint64_t len) override;
@@ -173,6 +187,7 @@ public:
   caf::error remove_all(const std::string& path) override;
   caf::error create_dir(const std::string& path) override;
   caf::error sync_dir(const std::string& path) override;
+  caf::error sync_all(const std::string& path) override;
   caf::expected<std::vector<std::string>>
   list_dir(const std::string& path) override;
   caf::expected<file_info> stat(const std::string& path) override;
@@ -218,7 +233,7 @@ public:
                                  uint64_t max_size) override;
   caf::error write_file(const std::string& path, bytes_view data) override;
   caf::error write_new_file(const std::string& path, bytes_view data,
-                            unsigned mode) override;
+                            unsigned mode, file_sync when) override;
   caf::error link(const std::string& from, const std::string& to) override;
   caf::error truncate_file(const std::string& path, uint64_t len) override;
   caf::error rename(const std::string& from, const std::string& to) override;
@@ -226,6 +241,7 @@ public:
   caf::error remove_all(const std::string& path) override;
   caf::error create_dir(const std::string& path) override;
   caf::error sync_dir(const std::string& path) override;
+  caf::error sync_all(const std::string& path) override;
 
 private:
   struct rule {

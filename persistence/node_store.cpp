@@ -140,9 +140,25 @@ caf::error node_store::open() {
   if (*kind != 2)
     return make_error(errc::not_found,
                       "data directory " + dir_ + " does not exist");
-  for (auto name : {"snapshots", "daemons"})
-    if (auto err = fs->create_dir(sub(dir_, name)))
+  for (auto name : {"snapshots", "daemons"}) {
+    auto dir = sub(dir_, name);
+    if (auto err = fs->create_dir(dir))
       return err;
+    // Temp files of writes a crash cut short (a shutdown killed while it
+    // wrote its snapshots leaves one per daemon). The data directory's lock
+    // says no other process writes here.
+    auto names = fs->list_dir(dir);
+    if (!names)
+      return names.error();
+    for (auto& n : *names) {
+      uint64_t origin = 0;
+      auto dot = n.find(".tmp.");
+      if (dot != std::string::npos
+          && parse_origin_file_name(n.substr(0, dot), origin))
+        if (auto err = fs->remove(dir + "/" + n))
+          return err;
+    }
+  }
   return {};
 }
 
@@ -155,6 +171,16 @@ caf::error node_store::save_snapshot(uint64_t origin, bytes_view encoded) {
                            sub(dir_, "snapshots") + "/"
                              + origin_file_name(origin),
                            encoded, 0600);
+}
+
+std::vector<caf::error> node_store::save_snapshots(
+  const std::vector<std::pair<uint64_t, bytes>>& encoded) {
+  std::vector<std::pair<std::string, bytes_view>> files;
+  files.reserve(encoded.size());
+  auto dir = sub(dir_, "snapshots") + "/";
+  for (auto& [origin, data] : encoded)
+    files.emplace_back(dir + origin_file_name(origin), data);
+  return write_files_atomic(*fs_, files, 0600);
 }
 
 caf::expected<bytes> node_store::load_snapshot(uint64_t origin) const {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -97,6 +98,10 @@ public:
   std::string log_dir() const;
 
   caf::error save_snapshot(uint64_t origin, bytes_view encoded);
+  /// save_snapshot for many daemons with one flush of the file system (a
+  /// node's shutdown). One error per entry, in order (none = saved).
+  std::vector<caf::error>
+  save_snapshots(const std::vector<std::pair<uint64_t, bytes>>& encoded);
   /// not_found when the daemon has no snapshot.
   caf::expected<bytes> load_snapshot(uint64_t origin) const;
 

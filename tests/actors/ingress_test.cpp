@@ -157,7 +157,8 @@ TEST_CASE("an idle daemon does not stop log compaction") {
 
 // -- shutdown -----------------------------------------------------------------
 
-TEST_CASE("shutdown writes the snapshots of changed daemons only") {
+TEST_CASE("shutdown writes the snapshots of changed daemons only, with one "
+          "flush") {
   test::recording_fs fs{real_file_system()};
   node n{{}, &fs};
   std::vector<uint64_t> ids;
@@ -178,6 +179,10 @@ TEST_CASE("shutdown writes the snapshots of changed daemons only") {
     return k;
   };
   CHECK(snapshot_renames() == 5);
+  // Written together: no fsync per file, one flush, one directory fsync.
+  CHECK(fs.count("write_new_file+fsync:") == 0);
+  CHECK(fs.count("write_new_file:") == 5);
+  CHECK(fs.count("sync_all:") == 1);
   // A restart with nothing new writes none.
   fs.clear();
   n.start();

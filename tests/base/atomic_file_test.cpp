@@ -131,3 +131,115 @@ TEST_CASE("read_small_file reads /dev/zero as refused, not forever") {
   REQUIRE(!r);
   CHECK(is(r.error(), errc::invalid_argument));
 }
+
+// -- many files, one flush ----------------------------------------------------
+
+namespace {
+
+/// Records the order of the calls write_files_atomic makes.
+class order_fs final : public forwarding_file_system {
+public:
+  explicit order_fs(file_system* base) : forwarding_file_system(base) {}
+
+  std::vector<std::string> calls;
+
+  caf::error write_new_file(const std::string& path, bytes_view data,
+                            unsigned mode, file_sync when) override {
+    calls.push_back(when == file_sync::now ? "write+fsync" : "write");
+    return forwarding_file_system::write_new_file(path, data, mode, when);
+  }
+  caf::error rename(const std::string& from, const std::string& to) override {
+    calls.push_back("rename");
+    return forwarding_file_system::rename(from, to);
+  }
+  caf::error sync_all(const std::string& path) override {
+    calls.push_back("sync_all");
+    return forwarding_file_system::sync_all(path);
+  }
+  caf::error sync_dir(const std::string& path) override {
+    calls.push_back("sync_dir");
+    return forwarding_file_system::sync_dir(path);
+  }
+};
+
+std::string text_of(const std::string& path) {
+  auto got = read_small_file(fs, path, 100);
+  REQUIRE(got);
+  return std::string(got->begin(), got->end());
+}
+
+std::vector<std::pair<std::string, bytes_view>>
+three_files(const test::temp_dir& tmp) {
+  return {{tmp / "a", bytes_view{"new a"}},
+          {tmp / "b", bytes_view{"new b"}},
+          {tmp / "c", bytes_view{"new c"}}};
+}
+
+void write_old(const test::temp_dir& tmp) {
+  for (auto name : {"a", "b", "c"})
+    REQUIRE(!write_file_atomic(fs, tmp / name, bytes_view{"old"}, 0600));
+}
+
+} // namespace
+
+TEST_CASE("write_files_atomic replaces every file with one flush, all temp "
+          "files written before any rename") {
+  test::temp_dir tmp;
+  write_old(tmp);
+  order_fs ofs{&fs};
+  auto errs = write_files_atomic(ofs, three_files(tmp), 0640);
+  REQUIRE(errs.size() == 3);
+  for (auto& e : errs)
+    CHECK(!e);
+  CHECK(ofs.calls
+        == std::vector<std::string>{"write", "write", "write", "sync_all",
+                                    "rename", "rename", "rename", "sync_dir"});
+  for (auto name : {"a", "b", "c"}) {
+    CHECK(text_of(tmp / name) == std::string{"new "} + name);
+    struct stat st;
+    REQUIRE(::stat((tmp / name).c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0640);
+  }
+  CHECK(entries_in(tmp.path()) == 3);
+}
+
+TEST_CASE("write_files_atomic fails only the files whose steps failed") {
+  test::temp_dir tmp;
+  write_old(tmp);
+  fault_injecting_file_system faulty{&fs};
+
+  SECTION("a failed flush fails every file and renames none") {
+    faulty.fail_nth(fs_op::sync, 1);
+    auto errs = write_files_atomic(faulty, three_files(tmp), 0600);
+    for (auto& e : errs)
+      CHECK(is(e, errc::io_error));
+    for (auto name : {"a", "b", "c"})
+      CHECK(text_of(tmp / name) == "old");
+  }
+  SECTION("a failed temp write fails its file only") {
+    faulty.fail_nth(fs_op::write, 2, 2);
+    auto errs = write_files_atomic(faulty, three_files(tmp), 0600);
+    CHECK(!errs[0]);
+    CHECK(is(errs[1], errc::io_error));
+    CHECK(!errs[2]);
+    CHECK(text_of(tmp / "a") == "new a");
+    CHECK(text_of(tmp / "b") == "old");
+    CHECK(text_of(tmp / "c") == "new c");
+  }
+  SECTION("a failed rename fails its file only") {
+    faulty.fail_nth(fs_op::rename, 3);
+    auto errs = write_files_atomic(faulty, three_files(tmp), 0600);
+    CHECK(!errs[0]);
+    CHECK(!errs[1]);
+    CHECK(is(errs[2], errc::io_error));
+    CHECK(text_of(tmp / "c") == "old");
+  }
+  SECTION("a failed directory fsync fails the files renamed into it") {
+    faulty.fail_nth(fs_op::sync, 2);
+    auto errs = write_files_atomic(faulty, three_files(tmp), 0600);
+    for (auto& e : errs)
+      CHECK(is(e, errc::io_error));
+  }
+  // Never a temp file left behind.
+  CHECK(entries_in(tmp.path()) == 3);
+}

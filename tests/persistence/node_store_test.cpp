@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/keypair.hpp"
 #include "persistence/node_store.hpp"
@@ -187,4 +188,37 @@ TEST_CASE("origin file names are 16 hex digits and nothing else parses") {
   CHECK(!parse_origin_file_name("ab", o));
   CHECK(!parse_origin_file_name("00000000000000ab.tmp", o));
   CHECK(!parse_origin_file_name("zzzzzzzzzzzzzzzz", o));
+}
+
+TEST_CASE("save_snapshots writes many snapshots, one error per entry") {
+  test::temp_dir dir;
+  node_store store{dir.path()};
+  REQUIRE(!store.open());
+  std::vector<std::pair<uint64_t, bytes>> snaps{{0x11, bytes{1}},
+                                                {0x22, bytes{2, 2}}};
+  auto errs = store.save_snapshots(snaps);
+  REQUIRE(errs.size() == 2);
+  CHECK(!errs[0]);
+  CHECK(!errs[1]);
+  CHECK(*store.load_snapshot(0x11) == bytes{1});
+  CHECK(*store.load_snapshot(0x22) == bytes{2, 2});
+}
+
+TEST_CASE("open removes temp files a crash left, and nothing else") {
+  test::temp_dir dir;
+  {
+    node_store store{dir.path()};
+    REQUIRE(!store.open());
+  }
+  auto& fs = *real_file_system();
+  auto stale = dir / "snapshots/00000000000000aa.tmp.4242.7";
+  auto stale_rec = dir / "daemons/00000000000000bb.tmp.1.0";
+  auto foreign = dir / "snapshots/notes.tmp.txt";
+  for (auto& p : {stale, stale_rec, foreign})
+    REQUIRE(!fs.write_new_file(p, bytes_view{"x"}, 0600, file_sync::now));
+  node_store store{dir.path()};
+  REQUIRE(!store.open());
+  CHECK(*fs.stat_kind(stale) == 0);
+  CHECK(*fs.stat_kind(stale_rec) == 0);
+  CHECK(*fs.stat_kind(foreign) == 1);
 }

@@ -68,6 +68,16 @@ public:
     record("sync_dir", path);
     return base_->sync_dir(path);
   }
+  caf::error sync_all(const std::string& path) override {
+    record("sync_all", path);
+    return base_->sync_all(path);
+  }
+  caf::error write_new_file(const std::string& path, bytes_view data,
+                            unsigned mode, file_sync when) override {
+    record(when == file_sync::now ? "write_new_file+fsync" : "write_new_file",
+           path);
+    return base_->write_new_file(path, data, mode, when);
+  }
 
 private:
   class handle final : public file_handle {
