@@ -321,8 +321,11 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(size_t{1}, size_t{64}));
   app
     .add_option("--snapshot-every", opts.snapshot_every,
-                "Snapshot a daemon after this many applied events (0 = only "
-                "on shutdown and on request)")
+                "Snapshot a daemon after this many applied events. 0 = not "
+                "by count; a daemon still snapshots at shutdown (when it "
+                "changed), on request, when the event log asks (its old "
+                "entries hold compaction back) and after 100,000 inputs "
+                "since its last snapshot (the bound of its rebuild journal)")
     ->type_name("N")
     ->capture_default_str();
   try {
