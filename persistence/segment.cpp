@@ -47,7 +47,7 @@ fsync_policy fsync_policy::interval(std::chrono::milliseconds period) {
   fsync_policy p;
   p.type = kind::interval;
   p.n = 0;
-  p.period = std::max(period, std::chrono::milliseconds{1});
+  p.period = std::clamp(period, std::chrono::milliseconds{1}, max_period);
   return p;
 }
 
@@ -61,17 +61,27 @@ fsync_policy fsync_policy::interval_or_bytes(std::chrono::milliseconds period,
 
 namespace {
 
-bool parse_u64(std::string_view s, uint64_t& out) {
-  if (s.empty() || s.size() > 19)
-    return false;
+enum class parsed { ok, not_a_number, too_large };
+
+// Decimal digits only; refuses values past `max` instead of wrapping.
+parsed parse_u64(std::string_view s, uint64_t max, uint64_t& out) {
+  if (s.empty())
+    return parsed::not_a_number;
   uint64_t v = 0;
+  bool over = false;
   for (char c : s) {
     if (c < '0' || c > '9')
-      return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+      return parsed::not_a_number;
+    auto d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      over = true;
+    else
+      v = v * 10 + d;
   }
+  if (over || v > max)
+    return parsed::too_large;
   out = v;
-  return true;
+  return parsed::ok;
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
@@ -98,23 +108,42 @@ caf::expected<fsync_policy> fsync_policy::parse(std::string_view text) {
                           "interval_or_bytes:MS:BYTES)");
   };
   auto parts = split(text, ':');
+  const auto max_ms = static_cast<uint64_t>(max_period.count());
+  // Parses one positive field no larger than `max`; on failure returns the
+  // reason, naming the limit.
+  auto field = [](std::string_view s, const char* name, uint64_t max,
+                  uint64_t& out) -> std::string {
+    switch (parse_u64(s, max, out)) {
+      case parsed::ok:
+        if (out > 0)
+          return {};
+        [[fallthrough]];
+      case parsed::not_a_number:
+        return std::string{name} + " must be a positive integer";
+      case parsed::too_large:
+        return std::string{name} + " must be at most " + std::to_string(max);
+    }
+    return "?";
+  };
   uint64_t a = 0;
   uint64_t b = 0;
   if (parts[0] == "never" && parts.size() == 1)
     return never();
   if (parts[0] == "every_n" && parts.size() == 2) {
-    if (!parse_u64(parts[1], a) || a == 0)
-      return bad("N must be a positive integer");
+    if (auto why = field(parts[1], "N", UINT64_MAX, a); !why.empty())
+      return bad(why.c_str());
     return every_n(a);
   }
   if (parts[0] == "interval" && parts.size() == 2) {
-    if (!parse_u64(parts[1], a) || a == 0)
-      return bad("MS must be a positive integer");
+    if (auto why = field(parts[1], "MS", max_ms, a); !why.empty())
+      return bad(why.c_str());
     return interval(std::chrono::milliseconds{a});
   }
   if (parts[0] == "interval_or_bytes" && parts.size() == 3) {
-    if (!parse_u64(parts[1], a) || a == 0 || !parse_u64(parts[2], b) || b == 0)
-      return bad("MS and BYTES must be positive integers");
+    if (auto why = field(parts[1], "MS", max_ms, a); !why.empty())
+      return bad(why.c_str());
+    if (auto why = field(parts[2], "BYTES", UINT64_MAX, b); !why.empty())
+      return bad(why.c_str());
     return interval_or_bytes(std::chrono::milliseconds{a}, b);
   }
   return bad("unknown form");

@@ -57,6 +57,11 @@ struct fsync_policy {
     interval_or_bytes,
   };
 
+  /// Longest period accepted: one day. parse() refuses longer ones and the
+  /// factories clamp to it, so the worker's deadline arithmetic (nanoseconds
+  /// on a steady clock) cannot overflow.
+  static constexpr std::chrono::milliseconds max_period{86'400'000};
+
   kind type = kind::every_n;
   uint64_t n = 1000;
   std::chrono::milliseconds period{0};
@@ -69,6 +74,8 @@ struct fsync_policy {
                                         uint64_t bytes);
 
   /// Parses "never", "every_n:N", "interval:MS", "interval_or_bytes:MS:BYTES".
+  /// N and BYTES are 1..2^64-1, MS is 1..max_period; anything else is
+  /// invalid_argument, naming the limit it broke.
   static caf::expected<fsync_policy> parse(std::string_view text);
 
   /// The text parse() accepts.

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <functional>
 #include <thread>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +86,29 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
     std::this_thread::sleep_for(2ms);
   }
   return pred();
+}
+
+// Runs `body` in a forked child and returns its exit code, or -1 when it did
+// not finish within `limit` (the child is then killed): a hang fails the
+// test instead of blocking the suite.
+int in_child_within(const std::function<int()>& body,
+                    std::chrono::milliseconds limit) {
+  std::fflush(nullptr);
+  auto pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0)
+    ::_exit(body());
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 } // namespace
@@ -579,6 +606,75 @@ TEST_CASE("fsync policies parse from text and print back") {
     auto p = fsync_policy::parse(txt);
     REQUIRE(!p);
     CHECK(is(p.error(), errc::invalid_argument));
+  }
+}
+
+TEST_CASE("fsync periods beyond the maximum are refused, naming it") {
+  auto max_ms = std::to_string(fsync_policy::max_period.count());
+  auto over_ms = std::to_string(fsync_policy::max_period.count() + 1);
+  auto ok = fsync_policy::parse("interval:" + max_ms);
+  REQUIRE(ok);
+  CHECK(ok->period == fsync_policy::max_period);
+  auto ok2 = fsync_policy::parse("interval_or_bytes:" + max_ms + ":1");
+  REQUIRE(ok2);
+  CHECK(ok2->period == fsync_policy::max_period);
+  for (auto txt : {"interval:" + over_ms, "interval_or_bytes:" + over_ms + ":1",
+                   std::string{"interval:9223372036855"},
+                   std::string{"interval_or_bytes:9223372036855:4096"}}) {
+    INFO(txt);
+    auto p = fsync_policy::parse(txt);
+    REQUIRE(!p);
+    CHECK(is(p.error(), errc::invalid_argument));
+    CHECK(describe(p.error()).find(max_ms) != std::string::npos);
+  }
+  // The factories clamp instead of overflowing.
+  CHECK(fsync_policy::interval(std::chrono::milliseconds::max()).period
+        == fsync_policy::max_period);
+}
+
+TEST_CASE("counts up to the largest u64 parse; one more is refused") {
+  auto max = std::to_string(UINT64_MAX);
+  auto n = fsync_policy::parse("every_n:" + max);
+  REQUIRE(n);
+  CHECK(n->n == UINT64_MAX);
+  auto b = fsync_policy::parse("interval_or_bytes:5:" + max);
+  REQUIRE(b);
+  CHECK(b->bytes == UINT64_MAX);
+  for (auto txt : {std::string{"every_n:18446744073709551616"},
+                   std::string{"interval_or_bytes:5:18446744073709551616"},
+                   std::string{"every_n:99999999999999999999"}}) {
+    INFO(txt);
+    auto p = fsync_policy::parse(txt);
+    REQUIRE(!p);
+    CHECK(describe(p.error()).find(max) != std::string::npos);
+  }
+}
+
+TEST_CASE("a segment with the longest fsync period, or one past it, closes "
+          "promptly") {
+  for (auto period :
+       {fsync_policy::max_period, std::chrono::milliseconds{9223372036855}}) {
+    INFO("period " << period.count() << " ms");
+    fixture f;
+    auto dir = f.dir;
+    auto code = in_child_within(
+      [dir, period] {
+        segment_options opts;
+        opts.policy = fsync_policy::interval(period);
+        auto seg = segment::open(dir, opts);
+        if (!seg || !(*seg)->append(bytes_view{"x"}))
+          return 2;
+        // An overflowed deadline makes the worker's timed wait return at
+        // once: it spins a core and starves close(). Idle, it must sleep.
+        auto cpu_before = std::clock();
+        std::this_thread::sleep_for(300ms);
+        auto cpu_ms = (std::clock() - cpu_before) * 1000 / CLOCKS_PER_SEC;
+        if (cpu_ms > 100)
+          return 4;
+        return (*seg)->close() ? 3 : 0;
+      },
+      10s);
+    CHECK(code == 0);
   }
 }
 
