@@ -616,6 +616,30 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
   return a;
 }
 
+// The generation after `gen`, or limit_exceeded: generation numbers never
+// wrap (a v0 would make every later open find a corrupt manifest).
+caf::expected<uint32_t> next_generation(const std::string& dir, uint32_t gen) {
+  if (gen >= sf::max_generation)
+    return make_error(errc::limit_exceeded,
+                      dir + ": generation " + std::to_string(gen)
+                        + " is the last one (max_generation "
+                        + std::to_string(sf::max_generation)
+                        + "); refusing to write another");
+  return gen + 1;
+}
+
+// limit_exceeded when `count` records starting at `first` would pass max_seq.
+caf::error check_seq_room(const std::string& dir, uint64_t first,
+                          uint64_t count) {
+  if (first > sf::max_seq || count - 1 > sf::max_seq - first)
+    return make_error(errc::limit_exceeded,
+                      dir + ": appending " + std::to_string(count)
+                        + " record(s) from seq " + std::to_string(first)
+                        + " would pass the largest seq "
+                        + std::to_string(sf::max_seq));
+  return {};
+}
+
 void step(const segment_options& opts, std::string_view name) {
   if (opts.on_step)
     opts.on_step(name);
@@ -1015,7 +1039,10 @@ struct segment::impl {
           return f.error();
         src = std::move(*f);
       }
-      uint32_t new_gen = std::max(gen, lay->highest_gen) + 1;
+      auto next = next_generation(dir, std::max(gen, lay->highest_gen));
+      if (!next)
+        return next.error();
+      uint32_t new_gen = *next;
       auto rebased = write_generation(fs, dir, new_gen, a->kept, src.get(),
                                       a->dat_len, opts);
       if (!rebased)
@@ -1173,6 +1200,8 @@ caf::expected<uint64_t> segment::append(bytes_view payload,
   std::lock_guard<std::mutex> guard{d.mtx};
   if (auto err = d.refuse())
     return err;
+  if (auto err = check_seq_room(d.dir, d.next_seq, 1))
+    return err;
   auto seq = d.next_seq;
   uint8_t rec[sf::idx_record_size];
   entry e{sf::make_record(seq, payload, d.dat_len, rec), timestamp_ns};
@@ -1216,6 +1245,8 @@ segment::append_batch(const std::vector<bytes_view>& payloads,
   thread_local bytes ts_buf;
   std::lock_guard<std::mutex> guard{d.mtx};
   if (auto err = d.refuse())
+    return err;
+  if (auto err = check_seq_room(d.dir, d.next_seq, payloads.size()))
     return err;
   dat_buf.resize(heap_bytes);
   idx_buf.resize(payloads.size() * sf::idx_record_size);
@@ -1304,8 +1335,11 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   }
   if (drop == 0)
     return compaction_result{0, n, d.gen};
+  auto next = next_generation(d.dir, d.gen);
+  if (!next)
+    return next.error();
+  uint32_t new_gen = *next;
   std::vector<entry> keep = d.index.slice(drop);
-  uint32_t new_gen = d.gen + 1;
   auto rebased = write_generation(d.fs, d.dir, new_gen, keep, d.dat.get(),
                                   d.dat_len, d.opts);
   if (!rebased)

@@ -1101,3 +1101,163 @@ TEST_CASE("a stray copy of an old record is dropped and seqs keep increasing") {
   REQUIRE(r);
   CHECK(*r == 6);
 }
+
+// -- seq and generation limits
+// -------------------------------------------------------------
+
+namespace {
+
+void write_manifest_file(const std::string& dir, uint32_t gen,
+                         uint64_t base_seq) {
+  uint8_t buf[sf::manifest_size];
+  sf::encode_manifest(sf::manifest{gen, base_seq}, buf);
+  test::spit(dir + "/manifest", std::vector<uint8_t>(buf, buf + sizeof(buf)));
+}
+
+// An empty log directory whose manifest names `gen` with `base_seq`.
+void make_empty_log(const std::string& dir, uint32_t gen, uint64_t base_seq) {
+  ::mkdir(dir.c_str(), 0755);
+  ::mkdir((dir + "/" + sf::generation_dir_name(gen)).c_str(), 0755);
+  write_manifest_file(dir, gen, base_seq);
+}
+
+} // namespace
+
+TEST_CASE("a manifest base_seq past max_seq + 1 is corrupt and never wraps "
+          "the log") {
+  for (uint64_t base : {UINT64_MAX, sf::max_seq + 2}) {
+    INFO("base_seq " << base);
+    fixture f;
+    make_empty_log(f.dir, 1, base);
+    uint8_t buf[sf::manifest_size];
+    sf::encode_manifest(sf::manifest{1, base}, buf);
+    sf::manifest m;
+    CHECK_FALSE(sf::decode_manifest(bytes_view{buf, sizeof(buf)}, m));
+    auto seg = f.open();
+    CHECK(seg->recovery().generation_note.find("corrupt") != std::string::npos);
+    auto a = seg->append(bytes_view{"a"});
+    auto b = seg->append(bytes_view{"b"});
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(*a >= 1);
+    CHECK(*b == *a + 1);
+  }
+}
+
+TEST_CASE("appends up to max_seq succeed and the one past it fails") {
+  fixture f;
+  make_empty_log(f.dir, 1, sf::max_seq - 1);
+  {
+    auto seg = f.open();
+    CHECK(seg->recovery().clean());
+    // A batch that would run past max_seq fails as a whole.
+    std::vector<bytes_view> three{bytes_view{"1"}, bytes_view{"2"},
+                                  bytes_view{"3"}};
+    auto over = seg->append_batch(three);
+    REQUIRE(!over);
+    CHECK(is(over.error(), errc::limit_exceeded));
+    CHECK(describe(over.error()).find(std::to_string(sf::max_seq))
+          != std::string::npos);
+    CHECK(seg->size() == 0);
+    auto a = seg->append(bytes_view{heap_a});
+    REQUIRE(a);
+    CHECK(*a == sf::max_seq - 1);
+    auto b = seg->append(bytes_view{"last"});
+    REQUIRE(b);
+    CHECK(*b == sf::max_seq);
+    auto c = seg->append(bytes_view{"one too many"});
+    REQUIRE(!c);
+    CHECK(is(c.error(), errc::limit_exceeded));
+    CHECK(seg->size() == 2);
+    CHECK(seg->next_seq() == sf::max_seq + 1);
+  }
+  // Reopen, then compact everything: the manifest records max_seq + 1,
+  // which is still valid, and the log stays full instead of wrapping.
+  auto seg = f.open();
+  CHECK(seg->recovery().clean());
+  CHECK(seg->next_seq() == sf::max_seq + 1);
+  REQUIRE(seg->compact(retention::keep_last(0)));
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(again->next_seq() == sf::max_seq + 1);
+  CHECK(!again->append(bytes_view{"x"}));
+}
+
+TEST_CASE("an idx record with a seq past max_seq is damage, not a wrap") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b"});
+  }
+  // A record with a valid checksum but seq 2^64-1 after seq 2.
+  uint8_t rec[sf::idx_record_size];
+  sf::make_record(UINT64_MAX, bytes_view{"z"}, 0, rec);
+  test::append_bytes(f.file("idx"),
+                     std::vector<uint8_t>(rec, rec + sizeof(rec)));
+  test::append_bytes(f.file("ts"), std::vector<uint8_t>(8, 1));
+  auto seg = f.open();
+  CHECK_FALSE(seg->recovery().clean());
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
+  auto next = seg->append(bytes_view{"c"});
+  REQUIRE(next);
+  CHECK(*next == 3);
+}
+
+TEST_CASE("generations up to max_generation are valid; compaction refuses to "
+          "pass it") {
+  CHECK(sf::max_generation == UINT32_MAX - 1);
+  uint32_t g = 0;
+  CHECK(sf::parse_generation_dir_name("v4294967294", g));
+  CHECK(g == sf::max_generation);
+  CHECK_FALSE(sf::parse_generation_dir_name("v4294967295", g));
+  fixture f;
+  make_empty_log(f.dir, sf::max_generation, 1);
+  auto seg = f.open();
+  CHECK(seg->recovery().clean());
+  CHECK(seg->generation() == sf::max_generation);
+  fill(*seg, {"a", "b", "c"});
+  auto res = seg->compact(retention::keep_last(1));
+  REQUIRE(!res);
+  CHECK(is(res.error(), errc::limit_exceeded));
+  CHECK(describe(res.error()).find(std::to_string(sf::max_generation))
+        != std::string::npos);
+  // The log is untouched and usable.
+  CHECK(seg->generation() == sf::max_generation);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 3});
+  REQUIRE(seg->append(bytes_view{"d"}));
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2, 3, 4});
+}
+
+TEST_CASE("a recovery rewrite refuses to pass max_generation") {
+  fixture f;
+  make_empty_log(f.dir, sf::max_generation, 1);
+  {
+    auto seg = f.open();
+    for (int i = 1; i <= 3; ++i)
+      fill(*seg, {heap_a + std::to_string(i)});
+  }
+  test::flip_byte(f.file("dat", sf::max_generation), 3); // forces a rewrite
+  auto before = test::slurp(f.file("idx", sf::max_generation));
+  auto seg = segment::open(f.dir, {});
+  REQUIRE(!seg);
+  CHECK(is(seg.error(), errc::limit_exceeded));
+  CHECK(test::slurp(f.file("idx", sf::max_generation)) == before);
+}
+
+TEST_CASE("a manifest naming generation 2^32-1 is corrupt") {
+  fixture f;
+  ::mkdir(f.dir.c_str(), 0755);
+  ::mkdir((f.dir + "/v4294967295").c_str(), 0755);
+  write_manifest_file(f.dir, UINT32_MAX, 1);
+  uint8_t buf[sf::manifest_size];
+  sf::encode_manifest(sf::manifest{UINT32_MAX, 1}, buf);
+  sf::manifest m;
+  CHECK_FALSE(sf::decode_manifest(bytes_view{buf, sizeof(buf)}, m));
+  auto seg = segment::open(f.dir, {});
+  REQUIRE(!seg);
+  CHECK(describe(seg.error()).find("manifest") != std::string::npos);
+}
