@@ -888,6 +888,7 @@ struct segment::impl {
         sync_requested = true;
       }
       wcv.notify_one();
+      step(opts, "policy_fsync_requested");
     }
   }
 
@@ -935,7 +936,11 @@ struct segment::impl {
       bool due = sync_requested
                  || (period.count() > 0 && last_seq.load() > durable.load());
       sync_requested = false;
-      if (!due || poisoned.load())
+      if (!due) {
+        step(opts, "policy_wakeup_idle");
+        continue;
+      }
+      if (poisoned.load())
         continue;
       lk.unlock();
       auto err = sync_now();
@@ -979,6 +984,17 @@ struct segment::impl {
     return {};
   }
 
+  // fsyncs the live files and their directory. Recovery calls it before it
+  // publishes durable_seq: the files may hold writes of a crashed process
+  // that are in the page cache but not on the disk, and a truncation or a
+  // file created by open_files is not durable either until synced.
+  caf::error sync_opened() {
+    for (auto* f : {dat.get(), idx.get(), ts.get()})
+      if (auto err = f->sync())
+        return err;
+    return fs->sync_dir(gen_dir(gen));
+  }
+
   std::string gen_dir(uint32_t g) const {
     return path_join(dir, sf::generation_dir_name(g));
   }
@@ -1016,7 +1032,9 @@ struct segment::impl {
       gen = 1;
       next_seq = 1;
       report.generation = 1;
-      return open_files(gen_dir(1));
+      if (auto err = open_files(gen_dir(1)))
+        return err;
+      return sync_opened();
     }
     gen = lay->gen;
     uint64_t base_seq = lay->man.base_seq;
@@ -1101,7 +1119,8 @@ struct segment::impl {
     idx_len = sizes(*idx);
     ts_len = sizes(*ts);
     last_seq = next_seq - 1;
-    // What recovery kept is on disk and fsynced (or was before the crash).
+    if (auto err = sync_opened())
+      return err;
     durable = next_seq - 1;
     return {};
   }

@@ -13,7 +13,9 @@
 //   re-runs recovery against what is really on disk.
 // - Durability follows the fsync policy; sync() and close() always fsync all
 //   three files (dat -> idx -> ts). durable_seq() tells how far the last
-//   successful fsync reached.
+//   successful fsync reached. open() fsyncs what recovery kept (a crashed
+//   writer may have left it in the page cache only) before it publishes
+//   durable_seq, and fails when that fsync fails.
 // - Retention rewrites the surviving suffix into a new generation directory
 //   and flips the manifest atomically; a crash at any step leaves either the
 //   old or the new generation live, never a mix.
@@ -169,7 +171,12 @@ struct segment_options {
   /// a failed policy fsync). Called from the worker thread too.
   std::function<void(const std::string&)> on_warning;
   /// Test hook: called with a step name between the steps of a compaction
-  /// or a recovery rewrite, so crash tests can kill the process there.
+  /// or a recovery rewrite, so crash tests can kill the process there. Also
+  /// called with "policy_fsync_requested" when an append makes the policy
+  /// ask for an fsync (on the append path, with the segment's lock held: it
+  /// must not call back into the segment), and with "policy_wakeup_idle"
+  /// from the worker when it woke and found nothing to fsync, so tests can
+  /// wait for events instead of sleeping.
   std::function<void(std::string_view)> on_step;
 };
 
@@ -230,7 +237,8 @@ public:
   uint64_t next_seq() const;
   /// Number of records.
   uint64_t size() const;
-  /// Highest seq covered by a successful fsync (0 = none).
+  /// Highest seq covered by a successful fsync (0 = none). Right after open
+  /// it is the last recovered seq, fsynced by open itself.
   uint64_t durable_seq() const;
   /// Successful and failed fsync rounds so far.
   uint64_t sync_count() const;

@@ -88,6 +88,21 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
   return pred();
 }
 
+// Counts the fsync worker's test-hook steps (segment_options::on_step).
+struct policy_steps {
+  std::atomic<int> requested{0};
+  std::atomic<int> idle{0};
+
+  std::function<void(std::string_view)> hook() {
+    return [this](std::string_view s) {
+      if (s == "policy_fsync_requested")
+        ++requested;
+      else if (s == "policy_wakeup_idle")
+        ++idle;
+    };
+  }
+};
+
 // Runs `body` in a forked child and returns its exit code, or -1 when it did
 // not finish within `limit` (the child is then killed): a hang fails the
 // test instead of blocking the suite.
@@ -681,13 +696,18 @@ TEST_CASE("a segment with the longest fsync period, or one past it, closes "
 TEST_CASE("policy never fsyncs only on sync and close") {
   fixture f;
   test::recording_fs rec{real_file_system()};
+  policy_steps steps;
   segment_options opts;
   opts.fs = &rec;
   opts.policy = fsync_policy::never();
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
+  rec.clear();
   for (int i = 0; i < 50; ++i)
     REQUIRE(seg->append(bytes_view{"x"}));
-  std::this_thread::sleep_for(20ms);
+  // Requests are made on the append path, so this is exact, not a guess
+  // after a sleep; and with no worker nothing else fsyncs.
+  CHECK(steps.requested == 0);
   CHECK(rec.count("sync:") == 0);
   CHECK(seg->durable_seq() == 0);
   REQUIRE(!seg->sync());
@@ -696,22 +716,27 @@ TEST_CASE("policy never fsyncs only on sync and close") {
   REQUIRE(seg->append(bytes_view{"y"}));
   REQUIRE(!seg->close());
   CHECK(rec.count("sync:") == 6);
+  CHECK(steps.requested == 0);
+  CHECK(steps.idle == 0);
 }
 
 TEST_CASE("policy every_n fsyncs in the background after n records") {
   fixture f;
+  policy_steps steps;
   segment_options opts;
   opts.policy = fsync_policy::every_n(10);
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
   for (int i = 0; i < 9; ++i)
     REQUIRE(seg->append(bytes_view{"x"}));
-  std::this_thread::sleep_for(30ms);
+  CHECK(steps.requested == 0);
   CHECK(seg->sync_count() == 0);
   REQUIRE(seg->append(bytes_view{"x"}));
+  CHECK(steps.requested == 1);
+  // durable_seq and sync_count are two counters: wait for both.
   CHECK(eventually([&] {
-    return seg->durable_seq() >= 10;
+    return seg->durable_seq() >= 10 && seg->sync_count() >= 1;
   }));
-  CHECK(seg->sync_count() >= 1);
 }
 
 TEST_CASE("policy fsyncs coalesce while one is running") {
@@ -775,33 +800,45 @@ TEST_CASE("an explicit sync reports its failure to the caller") {
 
 TEST_CASE("policy interval fsyncs pending records after the period") {
   fixture f;
+  policy_steps steps;
   segment_options opts;
   opts.policy = fsync_policy::interval(20ms);
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
   REQUIRE(seg->append(bytes_view{"a"}));
   CHECK(eventually(
     [&] {
-      return seg->durable_seq() == 1;
+      return seg->durable_seq() == 1 && seg->sync_count() >= 1;
     },
     2s));
   auto syncs = seg->sync_count();
-  std::this_thread::sleep_for(100ms);
-  // Nothing new to sync: the timer does not fsync an idle log.
+  // Three timer wake-ups with nothing new: each was a chance to fsync an
+  // idle log, and none did.
+  auto idle = steps.idle.load();
+  CHECK(eventually(
+    [&] {
+      return steps.idle >= idle + 3;
+    },
+    2s));
   CHECK(seg->sync_count() == syncs);
 }
 
 TEST_CASE("policy interval_or_bytes fsyncs early once enough bytes pile up") {
   fixture f;
+  policy_steps steps;
   segment_options opts;
   opts.policy = fsync_policy::interval_or_bytes(60000ms, 4096);
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
   std::string big(1000, 'b');
   REQUIRE(seg->append(bytes_view{big}));
-  std::this_thread::sleep_for(30ms);
-  CHECK(seg->durable_seq() == 0);
+  CHECK(steps.requested == 0);
   // Each append adds 1040 bytes: the fourth crosses 4096.
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 2; ++i)
     REQUIRE(seg->append(bytes_view{big}));
+  CHECK(steps.requested == 0);
+  REQUIRE(seg->append(bytes_view{big}));
+  CHECK(steps.requested == 1);
   CHECK(eventually(
     [&] {
       return seg->durable_seq() >= 4;
@@ -1260,4 +1297,55 @@ TEST_CASE("a manifest naming generation 2^32-1 is corrupt") {
   auto seg = segment::open(f.dir, {});
   REQUIRE(!seg);
   CHECK(describe(seg.error()).find("manifest") != std::string::npos);
+}
+
+// -- durability published by recovery
+// -------------------------------------------------------------
+
+TEST_CASE("open fsyncs what recovery kept before it publishes durable_seq") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a, "c"});
+  }
+  test::append_bytes(f.file("idx"), std::vector<uint8_t>(13, 0xee));
+  SECTION("after a repair") {}
+  SECTION("of a clean log") {
+    test::truncate_to(f.file("idx"), 3 * sf::idx_record_size);
+  }
+  // The files may hold writes of a crashed process that never reached the
+  // disk: recovery must fsync them before calling them durable.
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  auto seg = f.open(opts);
+  auto events = rec.events();
+  for (auto name : {"sync:dat", "sync:idx", "sync:ts", "sync_dir:v1"})
+    CHECK(std::count(events.begin(), events.end(), name) == 1);
+  CHECK(seg->durable_seq() == 3);
+}
+
+TEST_CASE("a failing fsync during recovery fails open instead of claiming "
+          "durability") {
+  for (uint64_t nth = 1; nth <= 4; ++nth) {
+    INFO("failing sync " << nth);
+    fixture f;
+    {
+      auto seg = f.open();
+      fill(*seg, {"a", heap_a, "c"});
+    }
+    fault_injecting_file_system faulty{real_file_system()};
+    faulty.fail_nth(fs_op::sync, nth);
+    segment_options opts;
+    opts.fs = &faulty;
+    opts.policy = fsync_policy::never();
+    auto seg = segment::open(f.dir, opts);
+    CHECK(faulty.failures() == 1);
+    REQUIRE(!seg);
+    CHECK(is(seg.error(), errc::io_error));
+    // Nothing was lost: the next open succeeds.
+    auto again = f.open();
+    CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2, 3});
+    CHECK(again->durable_seq() == 3);
+  }
 }
