@@ -485,6 +485,19 @@ caf::expected<bytes> read_optional(file_system* fs, const std::string& path,
 caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
                                 recovery_report& report) {
   analysis a;
+  // A FIFO or device in place of a log file is refused before anything is
+  // decided: a size of 0 from stat would otherwise read as "dat was cut"
+  // and recovery would drop every heap record.
+  for (auto name : {sf::idx_name, sf::dat_name, sf::ts_name}) {
+    auto path = path_join(gen_dir, name);
+    auto info = fs->stat(path);
+    if (!info)
+      return info.error();
+    if (info->kind != file_info::type::missing
+        && info->kind != file_info::type::regular)
+      return make_error(errc::invalid_argument,
+                        path + " is not a regular file");
+  }
   auto idx = read_optional(fs, path_join(gen_dir, sf::idx_name));
   if (!idx)
     return idx.error();

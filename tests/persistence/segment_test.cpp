@@ -9,6 +9,8 @@
 #include <thread>
 
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1347,5 +1349,58 @@ TEST_CASE("a failing fsync during recovery fails open instead of claiming "
     auto again = f.open();
     CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2, 3});
     CHECK(again->durable_seq() == 3);
+  }
+}
+
+// -- special files in place of log files
+// -------------------------------------------------------------
+
+TEST_CASE("a FIFO or /dev/zero in place of a log file fails open and inspect "
+          "fast, naming the file, and changes nothing") {
+  for (auto name : {"idx", "dat", "ts", "manifest"}) {
+    for (bool fifo : {true, false}) {
+      INFO((fifo ? "FIFO as " : "/dev/zero as ") << name);
+      fixture f;
+      {
+        auto seg = f.open();
+        fill(*seg, {"a", heap_a, "c", heap_b});
+      }
+      std::string path = std::string{name} == "manifest" ? f.dir + "/manifest"
+                                                         : f.file(name);
+      auto saved = test::slurp(path);
+      auto idx_before = test::slurp(f.file("idx"));
+      REQUIRE(::unlink(path.c_str()) == 0);
+      if (fifo)
+        REQUIRE(::mkfifo(path.c_str(), 0644) == 0);
+      else
+        REQUIRE(::symlink("/dev/zero", path.c_str()) == 0);
+      auto dir = f.dir;
+      // In a child with a deadline: a hang fails the test, and a reader
+      // that grows its memory without bound hits the address-space limit.
+      auto code = in_child_within(
+        [dir, name] {
+          struct rlimit lim = {1u << 30, 1u << 30};
+          ::setrlimit(RLIMIT_AS, &lim);
+          auto opened = segment::open(dir, {});
+          if (opened)
+            return 4;
+          auto text = describe(opened.error());
+          if (text.find(name) == std::string::npos
+              || text.find("not a regular file") == std::string::npos)
+            return 5;
+          auto inspected = segment::inspect(dir);
+          if (inspected)
+            return 2;
+          if (describe(inspected.error()).find(name) == std::string::npos)
+            return 3;
+          return 0;
+        },
+        10s);
+      CHECK(code == 0);
+      if (std::string{name} != "idx")
+        CHECK(test::slurp(f.file("idx")) == idx_before);
+      ::unlink(path.c_str());
+      test::spit(path, saved);
+    }
   }
 }

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +36,8 @@ struct run_result {
   int code = -1;
   /// Signal that killed it, 0 when it exited.
   int signal = 0;
+  /// It ran past its deadline and was killed.
+  bool timed_out = false;
   std::string out;
   std::string err;
 
@@ -55,14 +59,18 @@ struct run_result {
 };
 
 std::ostream& operator<<(std::ostream& os, const run_result& r) {
-  return os << "exit " << r.code << " signal " << r.signal << "\n--- stdout\n"
+  return os << "exit " << r.code << " signal " << r.signal
+            << (r.timed_out ? " (timed out)" : "") << "\n--- stdout\n"
             << r.out << "--- stderr\n"
             << r.err;
 }
 
-// Runs meshseg with `args`, feeding `input` on stdin, and waits for it.
+// Runs meshseg with `args`, feeding `input` on stdin, and waits for it, at
+// most `limit`: past it the process is killed (SIGKILL) and the result says
+// timed_out, so a hang fails the test instead of blocking the suite.
 run_result run(const std::vector<std::string>& args,
-               const std::string& input = {}) {
+               const std::string& input = {},
+               std::chrono::milliseconds limit = std::chrono::minutes{2}) {
   std::vector<std::string> storage{meshseg_path};
   storage.insert(storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -97,8 +105,20 @@ run_result run(const std::vector<std::string>& args,
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   std::string* sinks[2] = {&res.out, &res.err};
   int open_fds = 2;
+  auto deadline = std::chrono::steady_clock::now() + limit;
   while (open_fds > 0) {
-    if (::poll(fds, 2, -1) < 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      res.timed_out = true;
+      ::kill(pid, SIGKILL);
+      for (auto& fd : fds)
+        if (fd.fd >= 0)
+          ::close(fd.fd);
+      break;
+    }
+    int ready = ::poll(fds, 2, static_cast<int>(left.count()));
+    if (ready < 0) {
       if (errno == EINTR)
         continue;
       break;
@@ -702,6 +722,41 @@ TEST_CASE("a replayed idx record is reported as out of seq order") {
   auto after = run({"verify", dir});
   INFO(after);
   CHECK(after.code == 0);
+}
+
+TEST_CASE("a FIFO or /dev/zero in place of a log file fails verify and dump "
+          "fast with one clear line") {
+  for (std::string name : {"idx", "dat", "ts", "manifest"}) {
+    for (bool fifo : {true, false}) {
+      INFO((fifo ? "FIFO as " : "/dev/zero as ") << name);
+      mesh::test::temp_dir tmp;
+      auto dir = tmp / "log";
+      make_log(dir, 5);
+      auto path = name == "manifest" ? dir + "/manifest" : dir + "/v1/" + name;
+      auto idx_before = read_file(dir + "/v1/idx");
+      fs::remove(path);
+      if (fifo)
+        REQUIRE(::mkfifo(path.c_str(), 0644) == 0);
+      else
+        fs::create_symlink("/dev/zero", path);
+      for (auto cmd : {"verify", "dump"}) {
+        INFO(cmd);
+        auto r = run({cmd, dir}, {}, std::chrono::seconds{10});
+        INFO(r);
+        REQUIRE_FALSE(r.timed_out);
+        require_one_line_error(r);
+        CHECK(contains(r.err, path + " is not a regular file"));
+      }
+      auto repair = run({"verify", "--repair", dir}, {},
+                        std::chrono::seconds{10});
+      INFO(repair);
+      REQUIRE_FALSE(repair.timed_out);
+      require_one_line_error(repair);
+      if (name != "idx")
+        CHECK(read_file(dir + "/v1/idx") == idx_before);
+      fs::remove(path);
+    }
+  }
 }
 
 // -- compact ------------------------------------------------------------------
