@@ -27,6 +27,12 @@ uint64_t unix_now_ns() {
          + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+bool plausible_timestamp(uint64_t ts_ns, uint64_t now_ns) {
+  constexpr auto skew = static_cast<uint64_t>(
+    std::chrono::nanoseconds{max_timestamp_skew}.count());
+  return ts_ns != 0 && (ts_ns <= now_ns || ts_ns - now_ns <= skew);
+}
+
 // -- fsync_policy and retention -----------------------------------------------
 
 fsync_policy fsync_policy::never() {
@@ -179,7 +185,8 @@ retention retention::max_age(std::chrono::nanoseconds age) {
 bool recovery_report::clean() const {
   return generation_note.empty() && torn_idx_bytes == 0 && torn_records == 0
          && unpaired_records == 0 && bad_checksum_records == 0
-         && out_of_order_records == 0 && !ts_missing && trimmed_dat_bytes == 0
+         && out_of_order_records == 0 && !ts_missing
+         && bad_timestamp_records == 0 && trimmed_dat_bytes == 0
          && trimmed_ts_bytes == 0 && orphans.empty();
 }
 
@@ -199,14 +206,34 @@ std::vector<std::string> recovery_report::findings() const {
                   + " record(s) from seq " + std::to_string(first_unpaired_seq)
                   + " have no timestamp in ts");
   if (bad_checksum_records > 0) {
-    std::string seqs;
-    for (auto s : bad_checksum_seqs)
-      seqs += (seqs.empty() ? "" : ", ") + std::to_string(s);
-    if (bad_checksum_records > bad_checksum_seqs.size())
-      seqs += ", ...";
+    std::string runs;
+    uint64_t named = 0;
+    for (const auto& r : bad_checksum_runs) {
+      runs += runs.empty() ? "at idx position " : "; ";
+      runs += std::to_string(r.first_position);
+      if (r.count > 1)
+        runs += ".." + std::to_string(r.first_position + r.count - 1);
+      if (r.seq_before > 0 && r.seq_after > 0)
+        runs += " (between seq " + std::to_string(r.seq_before) + " and seq "
+                + std::to_string(r.seq_after) + ")";
+      else if (r.seq_before > 0)
+        runs += " (after seq " + std::to_string(r.seq_before) + ")";
+      else if (r.seq_after > 0)
+        runs += " (before seq " + std::to_string(r.seq_after) + ")";
+      named += r.count;
+    }
+    if (bad_checksum_records > named)
+      runs += "; ...";
     out.push_back("bad checksum: " + std::to_string(bad_checksum_records)
-                  + " record(s) (seq " + seqs + ")");
+                  + " record(s) " + runs);
   }
+  if (bad_timestamp_records > 0)
+    out.push_back(
+      "bad timestamps: " + std::to_string(bad_timestamp_records)
+      + " record(s) between seq " + std::to_string(first_bad_timestamp_seq)
+      + ".." + std::to_string(last_bad_timestamp_seq)
+      + " have a zero or future timestamp; age retention keeps them and "
+        "everything after the first");
   if (ts_missing)
     out.push_back("ts file missing: timestamps of "
                   + std::to_string(kept_records) + " record(s) reset to 0");
@@ -607,20 +634,40 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
       last_good = i;
       break;
     }
+  using run = recovery_report::damaged_run;
+  run* open_run = nullptr;
   for (size_t i = 0; i < recs.size(); ++i) {
     if (good[i]) {
       a.kept.push_back(recs[i]);
       if (!recs[i].rec.is_inline())
         a.dat_end = std::max(a.dat_end, recs[i].rec.heap_end());
-    } else {
-      if (!stray[i]) {
-        ++report.bad_checksum_records;
-        if (report.bad_checksum_seqs.size() < 16)
-          report.bad_checksum_seqs.push_back(recs[i].rec.seq);
-      }
-      if (last_good != recs.size() && i < last_good)
-        report.rewrite = true;
+      if (open_run)
+        open_run->seq_after = recs[i].rec.seq;
+      open_run = nullptr;
+      continue;
     }
+    if (last_good != recs.size() && i < last_good)
+      report.rewrite = true;
+    if (stray[i]) {
+      open_run = nullptr;
+      continue;
+    }
+    ++report.bad_checksum_records;
+    if (open_run) {
+      ++open_run->count;
+    } else if (report.bad_checksum_runs.size() < 16) {
+      uint64_t before = a.kept.empty() ? 0 : a.kept.back().rec.seq;
+      report.bad_checksum_runs.push_back(run{i, 1, before, 0});
+      open_run = &report.bad_checksum_runs.back();
+    }
+  }
+  auto now = unix_now_ns();
+  for (const auto& e : a.kept) {
+    if (plausible_timestamp(e.ts, now))
+      continue;
+    if (report.bad_timestamp_records++ == 0)
+      report.first_bad_timestamp_seq = e.rec.seq;
+    report.last_bad_timestamp_seq = e.rec.seq;
   }
   if (report.ts_missing)
     report.rewrite = true;
@@ -1360,7 +1407,10 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
     case retention::kind::max_age_ns: {
       auto now = unix_now_ns();
       auto cutoff = now > r.value ? now - r.value : 0;
-      while (drop < n && d.index[drop].ts < cutoff)
+      // A damaged timestamp says nothing about the record's age: stop there
+      // rather than drop it, or anything after it, on a guess.
+      while (drop < n && d.index[drop].ts < cutoff
+             && plausible_timestamp(d.index[drop].ts, now))
         ++drop;
       break;
     }

@@ -125,15 +125,33 @@ struct recovery_report {
   /// Records at the tail without a timestamp (an append cut short).
   uint64_t unpaired_records = 0;
   uint64_t first_unpaired_seq = 0;
+  /// Consecutive idx records dropped for a bad checksum (or a seq outside
+  /// 1..max_seq). A damaged record's own seq cannot be trusted, so a run is
+  /// named by its position in idx (0-based; byte offset = position * 32)
+  /// and by the seqs of the intact records around it.
+  struct damaged_run {
+    uint64_t first_position = 0;
+    uint64_t count = 0;
+    /// Seq of the nearest intact record before / after the run; 0 = none.
+    uint64_t seq_before = 0;
+    uint64_t seq_after = 0;
+  };
   /// Records whose checksum does not match, anywhere in the file.
   uint64_t bad_checksum_records = 0;
-  /// Seqs of the first few of them (at most 16).
-  std::vector<uint64_t> bad_checksum_seqs;
+  /// The first few runs of them (at most 16), in idx order.
+  std::vector<damaged_run> bad_checksum_runs;
   /// Valid records whose seq does not exceed the one before (stray copies).
   uint64_t out_of_order_records = 0;
   uint64_t first_out_of_order_seq = 0;
   /// The ts file was missing; timestamps were reset to 0.
   bool ts_missing = false;
+  /// Kept records whose timestamp is 0 or later than the time of the
+  /// analysis plus max_timestamp_skew: the ts file is damaged there. The
+  /// records are kept (their checksums hold) with the timestamp as found;
+  /// age retention never drops such a record nor anything after it.
+  uint64_t bad_timestamp_records = 0;
+  uint64_t first_bad_timestamp_seq = 0;
+  uint64_t last_bad_timestamp_seq = 0;
   /// dat / ts bytes past what the surviving records reference.
   uint64_t trimmed_dat_bytes = 0;
   uint64_t trimmed_ts_bytes = 0;
@@ -259,5 +277,14 @@ private:
 
 /// Current wall-clock time in unix nanoseconds.
 uint64_t unix_now_ns();
+
+/// How far in the future a record's timestamp may lie before recovery calls
+/// it damage: one day, far beyond the clock skew between NTP-synced hosts,
+/// so a log copied between machines or a clock stepped back is not flagged.
+constexpr std::chrono::hours max_timestamp_skew{24};
+
+/// False for a timestamp that is 0 or later than `now_ns` plus
+/// max_timestamp_skew.
+bool plausible_timestamp(uint64_t ts_ns, uint64_t now_ns);
 
 } // namespace mesh

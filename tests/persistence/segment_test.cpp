@@ -419,7 +419,10 @@ TEST_CASE("checksum damage mid-file drops only the damaged record and ts stays "
   auto seg = f.open();
   const auto& rep = seg->recovery();
   CHECK(rep.bad_checksum_records == 1);
-  CHECK(rep.bad_checksum_seqs == std::vector<uint64_t>{3});
+  REQUIRE(rep.bad_checksum_runs.size() == 1);
+  CHECK(rep.bad_checksum_runs[0].first_position == 2);
+  CHECK(rep.bad_checksum_runs[0].seq_before == 2);
+  CHECK(rep.bad_checksum_runs[0].seq_after == 4);
   CHECK(rep.rewrite);
   auto recs = f.all(*seg);
   REQUIRE(recs.size() == 5);
@@ -480,7 +483,13 @@ TEST_CASE("a missing ts file keeps the records with zero timestamps") {
   REQUIRE(recs.size() == 2);
   CHECK(recs[0].timestamp_ns == 0);
   seg.reset();
-  CHECK(f.open()->recovery().clean());
+  // The lost timestamps stay reported: recovery does not invent them.
+  auto again = f.open();
+  auto rep = again->recovery();
+  CHECK_FALSE(rep.ts_missing);
+  CHECK_FALSE(rep.rewrite);
+  CHECK(rep.bad_timestamp_records == 2);
+  CHECK(rep.kept_records == 2);
 }
 
 TEST_CASE("inspect reports damage without changing a byte") {
@@ -500,7 +509,8 @@ TEST_CASE("inspect reports damage without changing a byte") {
   REQUIRE(rep);
   CHECK_FALSE(rep->clean());
   CHECK(rep->torn_idx_bytes == 7);
-  CHECK(rep->bad_checksum_seqs == std::vector<uint64_t>{2});
+  REQUIRE(rep->bad_checksum_runs.size() == 1);
+  CHECK(rep->bad_checksum_runs[0].first_position == 1);
   CHECK(seen == std::vector<uint64_t>{1, 3});
   CHECK(test::slurp(f.file("idx")) == idx_before);
   CHECK(test::slurp(f.file("dat")) == dat_before);
@@ -1115,7 +1125,9 @@ TEST_CASE("a damaged dat offset in the middle drops only that record") {
   test::flip_byte(f.file("idx"), 2 * sf::idx_record_size + 14);
   auto rep = segment::inspect(f.dir);
   REQUIRE(rep);
-  CHECK(rep->bad_checksum_seqs == std::vector<uint64_t>{3});
+  REQUIRE(rep->bad_checksum_runs.size() == 1);
+  CHECK(rep->bad_checksum_runs[0].first_position == 2);
+  CHECK(rep->bad_checksum_runs[0].count == 1);
   auto seg = f.open();
   CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 4, 5, 6, 7, 8, 9, 10});
 }
@@ -1403,4 +1415,90 @@ TEST_CASE("a FIFO or /dev/zero in place of a log file fails open and inspect "
       test::spit(path, saved);
     }
   }
+}
+
+// -- damaged timestamps and damaged idx records
+// -------------------------------------------------------------
+
+TEST_CASE("zeroed timestamps are damage named by seq range, and age retention "
+          "drops none of them") {
+  fixture f;
+  uint64_t two_hours_ago = unix_now_ns() - 7200ull * 1000000000ull;
+  {
+    auto seg = f.open();
+    for (int i = 0; i < 1000; ++i)
+      REQUIRE(seg->append(bytes_view{heap_a}, two_hours_ago));
+  }
+  test::spit(f.file("ts"), std::vector<uint8_t>(1000 * sf::ts_record_size, 0));
+  auto inspected = segment::inspect(f.dir);
+  REQUIRE(inspected);
+  CHECK_FALSE(inspected->clean());
+  CHECK(inspected->bad_timestamp_records == 1000);
+  CHECK(inspected->first_bad_timestamp_seq == 1);
+  CHECK(inspected->last_bad_timestamp_seq == 1000);
+  CHECK(inspected->kept_records == 1000);
+  bool named = false;
+  for (auto& line : inspected->findings())
+    named |= line.find("bad timestamp") != std::string::npos
+             && line.find("seq 1..1000") != std::string::npos;
+  CHECK(named);
+  auto seg = f.open();
+  auto res = seg->compact(retention::max_age(std::chrono::hours{1}));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 0);
+  CHECK(seg->size() == 1000);
+}
+
+TEST_CASE("age retention stops at the first zero or future timestamp") {
+  fixture f;
+  auto now = unix_now_ns();
+  uint64_t hour = 3600ull * 1000000000ull;
+  auto seg = f.open();
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(seg->append(bytes_view{"old"}, now - 3 * hour));
+  REQUIRE(seg->append(bytes_view{"zero"}, 0));
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(seg->append(bytes_view{"old"}, now - 3 * hour));
+  REQUIRE(seg->append(bytes_view{"future"}, now + 48 * hour));
+  REQUIRE(seg->append(bytes_view{"skewed"}, now + hour));
+  auto res = seg->compact(retention::max_age(std::chrono::hours{1}));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 3);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{4, 5, 6, 7, 8});
+  seg.reset();
+  auto again = f.open();
+  // Zero and two days ahead are damage; one hour ahead is clock skew.
+  const auto& rep = again->recovery();
+  CHECK(rep.bad_timestamp_records == 2);
+  CHECK(rep.first_bad_timestamp_seq == 4);
+  CHECK(rep.last_bad_timestamp_seq == 7);
+}
+
+TEST_CASE("zeroed idx records are named by position and by the seqs around "
+          "them") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"1", "2", "3", "4", "5", "6", "7", "8"});
+  }
+  auto idx = test::slurp(f.file("idx"));
+  std::fill(idx.begin() + 2 * sf::idx_record_size,
+            idx.begin() + 5 * sf::idx_record_size, 0);
+  test::spit(f.file("idx"), idx);
+  auto rep = segment::inspect(f.dir);
+  REQUIRE(rep);
+  CHECK(rep->bad_checksum_records == 3);
+  REQUIRE(rep->bad_checksum_runs.size() == 1);
+  auto& run = rep->bad_checksum_runs[0];
+  CHECK(run.first_position == 2);
+  CHECK(run.count == 3);
+  CHECK(run.seq_before == 2);
+  CHECK(run.seq_after == 6);
+  bool named = false;
+  for (auto& line : rep->findings()) {
+    CHECK(line.find("seq 0") == std::string::npos);
+    named |= line.find("idx position 2..4") != std::string::npos
+             && line.find("between seq 2 and seq 6") != std::string::npos;
+  }
+  CHECK(named);
 }

@@ -585,7 +585,8 @@ TEST_CASE(
   CHECK(lines[0]
         == "damaged: recovery would drop 1 record (seq 5) and keep 9 records "
            "(seq 1..4, 6..10), generation 1");
-  CHECK(contains(v.out, "bad checksum: 1 record(s) (seq 5)"));
+  CHECK(contains(v.out, "bad checksum: 1 record(s) at idx position 4 "
+                        "(between seq 4 and seq 6)"));
   auto d = run({"dump", dir});
   INFO(d);
   CHECK(d.code == 0);
@@ -757,6 +758,40 @@ TEST_CASE("a FIFO or /dev/zero in place of a log file fails verify and dump "
       fs::remove(path);
     }
   }
+}
+
+TEST_CASE("a zeroed ts file is damage in verify, and compact --max-age keeps "
+          "every record") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  make_log(dir, 10);
+  write_file(dir + "/v1/ts", std::string(10 * 8, '\0'));
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(contains(v.out, "bad timestamps: 10 record(s) between seq 1..10"));
+  auto c = run({"compact", dir, "--max-age", "3600"});
+  INFO(c);
+  CHECK(c.code == 0);
+  CHECK(contains(c.out, "dropped 0 records, kept 10 records"));
+  CHECK(run({"dump", dir}).out_lines().size() == 10);
+}
+
+TEST_CASE("zeroed idx records are named by position and the seqs they held") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  make_log(dir, 10);
+  auto idx = read_file(dir + "/v1/idx");
+  idx.replace(2 * 32, 3 * 32, std::string(3 * 32, '\0'));
+  write_file(dir + "/v1/idx", idx);
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(v.out_lines().at(0)
+        == "damaged: recovery would drop 3 records (seq 3..5) and keep 7 "
+           "records (seq 1..2, 6..10), generation 1");
+  CHECK(contains(v.out, "at idx position 2..4 (between seq 2 and seq 6)"));
+  CHECK_FALSE(contains(v.out, "seq 0"));
 }
 
 // -- compact ------------------------------------------------------------------
