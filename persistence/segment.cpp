@@ -190,6 +190,21 @@ bool recovery_report::clean() const {
          && trimmed_ts_bytes == 0 && orphans.empty();
 }
 
+std::string recovery_report::loss_summary() const {
+  if (lost_records_estimate == 0 && lost_bytes == 0)
+    return {};
+  std::string out = "lost about " + std::to_string(lost_records_estimate)
+                    + " record(s) that no gap shows (";
+  if (orphan_ts_entries > 0)
+    out += "ts holds " + std::to_string(orphan_ts_entries)
+           + " timestamp(s) beyond the last idx record, ";
+  out += std::to_string(lost_bytes) + " dat byte(s) no idx record references";
+  if (orphan_ts_entries == 0)
+    out += ", more than one append writes ("
+           + std::to_string(sf::max_append_bytes) + ")";
+  return out + "): idx lost records, e.g. truncated at a record boundary";
+}
+
 std::vector<std::string> recovery_report::findings() const {
   std::vector<std::string> out;
   if (!generation_note.empty())
@@ -248,6 +263,8 @@ std::vector<std::string> recovery_report::findings() const {
       names += (names.empty() ? "" : ", ") + o;
     out.push_back("orphans: " + names);
   }
+  if (auto loss = loss_summary(); !loss.empty())
+    out.push_back(loss);
   if (out_of_order_records > 0)
     out.push_back("out of order: " + std::to_string(out_of_order_records)
                   + " valid record(s) from seq "
@@ -508,6 +525,34 @@ caf::expected<bytes> read_optional(file_system* fs, const std::string& path,
   return data;
 }
 
+// Fills the loss figures of `report` (see recovery_report::lost_*). `whole`
+// is the number of whole idx records, `ts_count` of whole ts entries.
+void estimate_loss(const analysis& a, uint64_t whole, uint64_t ts_count,
+                   recovery_report& report) {
+  uint64_t orphan_ts = a.ts_exists && ts_count > whole ? ts_count - whole : 0;
+  uint64_t unref = a.dat_len - std::min(a.dat_len, a.dat_end);
+  if (orphan_ts == 0 && unref <= sf::max_append_bytes)
+    return;
+  report.orphan_ts_entries = orphan_ts;
+  report.lost_bytes = unref;
+  if (orphan_ts > 0) {
+    report.lost_records_estimate = orphan_ts;
+    return;
+  }
+  uint64_t heap_bytes = 0;
+  uint64_t heap_records = 0;
+  for (const auto& e : a.kept)
+    if (!e.rec.is_inline()) {
+      heap_bytes += e.rec.length;
+      ++heap_records;
+    }
+  // Without kept heap records there is no mean to divide by; at least one
+  // record was lost.
+  report.lost_records_estimate = heap_bytes > 0
+                                   ? unref / (heap_bytes / heap_records)
+                                   : 1;
+}
+
 // Decides which records survive. Reads only; `report` gets the findings.
 caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
                                 recovery_report& report) {
@@ -673,6 +718,7 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
     report.rewrite = true;
   report.trimmed_dat_bytes = a.dat_len - std::min(a.dat_len, a.dat_end);
   report.kept_records = a.kept.size();
+  estimate_loss(a, n, ts_count, report);
   return a;
 }
 
@@ -1139,13 +1185,19 @@ struct segment::impl {
           return {};
         return fs->truncate_file(path_join(gen_dir(gen), name), want);
       };
+      // Reverse write order, ts before idx: a crash between the cuts then
+      // leaves ts no longer than idx, like a torn append, and never the ts
+      // surplus that proves lost idx records (recovery_report::lost_*).
       uint64_t n = a->kept.size();
-      if (auto err = cut(sf::idx_name, a->idx_len, n * sf::idx_record_size))
-        return err;
       if (auto err = cut(sf::ts_name, a->ts_len, n * sf::ts_record_size))
         return err;
+      step(opts, "recovery_cut_ts");
+      if (auto err = cut(sf::idx_name, a->idx_len, n * sf::idx_record_size))
+        return err;
+      step(opts, "recovery_cut_idx");
       if (auto err = cut(sf::dat_name, a->dat_len, a->dat_end))
         return err;
+      step(opts, "recovery_cut_dat");
     }
     if (!a->kept.empty())
       base_seq = std::max(base_seq, a->kept.back().rec.seq + 1);
@@ -1317,6 +1369,11 @@ segment::append_batch(const std::vector<bytes_view>& payloads,
     if (p.size > sf::inline_max)
       heap_bytes += p.size;
   }
+  if (heap_bytes > sf::max_append_bytes)
+    return make_error(errc::limit_exceeded,
+                      "batch of " + std::to_string(heap_bytes)
+                        + " payload bytes exceeds the limit of "
+                        + std::to_string(sf::max_append_bytes) + " per append");
   // Per-thread scratch buffers: a batch costs three writes and, after the
   // first few batches, no allocation.
   thread_local bytes dat_buf;

@@ -163,12 +163,30 @@ struct recovery_report {
   bool rewrite = false;
   /// Records that survive.
   uint64_t kept_records = 0;
+  /// Records that were appended but are gone without a gap to show for it.
+  /// Proof: ts holds entries beyond the last whole idx record (ts is written
+  /// and fsynced after idx, and recovery cuts ts before idx, so neither a
+  /// crash nor a recovery leaves that), or dat holds more unreferenced bytes
+  /// than one append may write (segment_format::max_append_bytes). The
+  /// figure is the surplus of ts entries, else those dat bytes divided by
+  /// the mean heap payload of the kept records. 0 when no loss is proven.
+  uint64_t lost_records_estimate = 0;
+  /// ts entries beyond the last whole idx record (part of the proof above).
+  uint64_t orphan_ts_entries = 0;
+  /// dat bytes past the last payload a kept record references, when a loss
+  /// is proven (0 otherwise).
+  uint64_t lost_bytes = 0;
 
   /// True when recovery found nothing to drop, trim or sweep.
   bool clean() const;
 
   /// One human-readable line per finding (empty when clean).
   std::vector<std::string> findings() const;
+
+  /// One line with the loss figures ("lost about N record(s) ..."), empty
+  /// when nothing was lost. Meant to be logged at error level on start: it
+  /// names records that were appended, possibly acknowledged, and are gone.
+  std::string loss_summary() const;
 };
 
 /// Result of a compaction.

@@ -37,6 +37,11 @@ constexpr uint32_t flag_inline = 1u;
 constexpr uint32_t known_flags = flag_inline;
 constexpr size_t ts_record_size = 8;
 
+/// Most dat bytes one append or batch may write. A crash between the dat
+/// and idx writes of one append leaves at most this many unreferenced dat
+/// bytes, so more than this proves idx records were lost.
+constexpr uint64_t max_append_bytes = uint64_t{256} << 20;
+
 /// Largest seq a record may carry. Seqs stay within a signed 64-bit integer
 /// so every consumer (JSON, int64 fields) holds them, and next_seq
 /// (at most max_seq + 1) never wraps.

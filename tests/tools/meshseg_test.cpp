@@ -794,6 +794,29 @@ TEST_CASE("zeroed idx records are named by position and the seqs they held") {
   CHECK_FALSE(contains(v.out, "seq 0"));
 }
 
+TEST_CASE("verify reports records lost from idx at a record boundary") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  std::string lines;
+  for (int i = 0; i < 10000; ++i)
+    lines += std::string(32, 'p') + "\n";
+  auto a = run({"append", dir, "--from-file", "-"}, lines);
+  INFO(a);
+  REQUIRE(a.code == 0);
+  fs::resize_file(dir + "/v1/idx", 3998 * 32);
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(contains(v.out, "lost about 6002 record(s)"));
+  CHECK(contains(v.out, std::to_string(6002 * 32) + " dat byte(s)"));
+  auto r = run({"verify", "--repair", dir});
+  INFO(r);
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "lost about 6002 record(s)"));
+  // The repair trimmed the evidence: the log is intact from now on.
+  CHECK(run({"verify", dir}).code == 0);
+}
+
 // -- compact ------------------------------------------------------------------
 
 TEST_CASE("compact --keep-last drops the oldest records") {

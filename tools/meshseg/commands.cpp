@@ -444,8 +444,14 @@ int repair(const std::string& dir, const log_state& before, std::ostream& out,
       << kept_text(after.count, after.kept) << ", generation "
       << after.report.generation << '\n';
   print_findings(report, out);
-  if (after.intact())
+  if (after.intact() && report.loss_summary().empty())
     return exit_ok;
+  if (after.intact()) {
+    // The log is consistent again, but records were lost before the repair:
+    // a script must not read that as success.
+    out << "repaired, but records were lost (see above)\n";
+    return exit_damaged;
+  }
   out << "still damaged after the repair:\n";
   print_findings(after.report, out);
   if (after.out_of_order > 0)
