@@ -27,6 +27,12 @@ uint64_t unix_now_ns() {
          + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+bool plausible_timestamp(uint64_t ts_ns, uint64_t now_ns) {
+  constexpr auto skew = static_cast<uint64_t>(
+    std::chrono::nanoseconds{max_timestamp_skew}.count());
+  return ts_ns != 0 && (ts_ns <= now_ns || ts_ns - now_ns <= skew);
+}
+
 // -- fsync_policy and retention -----------------------------------------------
 
 fsync_policy fsync_policy::never() {
@@ -47,7 +53,7 @@ fsync_policy fsync_policy::interval(std::chrono::milliseconds period) {
   fsync_policy p;
   p.type = kind::interval;
   p.n = 0;
-  p.period = std::max(period, std::chrono::milliseconds{1});
+  p.period = std::clamp(period, std::chrono::milliseconds{1}, max_period);
   return p;
 }
 
@@ -61,17 +67,27 @@ fsync_policy fsync_policy::interval_or_bytes(std::chrono::milliseconds period,
 
 namespace {
 
-bool parse_u64(std::string_view s, uint64_t& out) {
-  if (s.empty() || s.size() > 19)
-    return false;
+enum class parsed { ok, not_a_number, too_large };
+
+// Decimal digits only; refuses values past `max` instead of wrapping.
+parsed parse_u64(std::string_view s, uint64_t max, uint64_t& out) {
+  if (s.empty())
+    return parsed::not_a_number;
   uint64_t v = 0;
+  bool over = false;
   for (char c : s) {
     if (c < '0' || c > '9')
-      return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+      return parsed::not_a_number;
+    auto d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      over = true;
+    else
+      v = v * 10 + d;
   }
+  if (over || v > max)
+    return parsed::too_large;
   out = v;
-  return true;
+  return parsed::ok;
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
@@ -98,23 +114,42 @@ caf::expected<fsync_policy> fsync_policy::parse(std::string_view text) {
                           "interval_or_bytes:MS:BYTES)");
   };
   auto parts = split(text, ':');
+  const auto max_ms = static_cast<uint64_t>(max_period.count());
+  // Parses one positive field no larger than `max`; on failure returns the
+  // reason, naming the limit.
+  auto field = [](std::string_view s, const char* name, uint64_t max,
+                  uint64_t& out) -> std::string {
+    switch (parse_u64(s, max, out)) {
+      case parsed::ok:
+        if (out > 0)
+          return {};
+        [[fallthrough]];
+      case parsed::not_a_number:
+        return std::string{name} + " must be a positive integer";
+      case parsed::too_large:
+        return std::string{name} + " must be at most " + std::to_string(max);
+    }
+    return "?";
+  };
   uint64_t a = 0;
   uint64_t b = 0;
   if (parts[0] == "never" && parts.size() == 1)
     return never();
   if (parts[0] == "every_n" && parts.size() == 2) {
-    if (!parse_u64(parts[1], a) || a == 0)
-      return bad("N must be a positive integer");
+    if (auto why = field(parts[1], "N", UINT64_MAX, a); !why.empty())
+      return bad(why.c_str());
     return every_n(a);
   }
   if (parts[0] == "interval" && parts.size() == 2) {
-    if (!parse_u64(parts[1], a) || a == 0)
-      return bad("MS must be a positive integer");
+    if (auto why = field(parts[1], "MS", max_ms, a); !why.empty())
+      return bad(why.c_str());
     return interval(std::chrono::milliseconds{a});
   }
   if (parts[0] == "interval_or_bytes" && parts.size() == 3) {
-    if (!parse_u64(parts[1], a) || a == 0 || !parse_u64(parts[2], b) || b == 0)
-      return bad("MS and BYTES must be positive integers");
+    if (auto why = field(parts[1], "MS", max_ms, a); !why.empty())
+      return bad(why.c_str());
+    if (auto why = field(parts[2], "BYTES", UINT64_MAX, b); !why.empty())
+      return bad(why.c_str());
     return interval_or_bytes(std::chrono::milliseconds{a}, b);
   }
   return bad("unknown form");
@@ -150,8 +185,24 @@ retention retention::max_age(std::chrono::nanoseconds age) {
 bool recovery_report::clean() const {
   return generation_note.empty() && torn_idx_bytes == 0 && torn_records == 0
          && unpaired_records == 0 && bad_checksum_records == 0
-         && out_of_order_records == 0 && !ts_missing && trimmed_dat_bytes == 0
+         && out_of_order_records == 0 && !ts_missing
+         && bad_timestamp_records == 0 && trimmed_dat_bytes == 0
          && trimmed_ts_bytes == 0 && orphans.empty();
+}
+
+std::string recovery_report::loss_summary() const {
+  if (lost_records_estimate == 0 && lost_bytes == 0)
+    return {};
+  std::string out = "lost about " + std::to_string(lost_records_estimate)
+                    + " record(s) that no gap shows (";
+  if (orphan_ts_entries > 0)
+    out += "ts holds " + std::to_string(orphan_ts_entries)
+           + " timestamp(s) beyond the last idx record, ";
+  out += std::to_string(lost_bytes) + " dat byte(s) no idx record references";
+  if (orphan_ts_entries == 0)
+    out += ", more than one append writes ("
+           + std::to_string(sf::max_append_bytes) + ")";
+  return out + "): idx lost records, e.g. truncated at a record boundary";
 }
 
 std::vector<std::string> recovery_report::findings() const {
@@ -170,14 +221,34 @@ std::vector<std::string> recovery_report::findings() const {
                   + " record(s) from seq " + std::to_string(first_unpaired_seq)
                   + " have no timestamp in ts");
   if (bad_checksum_records > 0) {
-    std::string seqs;
-    for (auto s : bad_checksum_seqs)
-      seqs += (seqs.empty() ? "" : ", ") + std::to_string(s);
-    if (bad_checksum_records > bad_checksum_seqs.size())
-      seqs += ", ...";
+    std::string runs;
+    uint64_t named = 0;
+    for (const auto& r : bad_checksum_runs) {
+      runs += runs.empty() ? "at idx position " : "; ";
+      runs += std::to_string(r.first_position);
+      if (r.count > 1)
+        runs += ".." + std::to_string(r.first_position + r.count - 1);
+      if (r.seq_before > 0 && r.seq_after > 0)
+        runs += " (between seq " + std::to_string(r.seq_before) + " and seq "
+                + std::to_string(r.seq_after) + ")";
+      else if (r.seq_before > 0)
+        runs += " (after seq " + std::to_string(r.seq_before) + ")";
+      else if (r.seq_after > 0)
+        runs += " (before seq " + std::to_string(r.seq_after) + ")";
+      named += r.count;
+    }
+    if (bad_checksum_records > named)
+      runs += "; ...";
     out.push_back("bad checksum: " + std::to_string(bad_checksum_records)
-                  + " record(s) (seq " + seqs + ")");
+                  + " record(s) " + runs);
   }
+  if (bad_timestamp_records > 0)
+    out.push_back(
+      "bad timestamps: " + std::to_string(bad_timestamp_records)
+      + " record(s) between seq " + std::to_string(first_bad_timestamp_seq)
+      + ".." + std::to_string(last_bad_timestamp_seq)
+      + " have a zero or future timestamp; age retention keeps them and "
+        "everything after the first");
   if (ts_missing)
     out.push_back("ts file missing: timestamps of "
                   + std::to_string(kept_records) + " record(s) reset to 0");
@@ -192,6 +263,8 @@ std::vector<std::string> recovery_report::findings() const {
       names += (names.empty() ? "" : ", ") + o;
     out.push_back("orphans: " + names);
   }
+  if (auto loss = loss_summary(); !loss.empty())
+    out.push_back(loss);
   if (out_of_order_records > 0)
     out.push_back("out of order: " + std::to_string(out_of_order_records)
                   + " valid record(s) from seq "
@@ -452,10 +525,51 @@ caf::expected<bytes> read_optional(file_system* fs, const std::string& path,
   return data;
 }
 
+// Fills the loss figures of `report` (see recovery_report::lost_*). `whole`
+// is the number of whole idx records, `ts_count` of whole ts entries.
+void estimate_loss(const analysis& a, uint64_t whole, uint64_t ts_count,
+                   recovery_report& report) {
+  uint64_t orphan_ts = a.ts_exists && ts_count > whole ? ts_count - whole : 0;
+  uint64_t unref = a.dat_len - std::min(a.dat_len, a.dat_end);
+  if (orphan_ts == 0 && unref <= sf::max_append_bytes)
+    return;
+  report.orphan_ts_entries = orphan_ts;
+  report.lost_bytes = unref;
+  if (orphan_ts > 0) {
+    report.lost_records_estimate = orphan_ts;
+    return;
+  }
+  uint64_t heap_bytes = 0;
+  uint64_t heap_records = 0;
+  for (const auto& e : a.kept)
+    if (!e.rec.is_inline()) {
+      heap_bytes += e.rec.length;
+      ++heap_records;
+    }
+  // Without kept heap records there is no mean to divide by; at least one
+  // record was lost.
+  report.lost_records_estimate = heap_bytes > 0
+                                   ? unref / (heap_bytes / heap_records)
+                                   : 1;
+}
+
 // Decides which records survive. Reads only; `report` gets the findings.
 caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
                                 recovery_report& report) {
   analysis a;
+  // A FIFO or device in place of a log file is refused before anything is
+  // decided: a size of 0 from stat would otherwise read as "dat was cut"
+  // and recovery would drop every heap record.
+  for (auto name : {sf::idx_name, sf::dat_name, sf::ts_name}) {
+    auto path = path_join(gen_dir, name);
+    auto info = fs->stat(path);
+    if (!info)
+      return info.error();
+    if (info->kind != file_info::type::missing
+        && info->kind != file_info::type::regular)
+      return make_error(errc::invalid_argument,
+                        path + " is not a regular file");
+  }
   auto idx = read_optional(fs, path_join(gen_dir, sf::idx_name));
   if (!idx)
     return idx.error();
@@ -565,26 +679,71 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
       last_good = i;
       break;
     }
+  using run = recovery_report::damaged_run;
+  run* open_run = nullptr;
   for (size_t i = 0; i < recs.size(); ++i) {
     if (good[i]) {
       a.kept.push_back(recs[i]);
       if (!recs[i].rec.is_inline())
         a.dat_end = std::max(a.dat_end, recs[i].rec.heap_end());
-    } else {
-      if (!stray[i]) {
-        ++report.bad_checksum_records;
-        if (report.bad_checksum_seqs.size() < 16)
-          report.bad_checksum_seqs.push_back(recs[i].rec.seq);
-      }
-      if (last_good != recs.size() && i < last_good)
-        report.rewrite = true;
+      if (open_run)
+        open_run->seq_after = recs[i].rec.seq;
+      open_run = nullptr;
+      continue;
     }
+    if (last_good != recs.size() && i < last_good)
+      report.rewrite = true;
+    if (stray[i]) {
+      open_run = nullptr;
+      continue;
+    }
+    ++report.bad_checksum_records;
+    if (open_run) {
+      ++open_run->count;
+    } else if (report.bad_checksum_runs.size() < 16) {
+      uint64_t before = a.kept.empty() ? 0 : a.kept.back().rec.seq;
+      report.bad_checksum_runs.push_back(run{i, 1, before, 0});
+      open_run = &report.bad_checksum_runs.back();
+    }
+  }
+  auto now = unix_now_ns();
+  for (const auto& e : a.kept) {
+    if (plausible_timestamp(e.ts, now))
+      continue;
+    if (report.bad_timestamp_records++ == 0)
+      report.first_bad_timestamp_seq = e.rec.seq;
+    report.last_bad_timestamp_seq = e.rec.seq;
   }
   if (report.ts_missing)
     report.rewrite = true;
   report.trimmed_dat_bytes = a.dat_len - std::min(a.dat_len, a.dat_end);
   report.kept_records = a.kept.size();
+  estimate_loss(a, n, ts_count, report);
   return a;
+}
+
+// The generation after `gen`, or limit_exceeded: generation numbers never
+// wrap (a v0 would make every later open find a corrupt manifest).
+caf::expected<uint32_t> next_generation(const std::string& dir, uint32_t gen) {
+  if (gen >= sf::max_generation)
+    return make_error(errc::limit_exceeded,
+                      dir + ": generation " + std::to_string(gen)
+                        + " is the last one (max_generation "
+                        + std::to_string(sf::max_generation)
+                        + "); refusing to write another");
+  return gen + 1;
+}
+
+// limit_exceeded when `count` records starting at `first` would pass max_seq.
+caf::error check_seq_room(const std::string& dir, uint64_t first,
+                          uint64_t count) {
+  if (first > sf::max_seq || count - 1 > sf::max_seq - first)
+    return make_error(errc::limit_exceeded,
+                      dir + ": appending " + std::to_string(count)
+                        + " record(s) from seq " + std::to_string(first)
+                        + " would pass the largest seq "
+                        + std::to_string(sf::max_seq));
+  return {};
 }
 
 void step(const segment_options& opts, std::string_view name) {
@@ -835,6 +994,7 @@ struct segment::impl {
         sync_requested = true;
       }
       wcv.notify_one();
+      step(opts, "policy_fsync_requested");
     }
   }
 
@@ -882,7 +1042,11 @@ struct segment::impl {
       bool due = sync_requested
                  || (period.count() > 0 && last_seq.load() > durable.load());
       sync_requested = false;
-      if (!due || poisoned.load())
+      if (!due) {
+        step(opts, "policy_wakeup_idle");
+        continue;
+      }
+      if (poisoned.load())
         continue;
       lk.unlock();
       auto err = sync_now();
@@ -926,6 +1090,17 @@ struct segment::impl {
     return {};
   }
 
+  // fsyncs the live files and their directory. Recovery calls it before it
+  // publishes durable_seq: the files may hold writes of a crashed process
+  // that are in the page cache but not on the disk, and a truncation or a
+  // file created by open_files is not durable either until synced.
+  caf::error sync_opened() {
+    for (auto* f : {dat.get(), idx.get(), ts.get()})
+      if (auto err = f->sync())
+        return err;
+    return fs->sync_dir(gen_dir(gen));
+  }
+
   std::string gen_dir(uint32_t g) const {
     return path_join(dir, sf::generation_dir_name(g));
   }
@@ -963,7 +1138,9 @@ struct segment::impl {
       gen = 1;
       next_seq = 1;
       report.generation = 1;
-      return open_files(gen_dir(1));
+      if (auto err = open_files(gen_dir(1)))
+        return err;
+      return sync_opened();
     }
     gen = lay->gen;
     uint64_t base_seq = lay->man.base_seq;
@@ -986,7 +1163,10 @@ struct segment::impl {
           return f.error();
         src = std::move(*f);
       }
-      uint32_t new_gen = std::max(gen, lay->highest_gen) + 1;
+      auto next = next_generation(dir, std::max(gen, lay->highest_gen));
+      if (!next)
+        return next.error();
+      uint32_t new_gen = *next;
       auto rebased = write_generation(fs, dir, new_gen, a->kept, src.get(),
                                       a->dat_len, opts);
       if (!rebased)
@@ -1005,13 +1185,19 @@ struct segment::impl {
           return {};
         return fs->truncate_file(path_join(gen_dir(gen), name), want);
       };
+      // Reverse write order, ts before idx: a crash between the cuts then
+      // leaves ts no longer than idx, like a torn append, and never the ts
+      // surplus that proves lost idx records (recovery_report::lost_*).
       uint64_t n = a->kept.size();
-      if (auto err = cut(sf::idx_name, a->idx_len, n * sf::idx_record_size))
-        return err;
       if (auto err = cut(sf::ts_name, a->ts_len, n * sf::ts_record_size))
         return err;
+      step(opts, "recovery_cut_ts");
+      if (auto err = cut(sf::idx_name, a->idx_len, n * sf::idx_record_size))
+        return err;
+      step(opts, "recovery_cut_idx");
       if (auto err = cut(sf::dat_name, a->dat_len, a->dat_end))
         return err;
+      step(opts, "recovery_cut_dat");
     }
     if (!a->kept.empty())
       base_seq = std::max(base_seq, a->kept.back().rec.seq + 1);
@@ -1045,7 +1231,8 @@ struct segment::impl {
     idx_len = sizes(*idx);
     ts_len = sizes(*ts);
     last_seq = next_seq - 1;
-    // What recovery kept is on disk and fsynced (or was before the crash).
+    if (auto err = sync_opened())
+      return err;
     durable = next_seq - 1;
     return {};
   }
@@ -1144,6 +1331,8 @@ caf::expected<uint64_t> segment::append(bytes_view payload,
   std::lock_guard<std::mutex> guard{d.mtx};
   if (auto err = d.refuse())
     return err;
+  if (auto err = check_seq_room(d.dir, d.next_seq, 1))
+    return err;
   auto seq = d.next_seq;
   uint8_t rec[sf::idx_record_size];
   entry e{sf::make_record(seq, payload, d.dat_len, rec), timestamp_ns};
@@ -1180,6 +1369,11 @@ segment::append_batch(const std::vector<bytes_view>& payloads,
     if (p.size > sf::inline_max)
       heap_bytes += p.size;
   }
+  if (heap_bytes > sf::max_append_bytes)
+    return make_error(errc::limit_exceeded,
+                      "batch of " + std::to_string(heap_bytes)
+                        + " payload bytes exceeds the limit of "
+                        + std::to_string(sf::max_append_bytes) + " per append");
   // Per-thread scratch buffers: a batch costs three writes and, after the
   // first few batches, no allocation.
   thread_local bytes dat_buf;
@@ -1187,6 +1381,8 @@ segment::append_batch(const std::vector<bytes_view>& payloads,
   thread_local bytes ts_buf;
   std::lock_guard<std::mutex> guard{d.mtx};
   if (auto err = d.refuse())
+    return err;
+  if (auto err = check_seq_room(d.dir, d.next_seq, payloads.size()))
     return err;
   dat_buf.resize(heap_bytes);
   idx_buf.resize(payloads.size() * sf::idx_record_size);
@@ -1268,15 +1464,21 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
     case retention::kind::max_age_ns: {
       auto now = unix_now_ns();
       auto cutoff = now > r.value ? now - r.value : 0;
-      while (drop < n && d.index[drop].ts < cutoff)
+      // A damaged timestamp says nothing about the record's age: stop there
+      // rather than drop it, or anything after it, on a guess.
+      while (drop < n && d.index[drop].ts < cutoff
+             && plausible_timestamp(d.index[drop].ts, now))
         ++drop;
       break;
     }
   }
   if (drop == 0)
     return compaction_result{0, n, d.gen};
+  auto next = next_generation(d.dir, d.gen);
+  if (!next)
+    return next.error();
+  uint32_t new_gen = *next;
   std::vector<entry> keep = d.index.slice(drop);
-  uint32_t new_gen = d.gen + 1;
   auto rebased = write_generation(d.fs, d.dir, new_gen, keep, d.dat.get(),
                                   d.dat_len, d.opts);
   if (!rebased)

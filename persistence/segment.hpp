@@ -13,7 +13,9 @@
 //   re-runs recovery against what is really on disk.
 // - Durability follows the fsync policy; sync() and close() always fsync all
 //   three files (dat -> idx -> ts). durable_seq() tells how far the last
-//   successful fsync reached.
+//   successful fsync reached. open() fsyncs what recovery kept (a crashed
+//   writer may have left it in the page cache only) before it publishes
+//   durable_seq, and fails when that fsync fails.
 // - Retention rewrites the surviving suffix into a new generation directory
 //   and flips the manifest atomically; a crash at any step leaves either the
 //   old or the new generation live, never a mix.
@@ -57,6 +59,11 @@ struct fsync_policy {
     interval_or_bytes,
   };
 
+  /// Longest period accepted: one day. parse() refuses longer ones and the
+  /// factories clamp to it, so the worker's deadline arithmetic (nanoseconds
+  /// on a steady clock) cannot overflow.
+  static constexpr std::chrono::milliseconds max_period{86'400'000};
+
   kind type = kind::every_n;
   uint64_t n = 1000;
   std::chrono::milliseconds period{0};
@@ -69,6 +76,8 @@ struct fsync_policy {
                                         uint64_t bytes);
 
   /// Parses "never", "every_n:N", "interval:MS", "interval_or_bytes:MS:BYTES".
+  /// N and BYTES are 1..2^64-1, MS is 1..max_period; anything else is
+  /// invalid_argument, naming the limit it broke.
   static caf::expected<fsync_policy> parse(std::string_view text);
 
   /// The text parse() accepts.
@@ -116,15 +125,33 @@ struct recovery_report {
   /// Records at the tail without a timestamp (an append cut short).
   uint64_t unpaired_records = 0;
   uint64_t first_unpaired_seq = 0;
+  /// Consecutive idx records dropped for a bad checksum (or a seq outside
+  /// 1..max_seq). A damaged record's own seq cannot be trusted, so a run is
+  /// named by its position in idx (0-based; byte offset = position * 32)
+  /// and by the seqs of the intact records around it.
+  struct damaged_run {
+    uint64_t first_position = 0;
+    uint64_t count = 0;
+    /// Seq of the nearest intact record before / after the run; 0 = none.
+    uint64_t seq_before = 0;
+    uint64_t seq_after = 0;
+  };
   /// Records whose checksum does not match, anywhere in the file.
   uint64_t bad_checksum_records = 0;
-  /// Seqs of the first few of them (at most 16).
-  std::vector<uint64_t> bad_checksum_seqs;
+  /// The first few runs of them (at most 16), in idx order.
+  std::vector<damaged_run> bad_checksum_runs;
   /// Valid records whose seq does not exceed the one before (stray copies).
   uint64_t out_of_order_records = 0;
   uint64_t first_out_of_order_seq = 0;
   /// The ts file was missing; timestamps were reset to 0.
   bool ts_missing = false;
+  /// Kept records whose timestamp is 0 or later than the time of the
+  /// analysis plus max_timestamp_skew: the ts file is damaged there. The
+  /// records are kept (their checksums hold) with the timestamp as found;
+  /// age retention never drops such a record nor anything after it.
+  uint64_t bad_timestamp_records = 0;
+  uint64_t first_bad_timestamp_seq = 0;
+  uint64_t last_bad_timestamp_seq = 0;
   /// dat / ts bytes past what the surviving records reference.
   uint64_t trimmed_dat_bytes = 0;
   uint64_t trimmed_ts_bytes = 0;
@@ -136,12 +163,30 @@ struct recovery_report {
   bool rewrite = false;
   /// Records that survive.
   uint64_t kept_records = 0;
+  /// Records that were appended but are gone without a gap to show for it.
+  /// Proof: ts holds entries beyond the last whole idx record (ts is written
+  /// and fsynced after idx, and recovery cuts ts before idx, so neither a
+  /// crash nor a recovery leaves that), or dat holds more unreferenced bytes
+  /// than one append may write (segment_format::max_append_bytes). The
+  /// figure is the surplus of ts entries, else those dat bytes divided by
+  /// the mean heap payload of the kept records. 0 when no loss is proven.
+  uint64_t lost_records_estimate = 0;
+  /// ts entries beyond the last whole idx record (part of the proof above).
+  uint64_t orphan_ts_entries = 0;
+  /// dat bytes past the last payload a kept record references, when a loss
+  /// is proven (0 otherwise).
+  uint64_t lost_bytes = 0;
 
   /// True when recovery found nothing to drop, trim or sweep.
   bool clean() const;
 
   /// One human-readable line per finding (empty when clean).
   std::vector<std::string> findings() const;
+
+  /// One line with the loss figures ("lost about N record(s) ..."), empty
+  /// when nothing was lost. Meant to be logged at error level on start: it
+  /// names records that were appended, possibly acknowledged, and are gone.
+  std::string loss_summary() const;
 };
 
 /// Result of a compaction.
@@ -162,7 +207,12 @@ struct segment_options {
   /// a failed policy fsync). Called from the worker thread too.
   std::function<void(const std::string&)> on_warning;
   /// Test hook: called with a step name between the steps of a compaction
-  /// or a recovery rewrite, so crash tests can kill the process there.
+  /// or a recovery rewrite, so crash tests can kill the process there. Also
+  /// called with "policy_fsync_requested" when an append makes the policy
+  /// ask for an fsync (on the append path, with the segment's lock held: it
+  /// must not call back into the segment), and with "policy_wakeup_idle"
+  /// from the worker when it woke and found nothing to fsync, so tests can
+  /// wait for events instead of sleeping.
   std::function<void(std::string_view)> on_step;
 };
 
@@ -223,7 +273,8 @@ public:
   uint64_t next_seq() const;
   /// Number of records.
   uint64_t size() const;
-  /// Highest seq covered by a successful fsync (0 = none).
+  /// Highest seq covered by a successful fsync (0 = none). Right after open
+  /// it is the last recovered seq, fsynced by open itself.
   uint64_t durable_seq() const;
   /// Successful and failed fsync rounds so far.
   uint64_t sync_count() const;
@@ -244,5 +295,14 @@ private:
 
 /// Current wall-clock time in unix nanoseconds.
 uint64_t unix_now_ns();
+
+/// How far in the future a record's timestamp may lie before recovery calls
+/// it damage: one day, far beyond the clock skew between NTP-synced hosts,
+/// so a log copied between machines or a clock stepped back is not flagged.
+constexpr std::chrono::hours max_timestamp_skew{24};
+
+/// False for a timestamp that is 0 or later than `now_ns` plus
+/// max_timestamp_skew.
+bool plausible_timestamp(uint64_t ts_ns, uint64_t now_ns);
 
 } // namespace mesh

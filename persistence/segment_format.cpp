@@ -62,6 +62,8 @@ void inline_payload(const idx_record& r, uint8_t* out8) {
 }
 
 bool plausible(const idx_record& r) {
+  if (r.seq == 0 || r.seq > max_seq)
+    return false;
   if ((r.flags & ~known_flags) != 0)
     return false;
   if (r.is_inline())
@@ -89,7 +91,8 @@ bool decode_manifest(bytes_view in, manifest& out) {
     return false;
   out.generation = load_le32(in.data + 8);
   out.base_seq = load_le64(in.data + 16);
-  return out.generation > 0;
+  return out.generation > 0 && out.generation <= max_generation
+         && out.base_seq > 0 && out.base_seq <= max_seq + 1;
 }
 
 std::string generation_dir_name(uint32_t gen) {
@@ -105,7 +108,7 @@ bool parse_generation_dir_name(const std::string& name, uint32_t& gen) {
       return false;
     v = v * 10 + static_cast<uint64_t>(name[i] - '0');
   }
-  if (v == 0 || v > 0xFFFFFFFFu || (name[1] == '0'))
+  if (v == 0 || v > max_generation || (name[1] == '0'))
     return false;
   gen = static_cast<uint32_t>(v);
   return true;

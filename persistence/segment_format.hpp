@@ -37,6 +37,19 @@ constexpr uint32_t flag_inline = 1u;
 constexpr uint32_t known_flags = flag_inline;
 constexpr size_t ts_record_size = 8;
 
+/// Most dat bytes one append or batch may write. A crash between the dat
+/// and idx writes of one append leaves at most this many unreferenced dat
+/// bytes, so more than this proves idx records were lost.
+constexpr uint64_t max_append_bytes = uint64_t{256} << 20;
+
+/// Largest seq a record may carry. Seqs stay within a signed 64-bit integer
+/// so every consumer (JSON, int64 fields) holds them, and next_seq
+/// (at most max_seq + 1) never wraps.
+constexpr uint64_t max_seq = (uint64_t{1} << 63) - 1;
+
+/// Largest generation number; v<max_generation + 1> is never written.
+constexpr uint32_t max_generation = UINT32_MAX - 1;
+
 /// Largest payload a record may carry (the length field is 32 bits; we keep
 /// well below so one record never exceeds a sane read).
 constexpr uint32_t max_payload = 64u << 20;
@@ -79,7 +92,8 @@ uint64_t record_checksum(const idx_record& r, bytes_view payload);
 /// For inline records: the payload bytes held in `location`.
 void inline_payload(const idx_record& r, uint8_t* out8);
 
-/// True when the flags are known and, for inline records, the length fits.
+/// True when the seq is 1..max_seq, the flags are known and the length fits
+/// the record's kind.
 bool plausible(const idx_record& r);
 
 // -- manifest -----------------------------------------------------------------
@@ -105,8 +119,9 @@ struct manifest {
 
 void encode_manifest(const manifest& m, uint8_t* out);
 
-/// False when the bytes are not a valid manifest (wrong size, magic, version
-/// or checksum).
+/// False when the bytes are not a valid manifest: wrong size, magic, version
+/// or checksum, a generation outside 1..max_generation or a base_seq outside
+/// 1..max_seq + 1.
 bool decode_manifest(bytes_view in, manifest& out);
 
 // -- names --------------------------------------------------------------------
@@ -119,7 +134,8 @@ constexpr const char* manifest_name = "manifest";
 /// "v7" for generation 7.
 std::string generation_dir_name(uint32_t gen);
 
-/// Parses "v7" into 7; false for anything else (including "v7.tmp").
+/// Parses "v7" into 7; false for anything else (including "v7.tmp", "v0" and
+/// numbers past max_generation).
 bool parse_generation_dir_name(const std::string& name, uint32_t& gen);
 
 } // namespace mesh::segment_format

@@ -3,8 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <functional>
 #include <thread>
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +88,44 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
     std::this_thread::sleep_for(2ms);
   }
   return pred();
+}
+
+// Counts the fsync worker's test-hook steps (segment_options::on_step).
+struct policy_steps {
+  std::atomic<int> requested{0};
+  std::atomic<int> idle{0};
+
+  std::function<void(std::string_view)> hook() {
+    return [this](std::string_view s) {
+      if (s == "policy_fsync_requested")
+        ++requested;
+      else if (s == "policy_wakeup_idle")
+        ++idle;
+    };
+  }
+};
+
+// Runs `body` in a forked child and returns its exit code, or -1 when it did
+// not finish within `limit` (the child is then killed): a hang fails the
+// test instead of blocking the suite.
+int in_child_within(const std::function<int()>& body,
+                    std::chrono::milliseconds limit) {
+  std::fflush(nullptr);
+  auto pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0)
+    ::_exit(body());
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 } // namespace
@@ -375,7 +419,10 @@ TEST_CASE("checksum damage mid-file drops only the damaged record and ts stays "
   auto seg = f.open();
   const auto& rep = seg->recovery();
   CHECK(rep.bad_checksum_records == 1);
-  CHECK(rep.bad_checksum_seqs == std::vector<uint64_t>{3});
+  REQUIRE(rep.bad_checksum_runs.size() == 1);
+  CHECK(rep.bad_checksum_runs[0].first_position == 2);
+  CHECK(rep.bad_checksum_runs[0].seq_before == 2);
+  CHECK(rep.bad_checksum_runs[0].seq_after == 4);
   CHECK(rep.rewrite);
   auto recs = f.all(*seg);
   REQUIRE(recs.size() == 5);
@@ -436,7 +483,13 @@ TEST_CASE("a missing ts file keeps the records with zero timestamps") {
   REQUIRE(recs.size() == 2);
   CHECK(recs[0].timestamp_ns == 0);
   seg.reset();
-  CHECK(f.open()->recovery().clean());
+  // The lost timestamps stay reported: recovery does not invent them.
+  auto again = f.open();
+  auto rep = again->recovery();
+  CHECK_FALSE(rep.ts_missing);
+  CHECK_FALSE(rep.rewrite);
+  CHECK(rep.bad_timestamp_records == 2);
+  CHECK(rep.kept_records == 2);
 }
 
 TEST_CASE("inspect reports damage without changing a byte") {
@@ -456,7 +509,8 @@ TEST_CASE("inspect reports damage without changing a byte") {
   REQUIRE(rep);
   CHECK_FALSE(rep->clean());
   CHECK(rep->torn_idx_bytes == 7);
-  CHECK(rep->bad_checksum_seqs == std::vector<uint64_t>{2});
+  REQUIRE(rep->bad_checksum_runs.size() == 1);
+  CHECK(rep->bad_checksum_runs[0].first_position == 1);
   CHECK(seen == std::vector<uint64_t>{1, 3});
   CHECK(test::slurp(f.file("idx")) == idx_before);
   CHECK(test::slurp(f.file("dat")) == dat_before);
@@ -582,16 +636,90 @@ TEST_CASE("fsync policies parse from text and print back") {
   }
 }
 
+TEST_CASE("fsync periods beyond the maximum are refused, naming it") {
+  auto max_ms = std::to_string(fsync_policy::max_period.count());
+  auto over_ms = std::to_string(fsync_policy::max_period.count() + 1);
+  auto ok = fsync_policy::parse("interval:" + max_ms);
+  REQUIRE(ok);
+  CHECK(ok->period == fsync_policy::max_period);
+  auto ok2 = fsync_policy::parse("interval_or_bytes:" + max_ms + ":1");
+  REQUIRE(ok2);
+  CHECK(ok2->period == fsync_policy::max_period);
+  for (auto txt : {"interval:" + over_ms, "interval_or_bytes:" + over_ms + ":1",
+                   std::string{"interval:9223372036855"},
+                   std::string{"interval_or_bytes:9223372036855:4096"}}) {
+    INFO(txt);
+    auto p = fsync_policy::parse(txt);
+    REQUIRE(!p);
+    CHECK(is(p.error(), errc::invalid_argument));
+    CHECK(describe(p.error()).find(max_ms) != std::string::npos);
+  }
+  // The factories clamp instead of overflowing.
+  CHECK(fsync_policy::interval(std::chrono::milliseconds::max()).period
+        == fsync_policy::max_period);
+}
+
+TEST_CASE("counts up to the largest u64 parse; one more is refused") {
+  auto max = std::to_string(UINT64_MAX);
+  auto n = fsync_policy::parse("every_n:" + max);
+  REQUIRE(n);
+  CHECK(n->n == UINT64_MAX);
+  auto b = fsync_policy::parse("interval_or_bytes:5:" + max);
+  REQUIRE(b);
+  CHECK(b->bytes == UINT64_MAX);
+  for (auto txt : {std::string{"every_n:18446744073709551616"},
+                   std::string{"interval_or_bytes:5:18446744073709551616"},
+                   std::string{"every_n:99999999999999999999"}}) {
+    INFO(txt);
+    auto p = fsync_policy::parse(txt);
+    REQUIRE(!p);
+    CHECK(describe(p.error()).find(max) != std::string::npos);
+  }
+}
+
+TEST_CASE("a segment with the longest fsync period, or one past it, closes "
+          "promptly") {
+  for (auto period :
+       {fsync_policy::max_period, std::chrono::milliseconds{9223372036855}}) {
+    INFO("period " << period.count() << " ms");
+    fixture f;
+    auto dir = f.dir;
+    auto code = in_child_within(
+      [dir, period] {
+        segment_options opts;
+        opts.policy = fsync_policy::interval(period);
+        auto seg = segment::open(dir, opts);
+        if (!seg || !(*seg)->append(bytes_view{"x"}))
+          return 2;
+        // An overflowed deadline makes the worker's timed wait return at
+        // once: it spins a core and starves close(). Idle, it must sleep.
+        auto cpu_before = std::clock();
+        std::this_thread::sleep_for(300ms);
+        auto cpu_ms = (std::clock() - cpu_before) * 1000 / CLOCKS_PER_SEC;
+        if (cpu_ms > 100)
+          return 4;
+        return (*seg)->close() ? 3 : 0;
+      },
+      10s);
+    CHECK(code == 0);
+  }
+}
+
 TEST_CASE("policy never fsyncs only on sync and close") {
   fixture f;
   test::recording_fs rec{real_file_system()};
+  policy_steps steps;
   segment_options opts;
   opts.fs = &rec;
   opts.policy = fsync_policy::never();
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
+  rec.clear();
   for (int i = 0; i < 50; ++i)
     REQUIRE(seg->append(bytes_view{"x"}));
-  std::this_thread::sleep_for(20ms);
+  // Requests are made on the append path, so this is exact, not a guess
+  // after a sleep; and with no worker nothing else fsyncs.
+  CHECK(steps.requested == 0);
   CHECK(rec.count("sync:") == 0);
   CHECK(seg->durable_seq() == 0);
   REQUIRE(!seg->sync());
@@ -600,22 +728,27 @@ TEST_CASE("policy never fsyncs only on sync and close") {
   REQUIRE(seg->append(bytes_view{"y"}));
   REQUIRE(!seg->close());
   CHECK(rec.count("sync:") == 6);
+  CHECK(steps.requested == 0);
+  CHECK(steps.idle == 0);
 }
 
 TEST_CASE("policy every_n fsyncs in the background after n records") {
   fixture f;
+  policy_steps steps;
   segment_options opts;
   opts.policy = fsync_policy::every_n(10);
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
   for (int i = 0; i < 9; ++i)
     REQUIRE(seg->append(bytes_view{"x"}));
-  std::this_thread::sleep_for(30ms);
+  CHECK(steps.requested == 0);
   CHECK(seg->sync_count() == 0);
   REQUIRE(seg->append(bytes_view{"x"}));
+  CHECK(steps.requested == 1);
+  // durable_seq and sync_count are two counters: wait for both.
   CHECK(eventually([&] {
-    return seg->durable_seq() >= 10;
+    return seg->durable_seq() >= 10 && seg->sync_count() >= 1;
   }));
-  CHECK(seg->sync_count() >= 1);
 }
 
 TEST_CASE("policy fsyncs coalesce while one is running") {
@@ -679,33 +812,45 @@ TEST_CASE("an explicit sync reports its failure to the caller") {
 
 TEST_CASE("policy interval fsyncs pending records after the period") {
   fixture f;
+  policy_steps steps;
   segment_options opts;
   opts.policy = fsync_policy::interval(20ms);
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
   REQUIRE(seg->append(bytes_view{"a"}));
   CHECK(eventually(
     [&] {
-      return seg->durable_seq() == 1;
+      return seg->durable_seq() == 1 && seg->sync_count() >= 1;
     },
     2s));
   auto syncs = seg->sync_count();
-  std::this_thread::sleep_for(100ms);
-  // Nothing new to sync: the timer does not fsync an idle log.
+  // Three timer wake-ups with nothing new: each was a chance to fsync an
+  // idle log, and none did.
+  auto idle = steps.idle.load();
+  CHECK(eventually(
+    [&] {
+      return steps.idle >= idle + 3;
+    },
+    2s));
   CHECK(seg->sync_count() == syncs);
 }
 
 TEST_CASE("policy interval_or_bytes fsyncs early once enough bytes pile up") {
   fixture f;
+  policy_steps steps;
   segment_options opts;
   opts.policy = fsync_policy::interval_or_bytes(60000ms, 4096);
+  opts.on_step = steps.hook();
   auto seg = f.open(opts);
   std::string big(1000, 'b');
   REQUIRE(seg->append(bytes_view{big}));
-  std::this_thread::sleep_for(30ms);
-  CHECK(seg->durable_seq() == 0);
+  CHECK(steps.requested == 0);
   // Each append adds 1040 bytes: the fourth crosses 4096.
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 2; ++i)
     REQUIRE(seg->append(bytes_view{big}));
+  CHECK(steps.requested == 0);
+  REQUIRE(seg->append(bytes_view{big}));
+  CHECK(steps.requested == 1);
   CHECK(eventually(
     [&] {
       return seg->durable_seq() >= 4;
@@ -980,7 +1125,9 @@ TEST_CASE("a damaged dat offset in the middle drops only that record") {
   test::flip_byte(f.file("idx"), 2 * sf::idx_record_size + 14);
   auto rep = segment::inspect(f.dir);
   REQUIRE(rep);
-  CHECK(rep->bad_checksum_seqs == std::vector<uint64_t>{3});
+  REQUIRE(rep->bad_checksum_runs.size() == 1);
+  CHECK(rep->bad_checksum_runs[0].first_position == 2);
+  CHECK(rep->bad_checksum_runs[0].count == 1);
   auto seg = f.open();
   CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 4, 5, 6, 7, 8, 9, 10});
 }
@@ -1004,4 +1151,479 @@ TEST_CASE("a stray copy of an old record is dropped and seqs keep increasing") {
   auto r = seg->append(bytes_view{"f"});
   REQUIRE(r);
   CHECK(*r == 6);
+}
+
+// -- seq and generation limits
+// -------------------------------------------------------------
+
+namespace {
+
+void write_manifest_file(const std::string& dir, uint32_t gen,
+                         uint64_t base_seq) {
+  uint8_t buf[sf::manifest_size];
+  sf::encode_manifest(sf::manifest{gen, base_seq}, buf);
+  test::spit(dir + "/manifest", std::vector<uint8_t>(buf, buf + sizeof(buf)));
+}
+
+// An empty log directory whose manifest names `gen` with `base_seq`.
+void make_empty_log(const std::string& dir, uint32_t gen, uint64_t base_seq) {
+  ::mkdir(dir.c_str(), 0755);
+  ::mkdir((dir + "/" + sf::generation_dir_name(gen)).c_str(), 0755);
+  write_manifest_file(dir, gen, base_seq);
+}
+
+} // namespace
+
+TEST_CASE("a manifest base_seq past max_seq + 1 is corrupt and never wraps "
+          "the log") {
+  for (uint64_t base : {UINT64_MAX, sf::max_seq + 2}) {
+    INFO("base_seq " << base);
+    fixture f;
+    make_empty_log(f.dir, 1, base);
+    uint8_t buf[sf::manifest_size];
+    sf::encode_manifest(sf::manifest{1, base}, buf);
+    sf::manifest m;
+    CHECK_FALSE(sf::decode_manifest(bytes_view{buf, sizeof(buf)}, m));
+    auto seg = f.open();
+    CHECK(seg->recovery().generation_note.find("corrupt") != std::string::npos);
+    auto a = seg->append(bytes_view{"a"});
+    auto b = seg->append(bytes_view{"b"});
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(*a >= 1);
+    CHECK(*b == *a + 1);
+  }
+}
+
+TEST_CASE("appends up to max_seq succeed and the one past it fails") {
+  fixture f;
+  make_empty_log(f.dir, 1, sf::max_seq - 1);
+  {
+    auto seg = f.open();
+    CHECK(seg->recovery().clean());
+    // A batch that would run past max_seq fails as a whole.
+    std::vector<bytes_view> three{bytes_view{"1"}, bytes_view{"2"},
+                                  bytes_view{"3"}};
+    auto over = seg->append_batch(three);
+    REQUIRE(!over);
+    CHECK(is(over.error(), errc::limit_exceeded));
+    CHECK(describe(over.error()).find(std::to_string(sf::max_seq))
+          != std::string::npos);
+    CHECK(seg->size() == 0);
+    auto a = seg->append(bytes_view{heap_a});
+    REQUIRE(a);
+    CHECK(*a == sf::max_seq - 1);
+    auto b = seg->append(bytes_view{"last"});
+    REQUIRE(b);
+    CHECK(*b == sf::max_seq);
+    auto c = seg->append(bytes_view{"one too many"});
+    REQUIRE(!c);
+    CHECK(is(c.error(), errc::limit_exceeded));
+    CHECK(seg->size() == 2);
+    CHECK(seg->next_seq() == sf::max_seq + 1);
+  }
+  // Reopen, then compact everything: the manifest records max_seq + 1,
+  // which is still valid, and the log stays full instead of wrapping.
+  auto seg = f.open();
+  CHECK(seg->recovery().clean());
+  CHECK(seg->next_seq() == sf::max_seq + 1);
+  REQUIRE(seg->compact(retention::keep_last(0)));
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(again->next_seq() == sf::max_seq + 1);
+  CHECK(!again->append(bytes_view{"x"}));
+}
+
+TEST_CASE("an idx record with a seq past max_seq is damage, not a wrap") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", "b"});
+  }
+  // A record with a valid checksum but seq 2^64-1 after seq 2.
+  uint8_t rec[sf::idx_record_size];
+  sf::make_record(UINT64_MAX, bytes_view{"z"}, 0, rec);
+  test::append_bytes(f.file("idx"),
+                     std::vector<uint8_t>(rec, rec + sizeof(rec)));
+  test::append_bytes(f.file("ts"), std::vector<uint8_t>(8, 1));
+  auto seg = f.open();
+  CHECK_FALSE(seg->recovery().clean());
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
+  auto next = seg->append(bytes_view{"c"});
+  REQUIRE(next);
+  CHECK(*next == 3);
+}
+
+TEST_CASE("generations up to max_generation are valid; compaction refuses to "
+          "pass it") {
+  CHECK(sf::max_generation == UINT32_MAX - 1);
+  uint32_t g = 0;
+  CHECK(sf::parse_generation_dir_name("v4294967294", g));
+  CHECK(g == sf::max_generation);
+  CHECK_FALSE(sf::parse_generation_dir_name("v4294967295", g));
+  fixture f;
+  make_empty_log(f.dir, sf::max_generation, 1);
+  auto seg = f.open();
+  CHECK(seg->recovery().clean());
+  CHECK(seg->generation() == sf::max_generation);
+  fill(*seg, {"a", "b", "c"});
+  auto res = seg->compact(retention::keep_last(1));
+  REQUIRE(!res);
+  CHECK(is(res.error(), errc::limit_exceeded));
+  CHECK(describe(res.error()).find(std::to_string(sf::max_generation))
+        != std::string::npos);
+  // The log is untouched and usable.
+  CHECK(seg->generation() == sf::max_generation);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2, 3});
+  REQUIRE(seg->append(bytes_view{"d"}));
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2, 3, 4});
+}
+
+TEST_CASE("a recovery rewrite refuses to pass max_generation") {
+  fixture f;
+  make_empty_log(f.dir, sf::max_generation, 1);
+  {
+    auto seg = f.open();
+    for (int i = 1; i <= 3; ++i)
+      fill(*seg, {heap_a + std::to_string(i)});
+  }
+  test::flip_byte(f.file("dat", sf::max_generation), 3); // forces a rewrite
+  auto before = test::slurp(f.file("idx", sf::max_generation));
+  auto seg = segment::open(f.dir, {});
+  REQUIRE(!seg);
+  CHECK(is(seg.error(), errc::limit_exceeded));
+  CHECK(test::slurp(f.file("idx", sf::max_generation)) == before);
+}
+
+TEST_CASE("a manifest naming generation 2^32-1 is corrupt") {
+  fixture f;
+  ::mkdir(f.dir.c_str(), 0755);
+  ::mkdir((f.dir + "/v4294967295").c_str(), 0755);
+  write_manifest_file(f.dir, UINT32_MAX, 1);
+  uint8_t buf[sf::manifest_size];
+  sf::encode_manifest(sf::manifest{UINT32_MAX, 1}, buf);
+  sf::manifest m;
+  CHECK_FALSE(sf::decode_manifest(bytes_view{buf, sizeof(buf)}, m));
+  auto seg = segment::open(f.dir, {});
+  REQUIRE(!seg);
+  CHECK(describe(seg.error()).find("manifest") != std::string::npos);
+}
+
+// -- durability published by recovery
+// -------------------------------------------------------------
+
+TEST_CASE("open fsyncs what recovery kept before it publishes durable_seq") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"a", heap_a, "c"});
+  }
+  test::append_bytes(f.file("idx"), std::vector<uint8_t>(13, 0xee));
+  SECTION("after a repair") {}
+  SECTION("of a clean log") {
+    test::truncate_to(f.file("idx"), 3 * sf::idx_record_size);
+  }
+  // The files may hold writes of a crashed process that never reached the
+  // disk: recovery must fsync them before calling them durable.
+  test::recording_fs rec{real_file_system()};
+  segment_options opts;
+  opts.fs = &rec;
+  auto seg = f.open(opts);
+  auto events = rec.events();
+  for (auto name : {"sync:dat", "sync:idx", "sync:ts", "sync_dir:v1"})
+    CHECK(std::count(events.begin(), events.end(), name) == 1);
+  CHECK(seg->durable_seq() == 3);
+}
+
+TEST_CASE("a failing fsync during recovery fails open instead of claiming "
+          "durability") {
+  for (uint64_t nth = 1; nth <= 4; ++nth) {
+    INFO("failing sync " << nth);
+    fixture f;
+    {
+      auto seg = f.open();
+      fill(*seg, {"a", heap_a, "c"});
+    }
+    fault_injecting_file_system faulty{real_file_system()};
+    faulty.fail_nth(fs_op::sync, nth);
+    segment_options opts;
+    opts.fs = &faulty;
+    opts.policy = fsync_policy::never();
+    auto seg = segment::open(f.dir, opts);
+    CHECK(faulty.failures() == 1);
+    REQUIRE(!seg);
+    CHECK(is(seg.error(), errc::io_error));
+    // Nothing was lost: the next open succeeds.
+    auto again = f.open();
+    CHECK(f.seqs(*again) == std::vector<uint64_t>{1, 2, 3});
+    CHECK(again->durable_seq() == 3);
+  }
+}
+
+// -- special files in place of log files
+// -------------------------------------------------------------
+
+TEST_CASE("a FIFO or /dev/zero in place of a log file fails open and inspect "
+          "fast, naming the file, and changes nothing") {
+  for (auto name : {"idx", "dat", "ts", "manifest"}) {
+    for (bool fifo : {true, false}) {
+      INFO((fifo ? "FIFO as " : "/dev/zero as ") << name);
+      fixture f;
+      {
+        auto seg = f.open();
+        fill(*seg, {"a", heap_a, "c", heap_b});
+      }
+      std::string path = std::string{name} == "manifest" ? f.dir + "/manifest"
+                                                         : f.file(name);
+      auto saved = test::slurp(path);
+      auto idx_before = test::slurp(f.file("idx"));
+      REQUIRE(::unlink(path.c_str()) == 0);
+      if (fifo)
+        REQUIRE(::mkfifo(path.c_str(), 0644) == 0);
+      else
+        REQUIRE(::symlink("/dev/zero", path.c_str()) == 0);
+      auto dir = f.dir;
+      // In a child with a deadline: a hang fails the test, and a reader
+      // that grows its memory without bound hits the address-space limit.
+      auto code = in_child_within(
+        [dir, name] {
+          struct rlimit lim = {1u << 30, 1u << 30};
+          ::setrlimit(RLIMIT_AS, &lim);
+          auto opened = segment::open(dir, {});
+          if (opened)
+            return 4;
+          auto text = describe(opened.error());
+          if (text.find(name) == std::string::npos
+              || text.find("not a regular file") == std::string::npos)
+            return 5;
+          auto inspected = segment::inspect(dir);
+          if (inspected)
+            return 2;
+          if (describe(inspected.error()).find(name) == std::string::npos)
+            return 3;
+          return 0;
+        },
+        10s);
+      CHECK(code == 0);
+      if (std::string{name} != "idx")
+        CHECK(test::slurp(f.file("idx")) == idx_before);
+      ::unlink(path.c_str());
+      test::spit(path, saved);
+    }
+  }
+}
+
+// -- damaged timestamps and damaged idx records
+// -------------------------------------------------------------
+
+TEST_CASE("zeroed timestamps are damage named by seq range, and age retention "
+          "drops none of them") {
+  fixture f;
+  uint64_t two_hours_ago = unix_now_ns() - 7200ull * 1000000000ull;
+  {
+    auto seg = f.open();
+    for (int i = 0; i < 1000; ++i)
+      REQUIRE(seg->append(bytes_view{heap_a}, two_hours_ago));
+  }
+  test::spit(f.file("ts"), std::vector<uint8_t>(1000 * sf::ts_record_size, 0));
+  auto inspected = segment::inspect(f.dir);
+  REQUIRE(inspected);
+  CHECK_FALSE(inspected->clean());
+  CHECK(inspected->bad_timestamp_records == 1000);
+  CHECK(inspected->first_bad_timestamp_seq == 1);
+  CHECK(inspected->last_bad_timestamp_seq == 1000);
+  CHECK(inspected->kept_records == 1000);
+  bool named = false;
+  for (auto& line : inspected->findings())
+    named |= line.find("bad timestamp") != std::string::npos
+             && line.find("seq 1..1000") != std::string::npos;
+  CHECK(named);
+  auto seg = f.open();
+  auto res = seg->compact(retention::max_age(std::chrono::hours{1}));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 0);
+  CHECK(seg->size() == 1000);
+}
+
+TEST_CASE("age retention stops at the first zero or future timestamp") {
+  fixture f;
+  auto now = unix_now_ns();
+  uint64_t hour = 3600ull * 1000000000ull;
+  auto seg = f.open();
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(seg->append(bytes_view{"old"}, now - 3 * hour));
+  REQUIRE(seg->append(bytes_view{"zero"}, 0));
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(seg->append(bytes_view{"old"}, now - 3 * hour));
+  REQUIRE(seg->append(bytes_view{"future"}, now + 48 * hour));
+  REQUIRE(seg->append(bytes_view{"skewed"}, now + hour));
+  auto res = seg->compact(retention::max_age(std::chrono::hours{1}));
+  REQUIRE(res);
+  CHECK(res->dropped_records == 3);
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{4, 5, 6, 7, 8});
+  seg.reset();
+  auto again = f.open();
+  // Zero and two days ahead are damage; one hour ahead is clock skew.
+  const auto& rep = again->recovery();
+  CHECK(rep.bad_timestamp_records == 2);
+  CHECK(rep.first_bad_timestamp_seq == 4);
+  CHECK(rep.last_bad_timestamp_seq == 7);
+}
+
+TEST_CASE("zeroed idx records are named by position and by the seqs around "
+          "them") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill(*seg, {"1", "2", "3", "4", "5", "6", "7", "8"});
+  }
+  auto idx = test::slurp(f.file("idx"));
+  std::fill(idx.begin() + 2 * sf::idx_record_size,
+            idx.begin() + 5 * sf::idx_record_size, 0);
+  test::spit(f.file("idx"), idx);
+  auto rep = segment::inspect(f.dir);
+  REQUIRE(rep);
+  CHECK(rep->bad_checksum_records == 3);
+  REQUIRE(rep->bad_checksum_runs.size() == 1);
+  auto& run = rep->bad_checksum_runs[0];
+  CHECK(run.first_position == 2);
+  CHECK(run.count == 3);
+  CHECK(run.seq_before == 2);
+  CHECK(run.seq_after == 6);
+  bool named = false;
+  for (auto& line : rep->findings()) {
+    CHECK(line.find("seq 0") == std::string::npos);
+    named |= line.find("idx position 2..4") != std::string::npos
+             && line.find("between seq 2 and seq 6") != std::string::npos;
+  }
+  CHECK(named);
+}
+
+// -- loss that no gap shows
+// -------------------------------------------------------------
+
+namespace {
+
+// Writes `batches` batches of 100 records of 32 bytes each.
+void fill_batches(segment& seg, int batches) {
+  std::vector<std::string> storage(100, std::string(32, 'p'));
+  std::vector<bytes_view> views(storage.begin(), storage.end());
+  for (int i = 0; i < batches; ++i)
+    REQUIRE(seg.append_batch(views));
+}
+
+} // namespace
+
+TEST_CASE("idx cut at a record boundary is reported as lost records with "
+          "figures") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill_batches(*seg, 100);
+  }
+  test::truncate_to(f.file("idx"), 3998 * sf::idx_record_size);
+  auto inspected = segment::inspect(f.dir);
+  REQUIRE(inspected);
+  CHECK(inspected->lost_records_estimate == 6002);
+  CHECK(inspected->lost_bytes == 6002 * 32);
+  auto seg = f.open();
+  const auto& rep = seg->recovery();
+  CHECK(rep.lost_records_estimate == 6002);
+  CHECK(rep.lost_bytes == 6002 * 32);
+  auto line = rep.loss_summary();
+  INFO(line);
+  CHECK(line.find("6002 record(s)") != std::string::npos);
+  CHECK(line.find(std::to_string(6002 * 32)) != std::string::npos);
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(f.seqs(*seg).size() == 3998);
+  // What recovery trimmed is gone: the next open finds nothing lost.
+  seg.reset();
+  auto again = f.open();
+  CHECK(again->recovery().clean());
+  CHECK(again->recovery().loss_summary().empty());
+}
+
+TEST_CASE("a torn append is not reported as a loss") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill_batches(*seg, 3);
+  }
+  SECTION("dat written, idx not") {
+    test::append_bytes(f.file("dat"), std::vector<uint8_t>(3200, 'p'));
+  }
+  SECTION("idx half written") {
+    test::append_bytes(f.file("dat"), std::vector<uint8_t>(3200, 'p'));
+    test::append_bytes(f.file("idx"), std::vector<uint8_t>(40 * 32 + 5, 1));
+  }
+  SECTION("ts not written") {
+    test::truncate_to(f.file("ts"), 250 * sf::ts_record_size);
+  }
+  auto seg = f.open();
+  CHECK_FALSE(seg->recovery().clean());
+  CHECK(seg->recovery().lost_records_estimate == 0);
+  CHECK(seg->recovery().lost_bytes == 0);
+  CHECK(seg->recovery().loss_summary().empty());
+}
+
+TEST_CASE("dat bytes beyond what one append may write are reported as lost") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill_batches(*seg, 3);
+  }
+  auto extra = sf::max_append_bytes + 64;
+  test::truncate_to(f.file("dat"), test::file_size(f.file("dat")) + extra);
+  auto seg = f.open();
+  const auto& rep = seg->recovery();
+  CHECK(rep.lost_bytes == extra);
+  // Estimated from the mean payload of the kept heap records (32 bytes).
+  CHECK(rep.lost_records_estimate == extra / 32);
+  CHECK_FALSE(rep.loss_summary().empty());
+}
+
+TEST_CASE("a batch whose dat part exceeds max_append_bytes is refused") {
+  fixture f;
+  auto seg = f.open();
+  std::string big(sf::max_payload, 'b');
+  std::vector<bytes_view> views(sf::max_append_bytes / sf::max_payload + 1,
+                                bytes_view{big});
+  auto r = seg->append_batch(views);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::limit_exceeded));
+  CHECK(seg->size() == 0);
+}
+
+TEST_CASE("a crash between the cuts of a recovery never reads as a loss") {
+  for (auto crash_at : {"recovery_cut_ts", "recovery_cut_idx"}) {
+    INFO(crash_at);
+    fixture f;
+    {
+      auto seg = f.open();
+      fill(*seg, {heap_a, "in1", heap_b, "in2"});
+    }
+    // seq 3's payload is torn: recovery cuts ts, idx and dat.
+    test::truncate_to(f.file("dat"), heap_a.size() + 5);
+    std::string target = crash_at;
+    auto dir = f.dir;
+    auto code = in_child_within(
+      [dir, target] {
+        segment_options opts;
+        opts.on_step = [target](std::string_view s) {
+          if (s == target)
+            ::_exit(0);
+        };
+        (void)segment::open(dir, opts);
+        return 3;
+      },
+      10s);
+    REQUIRE(code == 0);
+    auto seg = f.open();
+    CHECK(seg->recovery().loss_summary().empty());
+    CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
+  }
 }

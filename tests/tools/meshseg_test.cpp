@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +36,8 @@ struct run_result {
   int code = -1;
   /// Signal that killed it, 0 when it exited.
   int signal = 0;
+  /// It ran past its deadline and was killed.
+  bool timed_out = false;
   std::string out;
   std::string err;
 
@@ -55,14 +59,18 @@ struct run_result {
 };
 
 std::ostream& operator<<(std::ostream& os, const run_result& r) {
-  return os << "exit " << r.code << " signal " << r.signal << "\n--- stdout\n"
+  return os << "exit " << r.code << " signal " << r.signal
+            << (r.timed_out ? " (timed out)" : "") << "\n--- stdout\n"
             << r.out << "--- stderr\n"
             << r.err;
 }
 
-// Runs meshseg with `args`, feeding `input` on stdin, and waits for it.
+// Runs meshseg with `args`, feeding `input` on stdin, and waits for it, at
+// most `limit`: past it the process is killed (SIGKILL) and the result says
+// timed_out, so a hang fails the test instead of blocking the suite.
 run_result run(const std::vector<std::string>& args,
-               const std::string& input = {}) {
+               const std::string& input = {},
+               std::chrono::milliseconds limit = std::chrono::minutes{2}) {
   std::vector<std::string> storage{meshseg_path};
   storage.insert(storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -97,8 +105,20 @@ run_result run(const std::vector<std::string>& args,
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   std::string* sinks[2] = {&res.out, &res.err};
   int open_fds = 2;
+  auto deadline = std::chrono::steady_clock::now() + limit;
   while (open_fds > 0) {
-    if (::poll(fds, 2, -1) < 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      res.timed_out = true;
+      ::kill(pid, SIGKILL);
+      for (auto& fd : fds)
+        if (fd.fd >= 0)
+          ::close(fd.fd);
+      break;
+    }
+    int ready = ::poll(fds, 2, static_cast<int>(left.count()));
+    if (ready < 0) {
       if (errno == EINTR)
         continue;
       break;
@@ -565,7 +585,8 @@ TEST_CASE(
   CHECK(lines[0]
         == "damaged: recovery would drop 1 record (seq 5) and keep 9 records "
            "(seq 1..4, 6..10), generation 1");
-  CHECK(contains(v.out, "bad checksum: 1 record(s) (seq 5)"));
+  CHECK(contains(v.out, "bad checksum: 1 record(s) at idx position 4 "
+                        "(between seq 4 and seq 6)"));
   auto d = run({"dump", dir});
   INFO(d);
   CHECK(d.code == 0);
@@ -702,6 +723,98 @@ TEST_CASE("a replayed idx record is reported as out of seq order") {
   auto after = run({"verify", dir});
   INFO(after);
   CHECK(after.code == 0);
+}
+
+TEST_CASE("a FIFO or /dev/zero in place of a log file fails verify and dump "
+          "fast with one clear line") {
+  for (std::string name : {"idx", "dat", "ts", "manifest"}) {
+    for (bool fifo : {true, false}) {
+      INFO((fifo ? "FIFO as " : "/dev/zero as ") << name);
+      mesh::test::temp_dir tmp;
+      auto dir = tmp / "log";
+      make_log(dir, 5);
+      auto path = name == "manifest" ? dir + "/manifest" : dir + "/v1/" + name;
+      auto idx_before = read_file(dir + "/v1/idx");
+      fs::remove(path);
+      if (fifo)
+        REQUIRE(::mkfifo(path.c_str(), 0644) == 0);
+      else
+        fs::create_symlink("/dev/zero", path);
+      for (auto cmd : {"verify", "dump"}) {
+        INFO(cmd);
+        auto r = run({cmd, dir}, {}, std::chrono::seconds{10});
+        INFO(r);
+        REQUIRE_FALSE(r.timed_out);
+        require_one_line_error(r);
+        CHECK(contains(r.err, path + " is not a regular file"));
+      }
+      auto repair = run({"verify", "--repair", dir}, {},
+                        std::chrono::seconds{10});
+      INFO(repair);
+      REQUIRE_FALSE(repair.timed_out);
+      require_one_line_error(repair);
+      if (name != "idx")
+        CHECK(read_file(dir + "/v1/idx") == idx_before);
+      fs::remove(path);
+    }
+  }
+}
+
+TEST_CASE("a zeroed ts file is damage in verify, and compact --max-age keeps "
+          "every record") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  make_log(dir, 10);
+  write_file(dir + "/v1/ts", std::string(10 * 8, '\0'));
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(contains(v.out, "bad timestamps: 10 record(s) between seq 1..10"));
+  auto c = run({"compact", dir, "--max-age", "3600"});
+  INFO(c);
+  CHECK(c.code == 0);
+  CHECK(contains(c.out, "dropped 0 records, kept 10 records"));
+  CHECK(run({"dump", dir}).out_lines().size() == 10);
+}
+
+TEST_CASE("zeroed idx records are named by position and the seqs they held") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  make_log(dir, 10);
+  auto idx = read_file(dir + "/v1/idx");
+  idx.replace(2 * 32, 3 * 32, std::string(3 * 32, '\0'));
+  write_file(dir + "/v1/idx", idx);
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(v.out_lines().at(0)
+        == "damaged: recovery would drop 3 records (seq 3..5) and keep 7 "
+           "records (seq 1..2, 6..10), generation 1");
+  CHECK(contains(v.out, "at idx position 2..4 (between seq 2 and seq 6)"));
+  CHECK_FALSE(contains(v.out, "seq 0"));
+}
+
+TEST_CASE("verify reports records lost from idx at a record boundary") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  std::string lines;
+  for (int i = 0; i < 10000; ++i)
+    lines += std::string(32, 'p') + "\n";
+  auto a = run({"append", dir, "--from-file", "-"}, lines);
+  INFO(a);
+  REQUIRE(a.code == 0);
+  fs::resize_file(dir + "/v1/idx", 3998 * 32);
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(contains(v.out, "lost about 6002 record(s)"));
+  CHECK(contains(v.out, std::to_string(6002 * 32) + " dat byte(s)"));
+  auto r = run({"verify", "--repair", dir});
+  INFO(r);
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "lost about 6002 record(s)"));
+  // The repair trimmed the evidence: the log is intact from now on.
+  CHECK(run({"verify", dir}).code == 0);
 }
 
 // -- compact ------------------------------------------------------------------

@@ -284,11 +284,29 @@ drop_summary summarize_drops(const std::string& dir, const recovery_report& r,
                r.first_unpaired_seq + r.unpaired_records - 1);
     highest = std::max(highest, r.first_unpaired_seq + r.unpaired_records - 1);
   }
-  for (auto seq : r.bad_checksum_seqs) {
-    d.seqs.add(seq);
-    highest = std::max(highest, seq);
+  // A damaged record's own seq is not trusted: its seqs follow from the
+  // intact records around its run when seqs there are consecutive.
+  uint64_t named = 0;
+  for (const auto& run : r.bad_checksum_runs) {
+    uint64_t first = 0;
+    if (run.seq_before > 0 && run.seq_after > 0) {
+      if (run.seq_after - run.seq_before - 1 == run.count)
+        first = run.seq_before + 1;
+    } else if (run.seq_before > 0) {
+      first = run.seq_before + 1; // a tail: the seqs that would follow
+    } else if (run.seq_after > run.count) {
+      first = run.seq_after - run.count;
+    }
+    if (first == 0) {
+      d.seqs_incomplete = true;
+      continue;
+    }
+    d.seqs.add(first, first + run.count - 1);
+    highest = std::max(highest, first + run.count - 1);
+    named += run.count;
   }
-  d.seqs_incomplete = r.bad_checksum_records > r.bad_checksum_seqs.size();
+  if (r.bad_checksum_records > named)
+    d.seqs_incomplete = true;
   // Every whole idx record is either kept or dropped, so the idx length
   // gives the exact count even when the categories above overlap.
   auto idx = dir + "/" + fmt::generation_dir_name(r.generation) + "/"
@@ -426,8 +444,14 @@ int repair(const std::string& dir, const log_state& before, std::ostream& out,
       << kept_text(after.count, after.kept) << ", generation "
       << after.report.generation << '\n';
   print_findings(report, out);
-  if (after.intact())
+  if (after.intact() && report.loss_summary().empty())
     return exit_ok;
+  if (after.intact()) {
+    // The log is consistent again, but records were lost before the repair:
+    // a script must not read that as success.
+    out << "repaired, but records were lost (see above)\n";
+    return exit_damaged;
+  }
   out << "still damaged after the repair:\n";
   print_findings(after.report, out);
   if (after.out_of_order > 0)

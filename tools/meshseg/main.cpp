@@ -52,7 +52,8 @@ exit 1 when damaged, naming what recovery would drop and why:
   damaged: recovery would drop 1 record (seq 10) and keep 9 records (seq 1..9), generation 1
     - <one line per finding>
 --repair runs that recovery (truncating and rewriting files) and exits 0, or 1
-when damage remains that recovery does not repair (records out of seq order).
+when records were lost (the "lost about" line), or when damage remains
+that recovery does not repair (records out of seq order, damaged timestamps).
 
 Examples:
   meshseg verify /var/lib/meshd/log/0
