@@ -331,6 +331,10 @@ runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores,
   auto seg = segment::open(store->log_dir(), so);
   if (!seg)
     return seg.error();
+  // Records gone without a gap that says whose: no daemon can be failed for
+  // them, so the operator must hear of it.
+  if (auto loss = (*seg)->recovery().loss_summary(); !loss.empty())
+    spdlog::error("event log {}: {}", store->log_dir(), loss);
   auto node = recover_node(recovery(), **seg, log_was_empty);
   if (!node)
     return node.error();

@@ -282,3 +282,21 @@ TEST_CASE("a damaged snapshot or daemon record is listed as failed with the "
   CHECK(!n.rt->stop(rec));
   CHECK(n.rt->daemon_count() == 3);
 }
+
+TEST_CASE("records lost where no gap says whose are reported in one error "
+          "line with the figures") {
+  node n;
+  auto a = n.spawn();
+  for (int i = 1; i <= 3000; ++i)
+    REQUIRE(n.send(a, "1"));
+  n.stop();
+  // Cut idx at a record boundary: the last 2000 inputs leave no gap behind.
+  REQUIRE(::truncate((n.generation() + "/idx").c_str(),
+                     1000 * segment_format::idx_record_size)
+          == 0);
+  test::log_capture logs;
+  n.start();
+  CHECK(logs.count("error", "lost about 2000 record(s)") == 1);
+  CHECK(n.listed(a).state == "running");
+  CHECK(n.send(a, "1") == std::string{"1001"});
+}
