@@ -6,6 +6,13 @@
 #include <variant>
 #include <vector>
 
+#include <cerrno>
+#include <cstring>
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -284,6 +291,36 @@ public:
   }
 };
 
+// CAF reports every failure to listen as cannot_open_port. Binding a plain
+// socket to the same address tells why (the port is taken, the address is
+// not on this host, ...), so the operator reads the cause, not just the
+// symptom. Empty when that bind succeeds (the cause was elsewhere).
+std::string why_cannot_listen(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  auto service = std::to_string(port);
+  if (auto rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                              service.c_str(), &hints, &found))
+    return ::gai_strerror(rc);
+  std::string why;
+  for (auto* ai = found; ai != nullptr && why.empty(); ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                      ai->ai_protocol);
+    if (fd < 0)
+      continue;
+    int one = 1;
+    (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 1) != 0)
+      why = errno == EADDRINUSE ? "address in use" : std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  return why;
+}
+
 } // namespace
 
 std::unique_ptr<authenticator> make_no_authentication() {
@@ -343,10 +380,12 @@ caf::expected<uint16_t> gateway::publish(const std::string& host,
                       "caf::io::middleman before publishing");
   auto bound = impl_->sys.middleman().publish(impl_->gw, port, host.c_str(),
                                               true);
-  if (!bound)
-    return make_error(errc::io_error, "cannot listen on " + host + ":"
-                                        + std::to_string(port) + ": "
-                                        + describe(bound.error()));
+  if (!bound) {
+    auto why = port != 0 ? why_cannot_listen(host, port) : std::string{};
+    return make_error(errc::io_error,
+                      "cannot listen on " + host + ":" + std::to_string(port)
+                        + ": " + (why.empty() ? describe(bound.error()) : why));
+  }
   impl_->ports.push_back(*bound);
   return *bound;
 }

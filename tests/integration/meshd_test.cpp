@@ -360,3 +360,42 @@ TEST_CASE("send --from-file without a producer file is a new producer") {
   node.ok({"send", id, "--from-file", events});
   CHECK(counter_total(node, id) == std::to_string(2 * sum));
 }
+
+TEST_CASE("deleting meshd.lock does not let a second meshd in") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  REQUIRE(::unlink((dir / "data/meshd.lock").c_str()) == 0);
+  child second{{meshd_binary(), "--data-dir", dir / "data", "--listen",
+                "127.0.0.1:0"},
+               dir / "second.out",
+               dir / "second.err"};
+  auto code = second.wait_for(30s);
+  auto err = read_file(dir / "second.err");
+  INFO("second meshd stderr: " << err);
+  CHECK(code == 1);
+  CHECK(err.find("is in use by another meshd") != std::string::npos);
+  CHECK(node.running());
+}
+
+TEST_CASE("meshd refuses an empty --data-dir as bad usage") {
+  temp_dir dir;
+  auto r = run({meshd_binary(), "--data-dir", "", "--listen", "127.0.0.1:0"},
+               dir.path(), 30s);
+  CHECK(r.code == 2);
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("meshd: --data-dir must not be empty") != std::string::npos);
+}
+
+TEST_CASE("meshd says address in use when its port is taken") {
+  temp_dir dir;
+  meshd_node first{dir.path(), dir / "a"};
+  first.start();
+  auto r = run({meshd_binary(), "--data-dir", dir / "b", "--listen",
+                first.address()},
+               dir.path(), 30s);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("cannot listen on " + first.address() + ": address in use")
+        != std::string::npos);
+  CHECK(first.running());
+}

@@ -55,8 +55,9 @@ closes the log and exits 0.
 There is no authentication yet: anyone who can reach the port is served.
 Listen on 127.0.0.1 or another private address.
 
-Exit codes: 0 clean shutdown, 1 could not start or shut down cleanly,
-2 bad usage.
+Exit codes: 0 clean shutdown, 1 could not start (data directory in use,
+address in use, ...) or shut down cleanly, 2 bad usage (an empty
+--data-dir too).
 
 Examples:
   meshd --data-dir /var/lib/meshd --listen 127.0.0.1:7400
@@ -106,43 +107,34 @@ caf::error ensure_data_dir(const std::string& dir) {
   return {};
 }
 
-// Holds DIR/meshd.lock (flock) for the life of the process, so a second
-// meshd on the same data directory refuses to start instead of corrupting
-// the log. The kernel drops the lock when the process dies, also on SIGKILL.
+// Holds an exclusive flock on the data directory itself for the life of the
+// process, so a second meshd on the same directory refuses to start instead
+// of corrupting the log. The lock sits on a descriptor of the directory
+// (O_RDONLY | O_DIRECTORY), not on a file in it: nothing an operator deletes
+// inside the directory releases it. The kernel drops it when the process
+// dies, also on SIGKILL. DIR/meshd.lock only names the holder's pid for the
+// refusal message; deleting it changes nothing.
 class data_dir_lock {
 public:
   static caf::expected<std::unique_ptr<data_dir_lock>>
   acquire(const std::string& dir) {
-    auto path = dir + "/meshd.lock";
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
       return mesh::make_error(mesh::errc::io_error,
-                              "open " + path + ": " + std::strerror(errno));
+                              "open " + dir + ": " + std::strerror(errno));
+    auto pid_path = dir + "/meshd.lock";
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       auto err = errno;
-      char buf[32] = {};
-      auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
       ::close(fd);
-      if (err == EWOULDBLOCK) {
-        std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n))
-                                   : std::string{"?"};
-        while (!holder.empty() && holder.back() == '\n')
-          holder.pop_back();
+      if (err == EWOULDBLOCK)
         return mesh::make_error(mesh::errc::already_registered,
                                 "data directory " + dir
-                                  + " is in use by another meshd (pid " + holder
-                                  + ")");
-      }
+                                  + " is in use by another meshd (pid "
+                                  + holder_pid(pid_path) + ")");
       return mesh::make_error(mesh::errc::io_error,
-                              "flock " + path + ": " + std::strerror(err));
+                              "flock " + dir + ": " + std::strerror(err));
     }
-    auto pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0
-        || ::pwrite(fd, pid.data(), pid.size(), 0)
-             != static_cast<ssize_t>(pid.size())) {
-      // The pid is only informational; the lock is what matters.
-      spdlog::warn("cannot write pid to {}: {}", path, std::strerror(errno));
-    }
+    write_pid(pid_path);
     return std::unique_ptr<data_dir_lock>{new data_dir_lock{fd}};
   }
 
@@ -155,6 +147,33 @@ public:
 
 private:
   explicit data_dir_lock(int fd) : fd_(fd) {}
+
+  // "?" when the file is gone or empty.
+  static std::string holder_pid(const std::string& path) {
+    char buf[32] = {};
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    auto n = fd >= 0 ? ::read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+      ::close(fd);
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!pid.empty() && pid.back() == '\n')
+      pid.pop_back();
+    return pid.empty() ? "?" : pid;
+  }
+
+  // The pid is only informational; the lock is what matters.
+  static void write_pid(const std::string& path) {
+    auto pid = std::to_string(::getpid()) + "\n";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                    0600);
+    if (fd < 0
+        || ::write(fd, pid.data(), pid.size())
+             != static_cast<ssize_t>(pid.size()))
+      spdlog::warn("cannot write pid to {}: {}", path, std::strerror(errno));
+    if (fd >= 0)
+      ::close(fd);
+  }
+
   int fd_;
 };
 
@@ -282,7 +301,8 @@ int main(int argc, char** argv) {
   app
     .add_option("--data-dir", opts.data_dir,
                 "Node data directory (event log, snapshots, daemon "
-                "records); created when missing, its parent must exist")
+                "records); created when missing, its parent must exist; "
+                "locked while meshd runs (one meshd per directory)")
     ->required()
     ->type_name("DIR");
   app
@@ -334,6 +354,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(exit_usage, std::string{e.what()} + " (see meshd --help)");
   }
+  if (opts.data_dir.empty())
+    return fail(exit_usage, "--data-dir must not be empty (see meshd --help)");
   auto listen = mesh::node_address::parse(opts.listen);
   if (!listen)
     return fail(exit_usage, mesh::describe(listen.error()));
