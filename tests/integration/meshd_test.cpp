@@ -399,3 +399,28 @@ TEST_CASE("meshd says address in use when its port is taken") {
         != std::string::npos);
   CHECK(first.running());
 }
+
+TEST_CASE("send --from-file fails when the high-water mark is past the end of "
+          "the file") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = deploy(node, "counter");
+  auto producer = dir / "producer";
+  auto longer = dir / "longer.txt";
+  auto sum = write_numbers(longer, 500);
+  node.ok({"send", id, "--from-file", longer, "--producer-file", producer});
+  // Another client used the same producer id for a longer stream.
+  auto shorter = dir / "shorter.txt";
+  write_numbers(shorter, 300);
+  auto r = node.ctl(
+    {"send", id, "--from-file", shorter, "--producer-file", producer});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.code == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("high-water mark 500") != std::string::npos);
+  CHECK(r.err.find("past the end of " + shorter + " (300 lines)")
+        != std::string::npos);
+  CHECK(counter_total(node, id) == std::to_string(sum));
+}

@@ -56,6 +56,8 @@ With --producer-file the producer id is stable across runs (the file is
 created on first use), so after any failure re-running the same command
 applies every line exactly once: lines the node already applied are
 skipped (its high-water mark is asked first) or come back as duplicates.
+When the node's mark is past the last line of the file (the producer file
+was used for another stream), nothing is sent and the exit code is 2.
 Without it, each run is a new producer. If the node goes away mid-stream:
   meshctl: node 127.0.0.1:7400 went away after line 1234 (applied through 1200)
 and exit code 3.
