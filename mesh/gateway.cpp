@@ -46,8 +46,12 @@ using serve_atom = caf::atom_constant<caf::atom("mesh_srv")>;
 
 using drain_atom = caf::atom_constant<caf::atom("mesh_drn")>;
 
+// Reports the warnings the limiter suppressed; sent by the gateway to itself.
+struct gateway_tick {};
+
 } // namespace
 
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_tick)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_job_ptr)
 
 namespace mesh {
@@ -205,6 +209,8 @@ caf::behavior worker_actor(caf::event_based_actor*, runtime* rt,
 
 struct gateway_state {
   std::shared_ptr<authenticator> auth;
+  std::shared_ptr<log_limiter> warnings;
+  std::chrono::milliseconds tick_interval{0};
   std::vector<caf::actor> workers;
   caf::actor admin;
 
@@ -218,10 +224,22 @@ wire_bytes seal_error(gateway_ptr self, const caf::node_id& peer,
   return self->state.auth->seal(peer, encode(response{std::move(err)}));
 }
 
+// One summary line for the warnings the limiter held back.
+void report_suppressed(uint64_t n) {
+  if (n > 0)
+    spdlog::warn("gateway: suppressed {} similar warnings (refused, malformed "
+                 "or unexpected messages from peers)",
+                 n);
+}
+
 caf::behavior gateway_actor(gateway_ptr self,
                             std::shared_ptr<authenticator> auth,
-                            std::vector<caf::actor> workers, caf::actor admin) {
+                            std::vector<caf::actor> workers, caf::actor admin,
+                            log_limit limit) {
   self->state.auth = std::move(auth);
+  self->state.warnings = std::make_shared<log_limiter>(limit);
+  self->state.tick_interval = limit.interval;
+  self->delayed_send(self, limit.interval, gateway_tick{});
   self->state.workers = std::move(workers);
   self->state.admin = std::move(admin);
   return {
@@ -232,16 +250,18 @@ caf::behavior gateway_actor(gateway_ptr self,
         peer = sender->node();
       auto opened = st.auth->open(peer, std::move(wire));
       if (!opened) {
-        spdlog::warn("gateway: refused request from node={}: {}",
-                     caf::to_string(peer), describe(opened.error()));
+        if (st.warnings->admit())
+          spdlog::warn("gateway: refused request from node={}: {}",
+                       caf::to_string(peer), describe(opened.error()));
         return seal_error(self, peer,
                           to_error_response(opened.error(),
                                             errc::unauthenticated));
       }
       auto req = decode_request(*opened);
       if (!req) {
-        spdlog::warn("gateway: bad request from node={}: {}",
-                     caf::to_string(peer), describe(req.error()));
+        if (st.warnings->admit())
+          spdlog::warn("gateway: bad request from node={}: {}",
+                       caf::to_string(peer), describe(req.error()));
         return seal_error(self, peer, to_error_response(req.error()));
       }
       auto target = st.admin;
@@ -267,7 +287,12 @@ caf::behavior gateway_actor(gateway_ptr self,
     // the workers' last replies and bounced requests: each of those is
     // answered before the gateway quits.
     [self](drain_atom) {
+      report_suppressed(self->state.warnings->drain_suppressed());
       self->quit();
+    },
+    [self](gateway_tick) {
+      report_suppressed(self->state.warnings->take_suppressed());
+      self->delayed_send(self, self->state.tick_interval, gateway_tick{});
     },
   };
 }
@@ -359,7 +384,8 @@ gateway::gateway(caf::actor_system& sys, runtime& rt, gateway_options opts)
   impl_->workers.push_back(admin);
   auto auth = opts.auth;
   impl_->gw = sys.spawn(gateway_actor, std::move(auth),
-                        std::move(daemon_workers), std::move(admin));
+                        std::move(daemon_workers), std::move(admin),
+                        opts.warn_limit);
 }
 
 gateway::~gateway() {

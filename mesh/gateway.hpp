@@ -34,6 +34,7 @@
 
 #include "mesh/authenticator.hpp"
 #include "mesh/control_codec.hpp"
+#include "mesh/log_limiter.hpp"
 
 namespace mesh {
 
@@ -49,6 +50,10 @@ struct gateway_options {
   std::shared_ptr<authenticator> auth;
   /// Largest deploy count one request may ask for.
   uint32_t max_deploy_count = 10000;
+  /// Bounds the warnings peers can trigger (refused, malformed or
+  /// unexpected messages): `burst` lines per interval, then one line
+  /// "suppressed K similar warnings" per interval.
+  log_limit warn_limit;
 };
 
 class gateway {
