@@ -6,14 +6,18 @@
 // SIGINT stops the gateway, shuts the runtime down (every daemon snapshots,
 // the log is closed) and exits 0.
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +38,7 @@
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
 #include "examples/examples.hpp"
+#include "mesh/authenticator.hpp"
 #include "mesh/gateway.hpp"
 #include "mesh/node_address.hpp"
 #include "persistence/segment.hpp"
@@ -196,16 +201,74 @@ caf::error write_ready_file(const std::string& path, const std::string& text) {
   return {};
 }
 
-// Blocks the stop signals in this thread before any other thread exists, so
-// every thread CAF starts inherits the mask and only sigwait() sees them.
+// Signals the gateway watch to the main thread (see gateway_watch).
+constexpr int gateway_died_signal = SIGUSR2;
+
+// Blocks the stop signals (and the gateway watch's) in this thread before
+// any other thread exists, so every thread CAF starts inherits the mask and
+// only sigwait() sees them.
 sigset_t block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, gateway_died_signal);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   return set;
+}
+
+// Notes the gateway's death (from a CAF thread) and wakes the main thread,
+// which then exits non-zero: a node whose gateway is gone serves nobody, and
+// its service manager restarts it. A stray SIGUSR2 from outside finds
+// `died` unset and is ignored.
+struct gateway_watch {
+  std::atomic<bool> died{false};
+  std::mutex mtx;
+  std::string reason;
+
+  void notify(const caf::error& why) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      reason = mesh::describe(why);
+    }
+    died = true;
+    ::kill(::getpid(), gateway_died_signal);
+  }
+
+  std::string why() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return reason;
+  }
+};
+
+// MESHD_FAULT_INJECTION=gateway-throw: the gateway's authenticator throws on
+// the first request, inside the gateway actor, as a bug would. Lets tests
+// check that meshd exits when its gateway dies (docs/operations.md, "Test
+// hooks"); it has no other use.
+class throwing_authenticator final : public mesh::authenticator {
+public:
+  caf::expected<std::vector<char>> open(const caf::node_id&,
+                                        std::vector<char>) override {
+    throw std::runtime_error("injected fault (MESHD_FAULT_INJECTION="
+                             "gateway-throw)");
+  }
+
+  std::vector<char> seal(const caf::node_id&,
+                         std::vector<char> response) override {
+    return response;
+  }
+
+  const char* mode() const override {
+    return "none (fault injection: gateway-throw)";
+  }
+};
+
+std::shared_ptr<mesh::authenticator> make_authenticator() {
+  const char* fault = std::getenv("MESHD_FAULT_INJECTION");
+  if (fault != nullptr && std::string{fault} == "gateway-throw")
+    return std::make_shared<throwing_authenticator>();
+  return mesh::make_no_authentication();
 }
 
 int run(const options& opts, const mesh::fsync_policy& policy,
@@ -252,7 +315,11 @@ int run(const options& opts, const mesh::fsync_policy& policy,
 
   mesh::gateway_options gopts;
   gopts.workers = opts.workers;
-  gopts.auth = mesh::make_no_authentication();
+  gopts.auth = make_authenticator();
+  auto watch = std::make_shared<gateway_watch>();
+  gopts.on_unexpected_exit = [watch](const caf::error& why) {
+    watch->notify(why);
+  };
   auto auth_mode = gopts.auth->mode();
   mesh::gateway gw{sys, rt, gopts};
   auto port = gw.publish(listen.host, listen.port);
@@ -272,8 +339,19 @@ int run(const options& opts, const mesh::fsync_policy& policy,
       spdlog::error("cannot write ready file: {}", mesh::describe(err));
 
   int sig = 0;
-  while (sigwait(&signals, &sig) != 0)
-    ; // EINTR: wait again
+  while (sigwait(&signals, &sig) != 0
+         || (sig == gateway_died_signal && !watch->died))
+    ; // EINTR or a stray SIGUSR2: wait again
+  if (watch->died) {
+    spdlog::error("gateway terminated unexpectedly ({}): the node is "
+                  "unreachable; shutting down and exiting 1 so that the "
+                  "service manager restarts meshd",
+                  watch->why());
+    gw.stop();
+    if (auto err = rt.shutdown())
+      spdlog::error("shutdown failed: {}", mesh::describe(err));
+    return exit_failure;
+  }
   spdlog::info("received {}, shutting down",
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
   gw.stop();
