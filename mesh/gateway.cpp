@@ -153,6 +153,35 @@ struct server {
     return snapshot_response{std::move(*r), snap->through_seq};
   }
 
+  response operator()(resume_request x) {
+    // The runtime resumes a running daemon as a no-op; an operator asking
+    // to resume one has the wrong id or a stale table, so say so.
+    // The table, not info(): a failed daemon may have no actor to ask.
+    auto all = rt.daemons();
+    if (!all)
+      return to_error_response(all.error());
+    auto it = std::find_if(all->begin(), all->end(),
+                           [&x](const daemon_info& d) {
+                             return d.origin_hash == x.daemon_id;
+                           });
+    if (it == all->end())
+      return fail(errc::daemon_not_found,
+                  "no daemon " + hex_u64(x.daemon_id) + " on this node");
+    if (it->state != "failed")
+      return fail(errc::wrong_phase, "daemon " + hex_u64(x.daemon_id)
+                                       + " is not failed (state " + it->state
+                                       + "): nothing to resume");
+    auto r = rt.resume(x.daemon_id, x.accept_loss);
+    if (!r) {
+      spdlog::warn("resume origin={} failed: {}", hex_u64(x.daemon_id),
+                   describe(r.error()));
+      return to_error_response(r.error());
+    }
+    spdlog::info("resumed origin={} at daemon_seq {}{}", hex_u64(x.daemon_id),
+                 r->last_seq, x.accept_loss ? " (loss accepted)" : "");
+    return resume_response{std::move(*r)};
+  }
+
   response operator()(stop_request x) {
     if (auto err = rt.stop(x.daemon_id))
       return to_error_response(err);
@@ -186,6 +215,9 @@ std::optional<uint64_t> daemon_of(const request& req) {
       return x.daemon_id;
     }
     std::optional<uint64_t> operator()(const stop_request& x) {
+      return x.daemon_id;
+    }
+    std::optional<uint64_t> operator()(const resume_request& x) {
       return x.daemon_id;
     }
   };

@@ -61,8 +61,9 @@ There is no authentication yet: anyone who can reach the port is served.
 Listen on 127.0.0.1 or another private address.
 
 Exit codes: 0 clean shutdown, 1 could not start (data directory in use,
-address in use, ...) or shut down cleanly, 2 bad usage (an empty
---data-dir too).
+address in use, ...) or shut down cleanly, or the gateway terminated
+unexpectedly (run meshd under a service manager that restarts it), 2 bad
+usage (an empty --data-dir too).
 
 Examples:
   meshd --data-dir /var/lib/meshd --listen 127.0.0.1:7400
