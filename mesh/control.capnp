@@ -23,6 +23,7 @@ struct Request {
     stats @6 :DaemonRef;
     snapshot @7 :DaemonRef;
     stop @8 :DaemonRef;
+    resume @9 :Resume;
   }
 }
 
@@ -54,6 +55,13 @@ struct DaemonRef {
   daemonId @0 :UInt64;
 }
 
+struct Resume {
+  daemonId @0 :UInt64;
+  # Skip inputs the daemon lost (a log gap found at recovery); without it
+  # such a daemon stays failed and the error says which inputs are lost.
+  acceptLoss @1 :Bool;
+}
+
 struct Response {
   union {
     error @0 :Error;
@@ -65,6 +73,8 @@ struct Response {
     stats @6 :Stats;
     snapshot @7 :SnapshotResult;
     stop @8 :Void;
+    # The daemon as it runs again.
+    resume @9 :DaemonInfo;
   }
 }
 
@@ -83,6 +93,8 @@ struct DaemonInfo {
   # "running" or "failed".
   state @4 :Text;
   epoch @5 :UInt64;
+  # Why the daemon failed; empty while it runs.
+  reason @6 :Text;
 }
 
 struct DeployResult {

@@ -47,6 +47,7 @@ void fill(s::DaemonInfo::Builder out, const daemon_info& info) {
   out.setLastSeq(info.last_seq);
   out.setState(text_of(info.state));
   out.setEpoch(info.epoch);
+  out.setReason(text_of(info.reason));
 }
 
 void fill(capnp::List<s::DaemonInfo>::Builder out,
@@ -129,6 +130,11 @@ struct request_filler {
   void operator()(const stop_request& x) {
     out.initStop().setDaemonId(x.daemon_id);
   }
+  void operator()(const resume_request& x) {
+    auto r = out.initResume();
+    r.setDaemonId(x.daemon_id);
+    r.setAcceptLoss(x.accept_loss);
+  }
 };
 
 struct response_filler {
@@ -170,6 +176,9 @@ struct response_filler {
   void operator()(const stop_response&) {
     out.setStop();
   }
+  void operator()(const resume_response& x) {
+    fill(out.initResume(), x.daemon);
+  }
 };
 
 // -- helpers: reading ---------------------------------------------------------
@@ -199,6 +208,7 @@ caf::expected<daemon_info> read(s::DaemonInfo::Reader in) {
   info.last_seq = in.getLastSeq();
   info.state = to_string(in.getState());
   info.epoch = in.getEpoch();
+  info.reason = to_string(in.getReason());
   return info;
 }
 
@@ -304,6 +314,10 @@ caf::expected<request> read(s::Request::Reader in) {
       return request{snapshot_request{in.getSnapshot().getDaemonId()}};
     case s::Request::STOP:
       return request{stop_request{in.getStop().getDaemonId()}};
+    case s::Request::RESUME: {
+      auto r = in.getResume();
+      return request{resume_request{r.getDaemonId(), r.getAcceptLoss()}};
+    }
   }
   return unknown_union("request", static_cast<unsigned>(in.which()));
 }
@@ -356,6 +370,12 @@ caf::expected<response> read(s::Response::Reader in) {
         snapshot_response{to_bytes(snap.getSnapshot()), snap.getThroughSeq()}};
     }
     case s::Response::STOP: return response{stop_response{}};
+    case s::Response::RESUME: {
+      auto info = read(in.getResume());
+      if (!info)
+        return std::move(info.error());
+      return response{resume_response{std::move(*info)}};
+    }
   }
   return unknown_union("response", static_cast<unsigned>(in.which()));
 }
@@ -464,6 +484,9 @@ const char* name_of(const request& req) {
     }
     const char* operator()(const stop_request&) {
       return "stop";
+    }
+    const char* operator()(const resume_request&) {
+      return "resume";
     }
   };
   return std::visit(visitor{}, req);

@@ -80,9 +80,16 @@ struct stop_request {
   uint64_t daemon_id = 0;
 };
 
+/// Makes a failed daemon serve again (runtime::resume). `accept_loss`
+/// skips inputs its failure lost.
+struct resume_request {
+  uint64_t daemon_id = 0;
+  bool accept_loss = false;
+};
+
 using request = std::variant<daemons_request, kinds_request, deploy_request,
                              send_request, high_water_request, stats_request,
-                             snapshot_request, stop_request>;
+                             snapshot_request, stop_request, resume_request>;
 
 // -- responses ----------------------------------------------------------------
 
@@ -130,10 +137,15 @@ struct snapshot_response {
 
 struct stop_response {};
 
-using response = std::variant<error_response, daemons_response, kinds_response,
-                              deploy_response, send_response,
-                              high_water_response, stats_response,
-                              snapshot_response, stop_response>;
+/// The daemon as it runs again.
+struct resume_response {
+  daemon_info daemon;
+};
+
+using response = std::variant<
+  error_response, daemons_response, kinds_response, deploy_response,
+  send_response, high_water_response, stats_response, snapshot_response,
+  stop_response, resume_response>;
 
 // -- codec --------------------------------------------------------------------
 

@@ -6,7 +6,12 @@
 // It accepts exactly one message shape,
 //   (request_atom, std::vector<char> request) -> std::vector<char> response
 // where the bytes are a Cap'n Proto Request / Response (mesh/control.capnp).
-// Anything else is dropped by CAF's default handler.
+// Anything else is logged (rate-limited) and dropped: the gateway ignores
+// exit messages and every other message a peer can send through CAF's BASP
+// (see gateway.cpp, class gateway_actor). publish() also removes CAF's
+// built-in named actors (ConfigServ, SpawnServ) from the registry, so a peer
+// cannot reach them by name (docs/protocol.md, "What a raw CAF peer can
+// do").
 //
 // Threading: the runtime facade blocks (on a scoped_actor, or on a reply
 // channel that spins briefly first: actors/reply.hpp), so the gateway actor
@@ -25,6 +30,7 @@
 // returns only after the gateway and every worker have terminated.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +40,7 @@
 
 #include "mesh/authenticator.hpp"
 #include "mesh/control_codec.hpp"
+#include "mesh/log_limiter.hpp"
 
 namespace mesh {
 
@@ -49,6 +56,15 @@ struct gateway_options {
   std::shared_ptr<authenticator> auth;
   /// Largest deploy count one request may ask for.
   uint32_t max_deploy_count = 10000;
+  /// Bounds the warnings peers can trigger (refused, malformed or
+  /// unexpected messages): `burst` lines per interval, then one line
+  /// "suppressed K similar warnings" per interval.
+  log_limit warn_limit;
+  /// Called (on a CAF thread) when the gateway actor terminates other than
+  /// through stop(): a bug, since nothing a peer sends stops it. The node
+  /// is unreachable from then on; meshd exits so that its service manager
+  /// restarts it.
+  std::function<void(const caf::error& reason)> on_unexpected_exit;
 };
 
 class gateway {
@@ -68,6 +84,9 @@ public:
   /// Publishes the gateway on `host`:`port` (0 = an ephemeral port) with
   /// SO_REUSEADDR, so a node restarted right after a crash can bind its port
   /// again. Returns the bound port. Requires the middleman to be loaded.
+  /// Removes "ConfigServ" and "SpawnServ" from the actor system's registry
+  /// (BASP delivers messages addressed by name to registry entries): a
+  /// system that publishes a gateway serves peers through it only.
   caf::expected<uint16_t> publish(const std::string& host, uint16_t port);
 
   /// Closes the published port, stops the workers, then the gateway, and

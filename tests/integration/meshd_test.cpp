@@ -360,3 +360,194 @@ TEST_CASE("send --from-file without a producer file is a new producer") {
   node.ok({"send", id, "--from-file", events});
   CHECK(counter_total(node, id) == std::to_string(2 * sum));
 }
+
+TEST_CASE("deleting meshd.lock does not let a second meshd in") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  REQUIRE(::unlink((dir / "data/meshd.lock").c_str()) == 0);
+  child second{{meshd_binary(), "--data-dir", dir / "data", "--listen",
+                "127.0.0.1:0"},
+               dir / "second.out",
+               dir / "second.err"};
+  auto code = second.wait_for(30s);
+  auto err = read_file(dir / "second.err");
+  INFO("second meshd stderr: " << err);
+  CHECK(code == 1);
+  CHECK(err.find("is in use by another meshd") != std::string::npos);
+  CHECK(node.running());
+}
+
+TEST_CASE("meshd refuses an empty --data-dir as bad usage") {
+  temp_dir dir;
+  auto r = run({meshd_binary(), "--data-dir", "", "--listen", "127.0.0.1:0"},
+               dir.path(), 30s);
+  CHECK(r.code == 2);
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("meshd: --data-dir must not be empty") != std::string::npos);
+}
+
+TEST_CASE("meshd says address in use when its port is taken") {
+  temp_dir dir;
+  meshd_node first{dir.path(), dir / "a"};
+  first.start();
+  auto r = run({meshd_binary(), "--data-dir", dir / "b", "--listen",
+                first.address()},
+               dir.path(), 30s);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("cannot listen on " + first.address() + ": address in use")
+        != std::string::npos);
+  CHECK(first.running());
+}
+
+TEST_CASE("send --from-file fails when the high-water mark is past the end of "
+          "the file") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = deploy(node, "counter");
+  auto producer = dir / "producer";
+  auto longer = dir / "longer.txt";
+  auto sum = write_numbers(longer, 500);
+  node.ok({"send", id, "--from-file", longer, "--producer-file", producer});
+  // Another client used the same producer id for a longer stream.
+  auto shorter = dir / "shorter.txt";
+  write_numbers(shorter, 300);
+  auto r = node.ctl(
+    {"send", id, "--from-file", shorter, "--producer-file", producer});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.code == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("high-water mark 500") != std::string::npos);
+  CHECK(r.err.find("past the end of " + shorter + " (300 lines)")
+        != std::string::npos);
+  CHECK(counter_total(node, id) == std::to_string(sum));
+}
+
+namespace {
+
+// Flips one byte in the middle of `path`.
+void damage(const std::string& path) {
+  auto bytes = read_file(path);
+  REQUIRE(bytes.size() > 16);
+  bytes[bytes.size() / 2] ^= 0x5a;
+  std::ofstream out{path, std::ios::binary | std::ios::trunc};
+  out << bytes;
+}
+
+// The daemons table row of `id`, split into columns.
+std::vector<std::string> row_of(const std::string& table,
+                                const std::string& id) {
+  std::istringstream in{table};
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(id, 0) != 0)
+      continue;
+    std::vector<std::string> cols;
+    std::istringstream words{line};
+    for (std::string w; words >> w;)
+      cols.push_back(w);
+    return cols;
+  }
+  FAIL("no row for " << id << " in:\n" << table);
+  return {};
+}
+
+} // namespace
+
+TEST_CASE("daemons lists a daemon with a damaged snapshot as failed with the "
+          "reason, and resume reports why it cannot be rebuilt") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto broken = deploy(node, "counter");
+  auto healthy = deploy(node, "counter");
+  node.ok({"send", broken, "5"});
+  node.ok({"send", healthy, "7"});
+  REQUIRE(node.terminate(60s) == 0);
+  damage(dir / ("data/snapshots/" + broken.substr(2)));
+  node.start();
+
+  auto table = node.ok({"daemons"});
+  INFO("daemons:\n" << table);
+  CHECK(first_line(table).find("REASON") != std::string::npos);
+  auto row = row_of(table, broken);
+  REQUIRE(row.size() > 4);
+  CHECK(row[3] == "failed");
+  CHECK(table.find("snapshot damaged") != std::string::npos);
+  CHECK(row_of(table, healthy)[3] == "running");
+  auto json = node.ok({"--json", "daemons"});
+  CHECK(json.find("\"reason\":\"snapshot damaged") != std::string::npos);
+
+  // Its state cannot come back: resume fails, naming the daemon.
+  auto r = node.ctl({"resume", broken});
+  CHECK(r.code == 1);
+  CHECK(r.err_lines() == 1);
+  CHECK(r.err.find("daemon_failed") != std::string::npos);
+  CHECK(r.err.find("cannot be rebuilt") != std::string::npos);
+  CHECK(row_of(node.ok({"daemons"}), broken)[3] == "failed");
+
+  // A running daemon is not resumed; an unknown one is not found.
+  auto running = node.ctl({"resume", healthy});
+  CHECK(running.code == 1);
+  CHECK(running.err.find("is not failed (state running)") != std::string::npos);
+  auto unknown = node.ctl({"resume", "0x00000000000004d2"});
+  CHECK(unknown.code == 1);
+  CHECK(unknown.err.find("daemon_not_found") != std::string::npos);
+  CHECK(counter_total(node, healthy) == "7");
+}
+
+TEST_CASE("resume of a daemon that lost logged inputs needs --accept-loss") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  std::vector<std::string> flags{"--snapshot-every", "0", "--fsync",
+                                 "every_n:1"};
+  node.start("127.0.0.1:0", flags);
+  auto id = deploy(node, "counter");
+  for (int i = 0; i < 5; ++i)
+    node.ok({"send", id, "1"});
+  // No snapshot was taken: the daemon comes back from the log alone.
+  node.kill9();
+  // Damage the third of the daemon's five log records (the last five).
+  std::string idx;
+  for (int gen = 0; gen < 100 && idx.empty(); ++gen) {
+    auto p = dir / ("data/log/v" + std::to_string(gen) + "/idx");
+    if (::access(p.c_str(), F_OK) == 0)
+      idx = p;
+  }
+  REQUIRE(!idx.empty());
+  {
+    std::fstream f{idx, std::ios::in | std::ios::out | std::ios::binary};
+    f.seekg(0, std::ios::end);
+    auto records = static_cast<long>(f.tellg()) / 32;
+    REQUIRE(records >= 5);
+    auto checksum_at = (records - 3) * 32 + 24;
+    char c = 0;
+    f.seekg(checksum_at);
+    f.get(c);
+    f.seekp(checksum_at);
+    f.put(static_cast<char>(c ^ 0x5a));
+  }
+  node.start("127.0.0.1:0", flags);
+  auto table = node.ok({"daemons"});
+  INFO("daemons:\n" << table << "\nlog:\n" << node.log());
+  CHECK(row_of(table, id)[3] == "failed");
+  CHECK(table.find("log gap") != std::string::npos);
+
+  auto refused = node.ctl({"resume", id});
+  CHECK(refused.code == 1);
+  CHECK(refused.err_lines() == 1);
+  CHECK(refused.err.find("lost logged inputs 3..5") != std::string::npos);
+  CHECK(refused.err.find("meshctl resume " + id + " --accept-loss")
+        != std::string::npos);
+  CHECK(row_of(node.ok({"daemons"}), id)[3] == "failed");
+
+  CHECK(node.ok({"resume", id, "--accept-loss"})
+        == "resumed " + id + " at seq 5\n");
+  auto after = node.ok({"daemons"});
+  CHECK(row_of(after, id)[3] == "running");
+  CHECK(after.find("REASON") == std::string::npos);
+  // Inputs 1 and 2 survived; the lost seqs are not reused.
+  CHECK(counter_total(node, id) == "2");
+  CHECK(stat_value(node.ok({"stats", id}), "last_seq") == 6);
+}

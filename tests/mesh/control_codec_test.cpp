@@ -56,6 +56,7 @@ void check_info(const daemon_info& x, const daemon_info& y) {
   CHECK(x.last_seq == y.last_seq);
   CHECK(x.state == y.state);
   CHECK(x.epoch == y.epoch);
+  CHECK(x.reason == y.reason);
 }
 
 wire_bytes to_wire(capnp::MessageBuilder& msg) {
@@ -105,6 +106,14 @@ TEST_CASE("highWater, stats, snapshot and stop requests round-trip the ids") {
         == UINT64_MAX);
 }
 
+TEST_CASE("resume request round-trips the id and accept_loss") {
+  auto x = round_trip<resume_request>(resume_request{55, true});
+  CHECK(x.daemon_id == 55);
+  CHECK(x.accept_loss);
+  CHECK(!round_trip<resume_request>(resume_request{56, false}).accept_loss);
+  CHECK(std::string{name_of(resume_request{})} == "resume");
+}
+
 TEST_CASE("name_of names each request as the protocol does") {
   CHECK(std::string{name_of(send_request{})} == "send");
   CHECK(std::string{name_of(high_water_request{})} == "highWater");
@@ -132,6 +141,22 @@ TEST_CASE("daemons response round-trips every field") {
   REQUIRE(x.daemons.size() == 2);
   check_info(x.daemons[0], res.daemons[0]);
   check_info(x.daemons[1], res.daemons[1]);
+}
+
+TEST_CASE("daemons response round-trips a failed daemon's reason") {
+  auto failed = sample_info(7);
+  failed.state = "failed";
+  failed.reason = "snapshot damaged: checksum mismatch";
+  auto x = round_trip<daemons_response>(daemons_response{{failed}});
+  REQUIRE(x.daemons.size() == 1);
+  CHECK(x.daemons[0].state == "failed");
+  CHECK(x.daemons[0].reason == "snapshot damaged: checksum mismatch");
+}
+
+TEST_CASE("resume response round-trips the resumed daemon") {
+  auto info = sample_info(9);
+  auto x = round_trip<resume_response>(resume_response{info});
+  check_info(x.daemon, info);
 }
 
 TEST_CASE("kinds response round-trips the list") {

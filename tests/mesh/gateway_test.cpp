@@ -4,7 +4,10 @@
 #include <chrono>
 #include <memory>
 #include <set>
+#include <stdexcept>
+#include <thread>
 
+#include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
@@ -14,6 +17,7 @@
 #include "examples/examples.hpp"
 #include "mesh/control_client.hpp"
 #include "mesh/gateway.hpp"
+#include "support/log_capture.hpp"
 #include "snapshot/snapshot.hpp"
 
 using namespace mesh;
@@ -67,7 +71,7 @@ struct fixture {
   uint16_t port = 0;
   std::optional<control_client> client;
 
-  explicit fixture(bool refuse = false) {
+  explicit fixture(bool refuse = false, log_limit warn_limit = {}) {
     mesh::apply_scheduler_defaults(cfg);
     cfg.load<caf::io::middleman>();
     sys = std::make_unique<caf::actor_system>(cfg);
@@ -81,6 +85,7 @@ struct fixture {
     opts.workers = 2;
     opts.auth = auth;
     opts.max_deploy_count = 50;
+    opts.warn_limit = warn_limit;
     gw = std::make_unique<gateway>(*sys, *rt, opts);
     auto p = gw->publish("127.0.0.1", 0);
     REQUIRE(p);
@@ -274,6 +279,121 @@ TEST_CASE("garbage bytes get corrupt_data and the gateway keeps serving") {
   REQUIRE(std::holds_alternative<error_response>(*res));
   CHECK(std::get<error_response>(*res).code == errc::corrupt_data);
   f.ask<kinds_response>(kinds_request{});
+}
+
+TEST_CASE("a flood of bad requests writes a bounded number of log lines") {
+  mesh::test::log_capture logs;
+  fixture f{false, log_limit{10, 60s}};
+  for (int i = 0; i < 2000; ++i) {
+    auto res = f.client->call_raw(wire_bytes{'n', 'o', 'p', 'e'});
+    REQUIRE(res);
+    REQUIRE(std::holds_alternative<error_response>(*res));
+  }
+  f.ask<kinds_response>(kinds_request{});
+  CHECK(logs.count("bad request") == 10);
+  CHECK(logs.count("suppressed") == 0);
+  f.gw->stop();
+  CHECK(logs.count("suppressed 1990 similar warnings") == 1);
+}
+
+TEST_CASE("a flood of unauthenticated requests writes a bounded number of log "
+          "lines") {
+  mesh::test::log_capture logs;
+  fixture f{true, log_limit{10, 60s}};
+  for (int i = 0; i < 2000; ++i)
+    CHECK(f.ask_error(kinds_request{}).code == errc::unauthenticated);
+  CHECK(logs.count("refused request") == 10);
+  f.gw->stop();
+  CHECK(logs.count("suppressed 1990 similar warnings") == 1);
+}
+
+TEST_CASE("suppressed warnings are summarized once per interval") {
+  mesh::test::log_capture logs;
+  fixture f{false, log_limit{3, 1s}};
+  for (int i = 0; i < 50; ++i)
+    (void)f.client->call_raw(wire_bytes{'x'});
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (logs.count("suppressed 47 similar warnings") == 0
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  CHECK(logs.count("bad request") == 3);
+  CHECK(logs.count("suppressed 47 similar warnings") == 1);
+}
+
+namespace {
+
+// A bug in the gateway actor: open() throws.
+class throwing_authenticator : public authenticator {
+public:
+  caf::expected<std::vector<char>> open(const caf::node_id&,
+                                        std::vector<char>) override {
+    throw std::runtime_error("bug");
+  }
+  std::vector<char> seal(const caf::node_id&, std::vector<char> r) override {
+    return r;
+  }
+  const char* mode() const override {
+    return "throwing";
+  }
+};
+
+// A published gateway whose on_unexpected_exit counts its calls.
+struct watched_gateway {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<runtime> rt;
+  std::unique_ptr<gateway> gw;
+  std::shared_ptr<std::atomic<int>>
+    exits = std::make_shared<std::atomic<int>>();
+  uint16_t port = 0;
+
+  explicit watched_gateway(std::shared_ptr<authenticator> auth) {
+    cfg.load<caf::io::middleman>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+    rt = std::make_unique<runtime>(*sys, runtime_options{});
+    REQUIRE(!rt->start());
+    gateway_options opts;
+    opts.auth = std::move(auth);
+    auto n = exits;
+    opts.on_unexpected_exit = [n](const caf::error&) {
+      ++*n;
+    };
+    gw = std::make_unique<gateway>(*sys, *rt, opts);
+    auto p = gw->publish("127.0.0.1", 0);
+    REQUIRE(p);
+    port = *p;
+  }
+
+  ~watched_gateway() {
+    gw.reset();
+    rt.reset();
+  }
+};
+
+} // namespace
+
+TEST_CASE("a gateway that dies reports it through on_unexpected_exit") {
+  watched_gateway w{std::make_shared<throwing_authenticator>()};
+  auto c = control_client::connect(*w.sys, "127.0.0.1", w.port, 10s);
+  REQUIRE(c);
+  auto res = c->call(kinds_request{});
+  CHECK(!res);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (*w.exits == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  CHECK(*w.exits == 1);
+}
+
+TEST_CASE("a stopped gateway does not report an unexpected exit") {
+  watched_gateway w{make_no_authentication()};
+  w.gw->stop();
+  CHECK(*w.exits == 0);
+}
+
+TEST_CASE("publishing removes CAF's named ConfigServ and SpawnServ") {
+  watched_gateway w{make_no_authentication()};
+  CHECK(w.sys->registry().get(caf::atom("ConfigServ")) == nullptr);
+  CHECK(w.sys->registry().get(caf::atom("SpawnServ")) == nullptr);
 }
 
 TEST_CASE("every request passes the authenticator in and out") {

@@ -59,6 +59,16 @@ public:
     return sink_->text();
   }
 
+  /// Lines, at any level, that contain `needle`.
+  size_t count(const std::string& needle) {
+    std::istringstream in{text()};
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);)
+      if (line.find(needle) != std::string::npos)
+        ++n;
+    return n;
+  }
+
   /// Lines at `level` ("error", "warning", ...) that contain `needle`.
   size_t count(const std::string& level, const std::string& needle) {
     std::istringstream in{text()};

@@ -91,7 +91,8 @@ std::string json_daemon(const daemon_info& d) {
          + "\",\"kind\":" + meshseg::json_string(d.kind)
          + ",\"seq\":" + std::to_string(d.last_seq)
          + ",\"state\":" + meshseg::json_string(d.state)
-         + ",\"epoch\":" + std::to_string(d.epoch) + "}";
+         + ",\"epoch\":" + std::to_string(d.epoch)
+         + ",\"reason\":" + meshseg::json_string(d.reason) + "}";
 }
 
 std::string json_daemons(const std::vector<daemon_info>& ds) {
@@ -117,6 +118,8 @@ void print_table(std::ostream& out,
       if (i + 1 < row.size())
         line += std::string(widths[i] - row[i].size() + 2, ' ');
     }
+    // An empty last column leaves padding behind.
+    line.erase(line.find_last_not_of(' ') + 1);
     out << line << '\n';
   }
   out.flush();
@@ -161,10 +164,20 @@ int run_daemons(session& s) {
     s.out << "no daemons on " << s.client.address() << std::endl;
     return exit_ok;
   }
+  // The REASON column only when some daemon failed: it is empty otherwise.
+  auto any_failed = std::any_of(res->daemons.begin(), res->daemons.end(),
+                                [](const daemon_info& d) {
+                                  return !d.reason.empty();
+                                });
   std::vector<std::vector<std::string>> rows{{"ID", "KIND", "SEQ", "STATE"}};
-  for (const auto& d : res->daemons)
+  if (any_failed)
+    rows.front().push_back("REASON");
+  for (const auto& d : res->daemons) {
     rows.push_back(
       {hex_u64(d.origin_hash), d.kind, std::to_string(d.last_seq), d.state});
+    if (any_failed)
+      rows.back().push_back(d.reason);
+  }
   print_table(s.out, rows);
   return exit_ok;
 }
@@ -359,6 +372,42 @@ int run_high_water(session& s, const high_water_args& args) {
   else
     s.out << res->producer_seq << std::endl;
   return exit_ok;
+}
+
+} // namespace mesh::meshctl
+
+namespace mesh::meshctl {
+
+int run_resume(session& s, const resume_args& args) {
+  int code = exit_ok;
+  auto res = s.client.call(resume_request{args.daemon_id, args.accept_loss});
+  if (!res)
+    return report_transport(s, res.error());
+  if (auto* err = std::get_if<error_response>(&*res)) {
+    auto text = describe(to_error(*err));
+    // The runtime's words for a failure that lost logged inputs.
+    if (!args.accept_loss
+        && err->message.find("needs the loss to be accepted")
+             != std::string::npos)
+      text += "; to skip the lost inputs run: meshctl resume "
+              + hex_u64(args.daemon_id) + " --accept-loss";
+    s.err << "meshctl: " << text << std::endl;
+    return exit_refused;
+  }
+  auto* ok = std::get_if<resume_response>(&*res);
+  if (ok == nullptr)
+    return report_mismatch(s, "resume");
+  const auto& d = ok->daemon;
+  if (s.json)
+    s.out << "{\"resumed\":" << json_id(args.daemon_id)
+          << ",\"seq\":" << d.last_seq
+          << ",\"state\":" << meshseg::json_string(d.state)
+          << ",\"accept_loss\":" << (args.accept_loss ? "true" : "false") << "}"
+          << std::endl;
+  else
+    s.out << "resumed " << hex_u64(args.daemon_id) << " at seq " << d.last_seq
+          << std::endl;
+  return code;
 }
 
 } // namespace mesh::meshctl

@@ -86,6 +86,14 @@ int run_snapshot(session& s, const snapshot_args& args);
 int run_stop(session& s, uint64_t daemon_id);
 int run_high_water(session& s, const high_water_args& args);
 
+struct resume_args {
+  uint64_t daemon_id = 0;
+  /// Skip the inputs the daemon's failure lost.
+  bool accept_loss = false;
+};
+
+int run_resume(session& s, const resume_args& args);
+
 /// Parses a daemon id as `meshctl daemons` prints it: hex, "0x" optional,
 /// 1 to 16 digits. Errors: invalid_argument naming the text.
 caf::expected<uint64_t> parse_daemon_id(const std::string& text);

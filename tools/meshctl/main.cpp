@@ -41,6 +41,7 @@ Examples:
   meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 --from-file ev.txt \
           --producer-file ev.producer
   meshctl --node 127.0.0.1:7400 --json stats 0x1a2b3c4d5e6f7081
+  meshctl --node 127.0.0.1:7400 resume 0x1a2b3c4d5e6f7081
 Run 'meshctl COMMAND --help' for a command's options.)";
 
 constexpr const char* send_footer
@@ -56,6 +57,8 @@ With --producer-file the producer id is stable across runs (the file is
 created on first use), so after any failure re-running the same command
 applies every line exactly once: lines the node already applied are
 skipped (its high-water mark is asked first) or come back as duplicates.
+When the node's mark is past the last line of the file (the producer file
+was used for another stream), nothing is sent and the exit code is 2.
 Without it, each run is a new producer. If the node goes away mid-stream:
   meshctl: node 127.0.0.1:7400 went away after line 1234 (applied through 1200)
 and exit code 3.
@@ -66,6 +69,25 @@ Examples:
   meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 --from-file ev.txt \
           --producer-file ev.producer --batch 500
 Payloads starting with '-' go after '--': meshctl ... send ID -- -5)";
+
+constexpr const char* resume_footer
+  = R"('meshctl daemons' lists failed daemons with STATE failed and a REASON.
+resume rebuilds such a daemon from its snapshot and the event log and makes
+it serve again:
+  resumed 0x1a2b3c4d5e6f7081 at seq 1200
+When the failure lost logged inputs (a gap in the event log found at
+recovery), resume refuses and names them; --accept-loss skips them and the
+daemon continues after them. A daemon whose snapshot or record is damaged
+cannot be rebuilt: resume says so and it stays failed (restore it from a
+snapshot copy, or 'meshctl stop' it).
+
+Errors (exit 1): daemon_not_found; wrong_phase when the daemon is not
+failed; daemon_failed when it lost inputs (without --accept-loss) or cannot
+be rebuilt.
+
+Examples:
+  meshctl --node 127.0.0.1:7400 resume 0x1a2b3c4d5e6f7081
+  meshctl --node 127.0.0.1:7400 resume 0x1a2b3c4d5e6f7081 --accept-loss)";
 
 struct global_args {
   std::string node;
@@ -136,8 +158,9 @@ int main(int argc, char** argv) {
   std::function<int(session&)> command;
   auto id_check = daemon_id_validator();
 
-  auto* daemons = app.add_subcommand(
-    "daemons", "List the node's daemons: id, kind, last applied seq, state");
+  auto* daemons = app.add_subcommand("daemons", "List the node's daemons: id, "
+                                                "kind, last applied seq, state "
+                                                "(and why, for failed ones)");
   daemons->callback([&] {
     command = run_daemons;
   });
@@ -267,6 +290,22 @@ int main(int argc, char** argv) {
       hw.producer_id = to_id(hw_producer);
     command = [&hw](session& s) {
       return run_high_water(s, hw);
+    };
+  });
+
+  resume_args res;
+  std::string res_id;
+  auto* resume = app.add_subcommand("resume", "Make a failed daemon serve "
+                                              "again from its last good state");
+  resume->footer(resume_footer);
+  resume->add_option("ID", res_id, "Daemon id")->required()->check(id_check);
+  resume->add_flag("--accept-loss", res.accept_loss,
+                   "Skip the logged inputs the failure lost (their seqs are "
+                   "never reused)");
+  resume->callback([&] {
+    res.daemon_id = to_id(res_id);
+    command = [&res](session& s) {
+      return run_resume(s, res);
     };
   });
 

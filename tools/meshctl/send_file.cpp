@@ -154,6 +154,18 @@ public:
              << std::endl;
       return exit_usage;
     }
+    if (high_water_ > c_.lines) {
+      // Every line was "applied before", yet the node has applied more of
+      // this producer than the file holds: another stream used the same
+      // producer id, so none of these lines may have been applied at all.
+      prog_.finish();
+      s_.err << "meshctl: the node's high-water mark " << high_water_
+             << " for producer " << hex_u64(producer_) << " is past the end of "
+             << args_.from_file << " (" << c_.lines
+             << " lines): nothing sent; was the producer file "
+             << args_.producer_file << " used for another stream?" << std::endl;
+      return exit_usage;
+    }
     if (auto code = flush(); code != exit_ok)
       return code;
     prog_.finish();

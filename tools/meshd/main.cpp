@@ -6,14 +6,18 @@
 // SIGINT stops the gateway, shuts the runtime down (every daemon snapshots,
 // the log is closed) and exits 0.
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +38,7 @@
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
 #include "examples/examples.hpp"
+#include "mesh/authenticator.hpp"
 #include "mesh/gateway.hpp"
 #include "mesh/node_address.hpp"
 #include "persistence/segment.hpp"
@@ -55,8 +60,10 @@ closes the log and exits 0.
 There is no authentication yet: anyone who can reach the port is served.
 Listen on 127.0.0.1 or another private address.
 
-Exit codes: 0 clean shutdown, 1 could not start or shut down cleanly,
-2 bad usage.
+Exit codes: 0 clean shutdown, 1 could not start (data directory in use,
+address in use, ...) or shut down cleanly, or the gateway terminated
+unexpectedly (run meshd under a service manager that restarts it), 2 bad
+usage (an empty --data-dir too).
 
 Examples:
   meshd --data-dir /var/lib/meshd --listen 127.0.0.1:7400
@@ -106,43 +113,34 @@ caf::error ensure_data_dir(const std::string& dir) {
   return {};
 }
 
-// Holds DIR/meshd.lock (flock) for the life of the process, so a second
-// meshd on the same data directory refuses to start instead of corrupting
-// the log. The kernel drops the lock when the process dies, also on SIGKILL.
+// Holds an exclusive flock on the data directory itself for the life of the
+// process, so a second meshd on the same directory refuses to start instead
+// of corrupting the log. The lock sits on a descriptor of the directory
+// (O_RDONLY | O_DIRECTORY), not on a file in it: nothing an operator deletes
+// inside the directory releases it. The kernel drops it when the process
+// dies, also on SIGKILL. DIR/meshd.lock only names the holder's pid for the
+// refusal message; deleting it changes nothing.
 class data_dir_lock {
 public:
   static caf::expected<std::unique_ptr<data_dir_lock>>
   acquire(const std::string& dir) {
-    auto path = dir + "/meshd.lock";
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
       return mesh::make_error(mesh::errc::io_error,
-                              "open " + path + ": " + std::strerror(errno));
+                              "open " + dir + ": " + std::strerror(errno));
+    auto pid_path = dir + "/meshd.lock";
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       auto err = errno;
-      char buf[32] = {};
-      auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
       ::close(fd);
-      if (err == EWOULDBLOCK) {
-        std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n))
-                                   : std::string{"?"};
-        while (!holder.empty() && holder.back() == '\n')
-          holder.pop_back();
+      if (err == EWOULDBLOCK)
         return mesh::make_error(mesh::errc::already_registered,
                                 "data directory " + dir
-                                  + " is in use by another meshd (pid " + holder
-                                  + ")");
-      }
+                                  + " is in use by another meshd (pid "
+                                  + holder_pid(pid_path) + ")");
       return mesh::make_error(mesh::errc::io_error,
-                              "flock " + path + ": " + std::strerror(err));
+                              "flock " + dir + ": " + std::strerror(err));
     }
-    auto pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0
-        || ::pwrite(fd, pid.data(), pid.size(), 0)
-             != static_cast<ssize_t>(pid.size())) {
-      // The pid is only informational; the lock is what matters.
-      spdlog::warn("cannot write pid to {}: {}", path, std::strerror(errno));
-    }
+    write_pid(pid_path);
     return std::unique_ptr<data_dir_lock>{new data_dir_lock{fd}};
   }
 
@@ -155,6 +153,33 @@ public:
 
 private:
   explicit data_dir_lock(int fd) : fd_(fd) {}
+
+  // "?" when the file is gone or empty.
+  static std::string holder_pid(const std::string& path) {
+    char buf[32] = {};
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    auto n = fd >= 0 ? ::read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+      ::close(fd);
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!pid.empty() && pid.back() == '\n')
+      pid.pop_back();
+    return pid.empty() ? "?" : pid;
+  }
+
+  // The pid is only informational; the lock is what matters.
+  static void write_pid(const std::string& path) {
+    auto pid = std::to_string(::getpid()) + "\n";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                    0600);
+    if (fd < 0
+        || ::write(fd, pid.data(), pid.size())
+             != static_cast<ssize_t>(pid.size()))
+      spdlog::warn("cannot write pid to {}: {}", path, std::strerror(errno));
+    if (fd >= 0)
+      ::close(fd);
+  }
+
   int fd_;
 };
 
@@ -177,16 +202,74 @@ caf::error write_ready_file(const std::string& path, const std::string& text) {
   return {};
 }
 
-// Blocks the stop signals in this thread before any other thread exists, so
-// every thread CAF starts inherits the mask and only sigwait() sees them.
+// Signals the gateway watch to the main thread (see gateway_watch).
+constexpr int gateway_died_signal = SIGUSR2;
+
+// Blocks the stop signals (and the gateway watch's) in this thread before
+// any other thread exists, so every thread CAF starts inherits the mask and
+// only sigwait() sees them.
 sigset_t block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, gateway_died_signal);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   return set;
+}
+
+// Notes the gateway's death (from a CAF thread) and wakes the main thread,
+// which then exits non-zero: a node whose gateway is gone serves nobody, and
+// its service manager restarts it. A stray SIGUSR2 from outside finds
+// `died` unset and is ignored.
+struct gateway_watch {
+  std::atomic<bool> died{false};
+  std::mutex mtx;
+  std::string reason;
+
+  void notify(const caf::error& why) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      reason = mesh::describe(why);
+    }
+    died = true;
+    ::kill(::getpid(), gateway_died_signal);
+  }
+
+  std::string why() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return reason;
+  }
+};
+
+// MESHD_FAULT_INJECTION=gateway-throw: the gateway's authenticator throws on
+// the first request, inside the gateway actor, as a bug would. Lets tests
+// check that meshd exits when its gateway dies (docs/operations.md, "Test
+// hooks"); it has no other use.
+class throwing_authenticator final : public mesh::authenticator {
+public:
+  caf::expected<std::vector<char>> open(const caf::node_id&,
+                                        std::vector<char>) override {
+    throw std::runtime_error("injected fault (MESHD_FAULT_INJECTION="
+                             "gateway-throw)");
+  }
+
+  std::vector<char> seal(const caf::node_id&,
+                         std::vector<char> response) override {
+    return response;
+  }
+
+  const char* mode() const override {
+    return "none (fault injection: gateway-throw)";
+  }
+};
+
+std::shared_ptr<mesh::authenticator> make_authenticator() {
+  const char* fault = std::getenv("MESHD_FAULT_INJECTION");
+  if (fault != nullptr && std::string{fault} == "gateway-throw")
+    return std::make_shared<throwing_authenticator>();
+  return mesh::make_no_authentication();
 }
 
 int run(const options& opts, const mesh::fsync_policy& policy,
@@ -233,7 +316,11 @@ int run(const options& opts, const mesh::fsync_policy& policy,
 
   mesh::gateway_options gopts;
   gopts.workers = opts.workers;
-  gopts.auth = mesh::make_no_authentication();
+  gopts.auth = make_authenticator();
+  auto watch = std::make_shared<gateway_watch>();
+  gopts.on_unexpected_exit = [watch](const caf::error& why) {
+    watch->notify(why);
+  };
   auto auth_mode = gopts.auth->mode();
   mesh::gateway gw{sys, rt, gopts};
   auto port = gw.publish(listen.host, listen.port);
@@ -253,8 +340,19 @@ int run(const options& opts, const mesh::fsync_policy& policy,
       spdlog::error("cannot write ready file: {}", mesh::describe(err));
 
   int sig = 0;
-  while (sigwait(&signals, &sig) != 0)
-    ; // EINTR: wait again
+  while (sigwait(&signals, &sig) != 0
+         || (sig == gateway_died_signal && !watch->died))
+    ; // EINTR or a stray SIGUSR2: wait again
+  if (watch->died) {
+    spdlog::error("gateway terminated unexpectedly ({}): the node is "
+                  "unreachable; shutting down and exiting 1 so that the "
+                  "service manager restarts meshd",
+                  watch->why());
+    gw.stop();
+    if (auto err = rt.shutdown())
+      spdlog::error("shutdown failed: {}", mesh::describe(err));
+    return exit_failure;
+  }
   spdlog::info("received {}, shutting down",
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
   gw.stop();
@@ -282,7 +380,8 @@ int main(int argc, char** argv) {
   app
     .add_option("--data-dir", opts.data_dir,
                 "Node data directory (event log, snapshots, daemon "
-                "records); created when missing, its parent must exist")
+                "records); created when missing, its parent must exist; "
+                "locked while meshd runs (one meshd per directory)")
     ->required()
     ->type_name("DIR");
   app
@@ -337,6 +436,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(exit_usage, std::string{e.what()} + " (see meshd --help)");
   }
+  if (opts.data_dir.empty())
+    return fail(exit_usage, "--data-dir must not be empty (see meshd --help)");
   auto listen = mesh::node_address::parse(opts.listen);
   if (!listen)
     return fail(exit_usage, mesh::describe(listen.error()));
