@@ -190,6 +190,13 @@ bool recovery_report::clean() const {
          && trimmed_ts_bytes == 0 && orphans.empty();
 }
 
+uint64_t recovery_report::stranded_records() const {
+  uint64_t n = 0;
+  for (const auto& g : stranded)
+    n += g.records;
+  return n;
+}
+
 std::string recovery_report::loss_summary() const {
   if (lost_records_estimate == 0 && lost_bytes == 0)
     return {};
@@ -257,6 +264,12 @@ std::vector<std::string> recovery_report::findings() const {
                   + std::to_string(trimmed_dat_bytes));
   if (trimmed_ts_bytes > 0)
     out.push_back("unreferenced ts bytes: " + std::to_string(trimmed_ts_bytes));
+  for (const auto& g : stranded)
+    out.push_back("orphan " + g.name + " holds " + std::to_string(g.records)
+                  + " record(s) (seq " + std::to_string(g.first_seq) + ".."
+                  + std::to_string(g.last_seq) + ") that the live generation "
+                  + sf::generation_dir_name(generation)
+                  + " lacks: deleting it loses them");
   if (!orphans.empty()) {
     std::string names;
     for (auto& o : orphans)
@@ -529,7 +542,12 @@ caf::expected<bytes> read_optional(file_system* fs, const std::string& path,
 // is the number of whole idx records, `ts_count` of whole ts entries.
 void estimate_loss(const analysis& a, uint64_t whole, uint64_t ts_count,
                    recovery_report& report) {
-  uint64_t orphan_ts = a.ts_exists && ts_count > whole ? ts_count - whole : 0;
+  // A torn idx tail is already reported as the one record it was meant to
+  // be; its ts entry is not evidence of more.
+  uint64_t described = whole + (report.torn_idx_bytes > 0 ? 1 : 0);
+  uint64_t orphan_ts = a.ts_exists && ts_count > described
+                         ? ts_count - described
+                         : 0;
   uint64_t unref = a.dat_len - std::min(a.dat_len, a.dat_end);
   if (orphan_ts == 0 && unref <= sf::max_append_bytes)
     return;
@@ -744,6 +762,69 @@ caf::error check_seq_room(const std::string& dir, uint64_t first,
                         + " would pass the largest seq "
                         + std::to_string(sf::max_seq));
   return {};
+}
+
+// Finds the orphan generations of `lay` holding records the live log
+// (`kept`, or empty with `base_seq` next) lacks, into report.stranded.
+// Only complete v<N> directories count: v<N>.tmp is a subset by
+// construction. With `skip_unreadable` an orphan that cannot be analyzed is
+// passed over (it is about to be discarded anyway).
+caf::error find_stranded(file_system* fs, const std::string& dir,
+                         const layout& lay, const std::vector<entry>& kept,
+                         uint64_t base_seq, bool skip_unreadable,
+                         recovery_report& report) {
+  uint64_t live_first = kept.empty() ? base_seq : kept.front().rec.seq;
+  auto live_has = [&kept](uint64_t seq) {
+    auto it = std::lower_bound(kept.begin(), kept.end(), seq,
+                               [](const entry& e, uint64_t s) {
+                                 return e.rec.seq < s;
+                               });
+    return it != kept.end() && it->rec.seq == seq;
+  };
+  for (const auto& name : lay.orphans) {
+    uint32_t g = 0;
+    if (!sf::parse_generation_dir_name(name, g))
+      continue;
+    recovery_report scratch;
+    auto a = analyze(fs, path_join(dir, name), scratch);
+    if (!a) {
+      if (skip_unreadable)
+        continue;
+      return make_error(errc::corrupt_data,
+                        dir + ": cannot tell whether orphan generation " + name
+                          + " holds records the live one lacks: "
+                          + describe(a.error()));
+    }
+    recovery_report::stranded_generation sg;
+    sg.name = name;
+    for (const auto& e : a->kept) {
+      if (e.rec.seq < live_first || live_has(e.rec.seq))
+        continue;
+      if (sg.records++ == 0)
+        sg.first_seq = e.rec.seq;
+      sg.last_seq = e.rec.seq;
+    }
+    if (sg.records > 0)
+      report.stranded.push_back(std::move(sg));
+  }
+  return {};
+}
+
+caf::error refuse_stranded(const std::string& dir,
+                           const recovery_report& report) {
+  std::string what;
+  for (const auto& g : report.stranded)
+    what += (what.empty() ? "" : "; ") + g.name + " holds "
+            + std::to_string(g.records) + " record(s) (seq "
+            + std::to_string(g.first_seq) + ".." + std::to_string(g.last_seq)
+            + ")";
+  return make_error(errc::corrupt_data,
+                    dir + ": orphan generation " + what
+                      + " that the live generation "
+                      + sf::generation_dir_name(report.generation)
+                      + " lacks (a stale manifest or swapped directories); "
+                        "refusing to delete them. Move them aside, or discard "
+                        "them with meshseg verify --repair --force");
 }
 
 void step(const segment_options& opts, std::string_view name) {
@@ -1149,6 +1230,11 @@ struct segment::impl {
     auto a = analyze(fs, gen_dir(gen), report);
     if (!a)
       return a.error();
+    if (auto err = find_stranded(fs, dir, *lay, a->kept, base_seq,
+                                 opts.discard_stranded, report))
+      return err;
+    if (!report.stranded.empty() && !opts.discard_stranded)
+      return refuse_stranded(dir, report);
     if (!report.clean())
       for (auto& line : report.findings())
         warn("segment " + dir + " recovery: " + line);
@@ -1286,6 +1372,9 @@ segment::inspect(const std::string& dir,
   auto a = analyze(fs, gdir, report);
   if (!a)
     return a.error();
+  if (auto err = find_stranded(fs, dir, *lay, a->kept, lay->man.base_seq, false,
+                               report))
+    return err;
   if (each && !a->kept.empty()) {
     std::unique_ptr<file_handle> src;
     if (a->dat_len > 0) {

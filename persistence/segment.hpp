@@ -158,6 +158,19 @@ struct recovery_report {
   /// Generation directories, unfinished compactions and temp files that
   /// are not part of the live log.
   std::vector<std::string> orphans;
+  /// An orphan generation holding records the live generation lacks: seqs
+  /// from the live log's first seq on that it does not hold. A compaction
+  /// never leaves one (its new generation is a suffix of the old); a stale
+  /// manifest or swapped directories do. Recovery refuses to delete it
+  /// unless segment_options::discard_stranded.
+  struct stranded_generation {
+    std::string name;
+    /// Records the live generation lacks, and the lowest / highest seq.
+    uint64_t records = 0;
+    uint64_t first_seq = 0;
+    uint64_t last_seq = 0;
+  };
+  std::vector<stranded_generation> stranded;
   /// The survivors are not a prefix of the files: a new generation holding
   /// only them is (or would be) written.
   bool rewrite = false;
@@ -179,6 +192,9 @@ struct recovery_report {
 
   /// True when recovery found nothing to drop, trim or sweep.
   bool clean() const;
+
+  /// Sum of stranded[i].records: what deleting the orphans would lose.
+  uint64_t stranded_records() const;
 
   /// One human-readable line per finding (empty when clean).
   std::vector<std::string> findings() const;
@@ -203,6 +219,10 @@ struct segment_options {
   /// Create the log when `dir` does not hold one (an empty or missing
   /// directory). A non-empty directory that is not a log is always refused.
   bool create_if_missing = true;
+  /// Let recovery delete orphan generations that hold records the live one
+  /// lacks (recovery_report::stranded). Without it open fails with
+  /// corrupt_data naming them, and changes nothing.
+  bool discard_stranded = false;
   /// Receives one line per event an operator should see (recovery damage,
   /// a failed policy fsync). Called from the worker thread too.
   std::function<void(const std::string&)> on_warning;

@@ -1627,3 +1627,110 @@ TEST_CASE("a crash between the cuts of a recovery never reads as a loss") {
     CHECK(f.seqs(*seg) == std::vector<uint64_t>{1, 2});
   }
 }
+
+// -- orphan generations holding records the live one lacks
+// -------------------------------------------------------------
+
+namespace {
+
+// A log in `dir` whose manifest names v1 with seqs 1..1000 while the orphan
+// v2 holds seqs 801..1200 (as a stale manifest leaves it). With `swap`, the
+// names are swapped: v2 is live with 1..1000, the orphan v1 holds 801..1200.
+void make_stranded_log(const test::temp_dir& tmp, const std::string& dir,
+                       bool swap) {
+  segment_options opts;
+  opts.policy = fsync_policy::never();
+  {
+    auto a = segment::open(dir, opts);
+    REQUIRE(a);
+    for (int i = 1; i <= 1000; ++i)
+      REQUIRE((*a)->append(bytes_view{heap_a + std::to_string(i)}));
+  }
+  auto other = tmp / "other";
+  {
+    auto b = segment::open(other, opts);
+    REQUIRE(b);
+    for (int i = 1; i <= 1200; ++i)
+      REQUIRE((*b)->append(bytes_view{heap_a + std::to_string(i)}));
+    REQUIRE((*b)->compact(retention::keep_last(400)));
+  }
+  REQUIRE(::rename((other + "/v2").c_str(), (dir + "/v2").c_str()) == 0);
+  if (swap) {
+    REQUIRE(::rename((dir + "/v1").c_str(), (dir + "/tmp").c_str()) == 0);
+    REQUIRE(::rename((dir + "/v2").c_str(), (dir + "/v1").c_str()) == 0);
+    REQUIRE(::rename((dir + "/tmp").c_str(), (dir + "/v2").c_str()) == 0);
+    write_manifest_file(dir, 2, 1);
+  }
+}
+
+} // namespace
+
+TEST_CASE("recovery refuses to delete an orphan generation holding records "
+          "the live one lacks") {
+  for (bool swap : {false, true}) {
+    INFO((swap ? "swapped generations" : "stale manifest"));
+    test::temp_dir tmp;
+    auto dir = tmp / "log";
+    make_stranded_log(tmp, dir, swap);
+    std::string orphan = swap ? "v1" : "v2";
+    auto rep = segment::inspect(dir);
+    REQUIRE(rep);
+    CHECK_FALSE(rep->clean());
+    REQUIRE(rep->stranded.size() == 1);
+    CHECK(rep->stranded[0].name == orphan);
+    CHECK(rep->stranded[0].records == 200);
+    CHECK(rep->stranded[0].first_seq == 1001);
+    CHECK(rep->stranded[0].last_seq == 1200);
+    CHECK(rep->stranded_records() == 200);
+    auto seg = segment::open(dir, {});
+    REQUIRE(!seg);
+    CHECK(is(seg.error(), errc::corrupt_data));
+    auto text = describe(seg.error());
+    CHECK(text.find("200 record(s) (seq 1001..1200)") != std::string::npos);
+    CHECK(test::exists(dir + "/" + orphan));
+    // Forced, the orphan goes and the report says what went with it.
+    segment_options opts;
+    opts.discard_stranded = true;
+    auto forced = segment::open(dir, opts);
+    REQUIRE(forced);
+    CHECK((*forced)->recovery().stranded_records() == 200);
+    CHECK_FALSE(test::exists(dir + "/" + orphan));
+    CHECK((*forced)->next_seq() == 1001);
+  }
+}
+
+TEST_CASE("an orphan holding only records the live generation has or "
+          "compacted away is swept") {
+  fixture f;
+  {
+    auto seg = f.open();
+    for (int i = 1; i <= 6; ++i)
+      fill(*seg, {heap_a + std::to_string(i)});
+  }
+  // v1 (1..6) survives a compaction to v2 (5..6) whose old-generation
+  // delete never happened.
+  auto copy = f.tmp / "copy";
+  REQUIRE(::system(("cp -r " + f.dir + "/v1 " + copy).c_str()) == 0);
+  {
+    auto seg = f.open();
+    REQUIRE(seg->compact(retention::keep_last(2)));
+  }
+  REQUIRE(::rename(copy.c_str(), (f.dir + "/v1").c_str()) == 0);
+  auto seg = f.open();
+  CHECK(seg->recovery().stranded.empty());
+  CHECK_FALSE(test::exists(f.dir + "/v1"));
+  CHECK(f.seqs(*seg) == std::vector<uint64_t>{5, 6});
+}
+
+TEST_CASE("a torn idx record with its timestamp is one dropped record, not a "
+          "loss") {
+  fixture f;
+  {
+    auto seg = f.open();
+    fill_batches(*seg, 1);
+  }
+  test::truncate_to(f.file("idx"), 100 * sf::idx_record_size - 5);
+  auto seg = f.open();
+  CHECK(seg->recovery().torn_idx_bytes == sf::idx_record_size - 5);
+  CHECK(seg->recovery().loss_summary().empty());
+}

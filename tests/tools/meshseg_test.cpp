@@ -817,6 +817,49 @@ TEST_CASE("verify reports records lost from idx at a record boundary") {
   CHECK(run({"verify", dir}).code == 0);
 }
 
+TEST_CASE("repair refuses to delete a generation holding newer records "
+          "without --force, and counts them with it") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  auto other = tmp / "other";
+  auto lines = [](int n) {
+    std::string text;
+    for (int i = 1; i <= n; ++i)
+      text += "record-" + std::to_string(i) + "-0123456789\n";
+    return text;
+  };
+  REQUIRE(run({"append", dir, "--from-file", "-"}, lines(1000)).code == 0);
+  REQUIRE(run({"append", other, "--from-file", "-"}, lines(1200)).code == 0);
+  REQUIRE(run({"compact", other, "--keep-last", "400"}).code == 0);
+  // The manifest of `dir` names v1 (seq 1..1000); v2 holds 801..1200.
+  fs::rename(other + "/v2", dir + "/v2");
+  auto v = run({"verify", dir});
+  INFO(v);
+  CHECK(v.code == 1);
+  CHECK(v.out_lines().at(0)
+        == "damaged: recovery would drop 200 records (seq 1001..1200) and keep "
+           "1000 records (seq 1..1000), generation 1");
+  CHECK(contains(v.out, "repair with: meshseg verify --repair --force"));
+  auto before = snapshot(dir);
+  auto r = run({"verify", "--repair", dir});
+  INFO(r);
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "refusing to repair"));
+  CHECK(contains(r.out, "200 records (seq 1001..1200)"));
+  CHECK(snapshot(dir) == before);
+  auto forced = run({"verify", "--repair", "--force", dir});
+  INFO(forced);
+  CHECK(forced.code == 0);
+  CHECK(forced.out_lines().at(0)
+        == "repaired " + dir
+             + ": dropped 200 records (seq 1001..1200), kept 1000 records "
+               "(seq 1..1000), generation 1");
+  CHECK_FALSE(fs::exists(dir + "/v2"));
+  CHECK(run({"verify", dir}).code == 0);
+  auto usage = run({"verify", "--force", dir});
+  CHECK(usage.code == 2);
+}
+
 // -- compact ------------------------------------------------------------------
 
 TEST_CASE("compact --keep-last drops the oldest records") {

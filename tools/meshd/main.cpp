@@ -398,7 +398,7 @@ int main(int argc, char** argv) {
   app
     .add_option("--fsync", opts.fsync,
                 "Event log fsync policy: never, every_n:N, interval:MS or "
-                "interval_or_bytes:MS:BYTES")
+                "interval_or_bytes:MS:BYTES (MS at most 86400000, one day)")
     ->type_name("POLICY")
     ->capture_default_str();
   app

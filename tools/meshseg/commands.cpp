@@ -307,6 +307,14 @@ drop_summary summarize_drops(const std::string& dir, const recovery_report& r,
   }
   if (r.bad_checksum_records > named)
     d.seqs_incomplete = true;
+  // Orphan generations holding records the live one lacks: deleting them
+  // drops those records too.
+  for (const auto& g : r.stranded) {
+    if (g.last_seq - g.first_seq + 1 == g.records)
+      d.seqs.add(g.first_seq, g.last_seq);
+    else
+      d.seqs_incomplete = true;
+  }
   // Every whole idx record is either kept or dropped, so the idx length
   // gives the exact count even when the categories above overlap.
   auto idx = dir + "/" + fmt::generation_dir_name(r.generation) + "/"
@@ -316,6 +324,7 @@ drop_summary summarize_drops(const std::string& dir, const recovery_report& r,
   d.count = whole > kept_count
               ? whole - kept_count
               : r.torn_records + r.unpaired_records + r.bad_checksum_records;
+  d.count += r.stranded_records();
   // A torn idx tail is the record the writer was appending when it stopped;
   // it would have followed the highest whole record.
   if (r.torn_idx_bytes > 0) {
@@ -406,8 +415,8 @@ bool inspect_log(const std::string& dir, log_state& st, std::ostream& err,
 
 /// Runs the recovery `before` describes and says what it dropped and kept.
 /// Returns exit_damaged when the log is still not intact afterwards.
-int repair(const std::string& dir, const log_state& before, std::ostream& out,
-           std::ostream& err) {
+int repair(const std::string& dir, const log_state& before, bool force,
+           std::ostream& out, std::ostream& err) {
   if (before.report.clean() && before.out_of_order == 0) {
     out << "ok: nothing to repair: " << kept_text(before.count, before.kept)
         << ", generation " << before.report.generation << '\n';
@@ -419,8 +428,20 @@ int repair(const std::string& dir, const log_state& before, std::ostream& out,
     return exit_damaged;
   }
   auto drops = summarize_drops(dir, before.report, before.kept, before.count);
+  if (!before.report.stranded.empty() && !force) {
+    out << "refusing to repair " << dir << ": it would drop "
+        << dropped_text(drops) << ", including "
+        << records(before.report.stranded_records())
+        << " in orphan generations that the live generation "
+        << before.report.generation << " lacks\n";
+    print_findings(before.report, out);
+    out << "  to drop them: meshseg verify --repair --force " << dir
+        << " (or move the orphan generations aside first)\n";
+    return exit_damaged;
+  }
   std::vector<std::string> warnings;
   auto opts = writer_options(err, false);
+  opts.discard_stranded = force;
   // Recovery reports what it did through recovery(); its warnings repeat
   // those findings, so they are kept back unless the repair fails.
   opts.on_warning = [&warnings](const std::string& line) {
@@ -539,7 +560,7 @@ int run_verify(const verify_args& args, std::ostream& out, std::ostream& err) {
   if (!inspect_log(args.dir, st, err))
     return exit_error;
   if (args.repair)
-    return repair(args.dir, st, out, err);
+    return repair(args.dir, st, args.force, out, err);
   const auto& report = st.report;
   if (st.intact()) {
     out << "ok: " << records(st.count);
@@ -556,7 +577,8 @@ int run_verify(const verify_args& args, std::ostream& out, std::ostream& err) {
   if (st.out_of_order > 0)
     out << "  - " << order_finding(st) << '\n';
   if (!report.clean())
-    out << "  repair with: meshseg verify --repair " << args.dir << '\n';
+    out << "  repair with: meshseg verify --repair "
+        << (report.stranded.empty() ? "" : "--force ") << args.dir << '\n';
   return exit_damaged;
 }
 

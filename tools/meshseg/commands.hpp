@@ -43,6 +43,10 @@ struct verify_args {
   std::string dir;
   /// Run the recovery instead of only reporting what it would do.
   bool repair = false;
+  /// With repair: also delete orphan generations holding records the live
+  /// generation lacks (recovery_report::stranded); without it repair
+  /// refuses and names them.
+  bool force = false;
 };
 
 struct compact_args {

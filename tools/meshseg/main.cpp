@@ -54,6 +54,9 @@ exit 1 when damaged, naming what recovery would drop and why:
 --repair runs that recovery (truncating and rewriting files) and exits 0, or 1
 when records were lost (the "lost about" line), or when damage remains
 that recovery does not repair (records out of seq order, damaged timestamps).
+When an orphan generation holds records the live one lacks (a stale manifest,
+swapped directories), --repair refuses (exit 1) and names them; --force
+deletes them and counts them as dropped.
 
 Examples:
   meshseg verify /var/lib/meshd/log/0
@@ -122,8 +125,14 @@ int run(int argc, char** argv) {
     "verify", "Check the log; exit 1 and name what recovery would drop");
   verify_cmd->footer(verify_footer);
   verify_cmd->add_option("DIR", verify.dir, "Log directory")->required();
-  verify_cmd->add_flag("--repair", verify.repair,
-                       "Run the recovery and report what it did");
+  auto* repair_flag = verify_cmd
+                        ->add_flag("--repair", verify.repair,
+                                   "Run the recovery and report what it did");
+  verify_cmd
+    ->add_flag("--force", verify.force,
+               "With --repair: also delete orphan generations holding records "
+               "the live generation lacks (counted as dropped)")
+    ->needs(repair_flag);
 
   compact_args compact;
   uint64_t keep_last = 0;
