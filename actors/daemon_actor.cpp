@@ -14,6 +14,7 @@
 #include "actors/daemon_core.hpp"
 #include "actors/limits.hpp"
 #include "base/errc.hpp"
+#include "persistence/node_store.hpp"
 #include "persistence/segment.hpp"
 #include "snapshot/snapshot.hpp"
 

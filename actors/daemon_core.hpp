@@ -37,7 +37,7 @@
 #include "actors/daemon.hpp"
 #include "actors/daemon_info.hpp"
 #include "identity/keypair.hpp"
-#include "persistence/node_store.hpp"
+#include "persistence/log_entry.hpp"
 #include "snapshot/snapshot.hpp"
 
 namespace mesh {

@@ -9,7 +9,7 @@
 
 #include <caf/error.hpp>
 
-#include "persistence/node_store.hpp"
+#include "persistence/log_entry.hpp"
 #include "persistence/segment_format.hpp"
 
 namespace mesh {

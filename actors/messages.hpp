@@ -22,7 +22,7 @@
 #include "actors/batch.hpp"
 #include "actors/daemon_info.hpp"
 #include "actors/reply.hpp"
-#include "persistence/node_store.hpp"
+#include "persistence/log_entry.hpp"
 
 namespace mesh {
 

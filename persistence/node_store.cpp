@@ -2,78 +2,15 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 #include <sodium/utils.h>
 #include <sys/stat.h>
-#include <xxhash.h>
 
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
 #include "base/file_system.hpp"
 
 namespace mesh {
-
-// -- log entry ----------------------------------------------------------------
-//
-//   0   u64 origin_hash
-//   8   u64 daemon_seq
-//   16  u64 producer_id
-//   24  u64 producer_seq
-//   32  u64 received_at_ns
-//   40  u8  status (0 accepted, 1 rejected)
-//   41  payload bytes (the rest of the record)
-
-void encode_log_entry(const log_entry& e, bytes& out) {
-  encode_log_entry(e, e.payload, out);
-}
-
-void encode_log_entry(const log_entry& e, bytes_view payload, bytes& out) {
-  auto pos = out.size();
-  out.resize(pos + log_entry_header_size + payload.size);
-  auto* p = out.data() + pos;
-  store_le64(p, e.origin_hash);
-  store_le64(p + 8, e.daemon_seq);
-  store_le64(p + 16, e.producer_id);
-  store_le64(p + 24, e.producer_seq);
-  store_le64(p + 32, e.received_at_ns);
-  p[40] = static_cast<uint8_t>(e.state);
-  if (payload.size > 0)
-    std::memcpy(p + log_entry_header_size, payload.data, payload.size);
-}
-
-void log_batch::add(const log_entry& head, bytes_view payload) {
-  encode_log_entry(head, payload, data);
-  ends.push_back(data.size());
-  daemon_seqs.push_back(head.daemon_seq);
-}
-
-void log_batch::clear() {
-  data.clear();
-  ends.clear();
-  daemon_seqs.clear();
-}
-
-caf::expected<log_entry> decode_log_entry(bytes_view in) {
-  if (in.size < log_entry_header_size)
-    return make_error(errc::corrupt_data,
-                      "log entry of " + std::to_string(in.size)
-                        + " bytes is shorter than its "
-                        + std::to_string(log_entry_header_size)
-                        + "-byte header");
-  if (in.data[40] > 1)
-    return make_error(errc::corrupt_data, "log entry has unknown status byte "
-                                            + std::to_string(in.data[40]));
-  log_entry e;
-  e.origin_hash = load_le64(in.data);
-  e.daemon_seq = load_le64(in.data + 8);
-  e.producer_id = load_le64(in.data + 16);
-  e.producer_seq = load_le64(in.data + 24);
-  e.received_at_ns = load_le64(in.data + 32);
-  e.state = static_cast<log_entry::status>(in.data[40]);
-  e.payload.assign(in.data + log_entry_header_size, in.data + in.size);
-  return e;
-}
 
 // -- file names ---------------------------------------------------------------
 
@@ -94,19 +31,7 @@ bool parse_origin_file_name(const std::string& name, uint64_t& origin) {
   return origin_file_name(origin) == name;
 }
 
-// -- daemon record ------------------------------------------------------------
-//
-//   0   4   magic "MSHR"
-//   4   1   version (1)
-//   5   1   kind length K (1..255)
-//   6   K   kind (UTF-8)
-//   6+K 32  ed25519 seed
-//   38+K 8  XXH3-64 of bytes 0..38+K
-
 namespace {
-
-constexpr uint8_t record_magic[4] = {'M', 'S', 'H', 'R'};
-constexpr uint8_t record_version = 1;
 
 std::string sub(const std::string& dir, const char* name) {
   return dir + "/" + name;
@@ -192,24 +117,14 @@ caf::expected<bytes> node_store::load_snapshot(uint64_t origin) const {
 
 caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
                                    const keypair& identity) {
-  if (kind.empty() || kind.size() > 255)
-    return make_error(errc::invalid_argument,
-                      "daemon kind must be 1..255 bytes long");
-  bytes buf;
-  buf.insert(buf.end(), record_magic, record_magic + 4);
-  buf.push_back(record_version);
-  buf.push_back(static_cast<uint8_t>(kind.size()));
-  buf.insert(buf.end(), kind.begin(), kind.end());
-  const auto& seed = identity.seed();
-  buf.insert(buf.end(), seed.begin(), seed.end());
-  uint8_t sum[8];
-  store_le64(sum, XXH3_64bits(buf.data(), buf.size()));
-  buf.insert(buf.end(), sum, sum + 8);
+  auto buf = encode_daemon_record(kind, identity);
+  if (!buf)
+    return buf.error();
   auto err = write_file_atomic(*fs_,
                                sub(dir_, "daemons") + "/"
                                  + origin_file_name(origin),
-                               buf, 0600);
-  sodium_memzero(buf.data(), buf.size());
+                               *buf, 0600);
+  sodium_memzero(buf->data(), buf->size());
   return err;
 }
 
@@ -232,31 +147,10 @@ caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
   auto raw = read_small_file(*fs_, path, 4096);
   if (!raw)
     return raw.error();
-  auto& b = *raw;
-  auto bad = [&](const std::string& why) {
-    sodium_memzero(b.data(), b.size());
-    return make_error(errc::corrupt_data, "daemon record " + path + ": " + why);
-  };
-  if (b.size() < 6 || std::memcmp(b.data(), record_magic, 4) != 0)
-    return bad("bad magic or too short");
-  if (b[4] != record_version)
-    return make_error(errc::unsupported_version, "daemon record " + path
-                                                   + ": unknown version byte "
-                                                   + std::to_string(b[4]));
-  size_t k = b[5];
-  if (k == 0 || b.size() != 6 + k + 32 + 8)
-    return bad(std::to_string(b.size()) + " bytes, expected "
-               + std::to_string(6 + k + 40));
-  if (load_le64(b.data() + 6 + k + 32) != XXH3_64bits(b.data(), 6 + k + 32))
-    return bad("checksum mismatch");
-  key_seed seed;
-  std::memcpy(seed.data(), b.data() + 6 + k, seed.size());
-  daemon_record rec{std::string(b.begin() + 6,
-                                b.begin() + 6 + static_cast<long>(k)),
-                    keypair::from_seed(seed)};
-  sodium_memzero(seed.data(), seed.size());
-  sodium_memzero(b.data(), b.size());
-  if (origin_hash(rec.identity.id()) != origin)
+  auto rec = decode_daemon_record(*raw, path);
+  if (!rec)
+    return rec.error();
+  if (origin_hash(rec->identity.id()) != origin)
     return make_error(errc::corrupt_data,
                       "daemon record " + path + " holds another daemon's key");
   return rec;

@@ -8,7 +8,8 @@
 //
 // <origin> is the origin hash as 16 lower-case hex digits. Every file is
 // replaced atomically (temp file, fsync, rename, fsync of the directory).
-// docs/formats.md has the byte layouts of the log entry and daemon record.
+// The log entry (log_entry.hpp) and the daemon record (daemon_record.hpp)
+// have their own codecs; docs/formats.md has their byte layouts.
 
 #include <cstdint>
 #include <string>
@@ -20,66 +21,10 @@
 #include "base/bytes.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/keypair.hpp"
+#include "persistence/daemon_record.hpp"
+#include "persistence/log_entry.hpp"
 
 namespace mesh {
-
-/// One accepted or rejected input, as the node's event log stores it.
-struct log_entry {
-  enum class status : uint8_t { accepted = 0, rejected = 1 };
-  uint64_t origin_hash = 0;
-  uint64_t daemon_seq = 0;
-  uint64_t producer_id = 0;
-  uint64_t producer_seq = 0;
-  uint64_t received_at_ns = 0;
-  status state = status::accepted;
-  bytes payload;
-};
-
-/// Header bytes before the payload.
-constexpr size_t log_entry_header_size = 41;
-
-/// Appends the encoding of `e` to `out`.
-void encode_log_entry(const log_entry& e, bytes& out);
-
-/// Appends the encoding of an entry with `e`'s header fields and `payload`
-/// (e.payload is not read).
-void encode_log_entry(const log_entry& e, bytes_view payload, bytes& out);
-
-/// Encoded log entries of one daemon, back to back, as the daemon hands them
-/// to the log actor: one buffer per batch instead of one per entry.
-struct log_batch {
-  uint64_t origin_hash = 0;
-  /// The encodings, back to back.
-  bytes data;
-  /// Where each entry ends in `data`.
-  std::vector<size_t> ends;
-  /// The daemon_seq each entry logs.
-  std::vector<uint64_t> daemon_seqs;
-
-  size_t size() const {
-    return ends.size();
-  }
-  bool empty() const {
-    return ends.empty();
-  }
-  /// Entry i's encoding.
-  bytes_view entry(size_t i) const {
-    size_t begin = i == 0 ? 0 : ends[i - 1];
-    return {data.data() + begin, ends[i] - begin};
-  }
-  /// Encodes and appends an entry (header fields of `head`, `payload`).
-  void add(const log_entry& head, bytes_view payload);
-  void clear();
-};
-
-/// corrupt_data on a short record or an unknown status byte.
-caf::expected<log_entry> decode_log_entry(bytes_view in);
-
-/// What the node stores to bring a daemon back: its kind and identity.
-struct daemon_record {
-  std::string kind;
-  keypair identity;
-};
 
 class file_system;
 

@@ -19,6 +19,7 @@
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
 #include "identity/keypair.hpp"
+#include "persistence/node_store.hpp"
 #include "persistence/segment.hpp"
 #include "snapshot/snapshot.hpp"
 #include "support/marker_fs.hpp"

@@ -17,7 +17,7 @@
 
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
-#include "persistence/node_store.hpp"
+#include "persistence/log_entry.hpp"
 #include "persistence/segment.hpp"
 #include "persistence/segment_format.hpp"
 #include "snapshot/snapshot.hpp"

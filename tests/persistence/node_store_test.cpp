@@ -222,3 +222,24 @@ TEST_CASE("open removes temp files a crash left, and nothing else") {
   CHECK(*fs.stat_kind(stale_rec) == 0);
   CHECK(*fs.stat_kind(foreign) == 1);
 }
+
+TEST_CASE("the daemon record codec round-trips and wipes what it read") {
+  auto key = keypair::generate();
+  auto enc = encode_daemon_record("counter", key);
+  REQUIRE(enc);
+  CHECK(enc->size() == 6 + 7 + 32 + 8);
+  auto raw = *enc;
+  auto rec = decode_daemon_record(raw, "test");
+  REQUIRE(rec);
+  CHECK(rec->kind == "counter");
+  CHECK(rec->identity.id() == key.id());
+  CHECK(raw == bytes(raw.size(), 0));
+  CHECK(is(encode_daemon_record("", key).error(), errc::invalid_argument));
+  CHECK(is(encode_daemon_record(std::string(256, 'k'), key).error(),
+           errc::invalid_argument));
+  auto bumped = *enc;
+  bumped[4] = 2;
+  CHECK(is(decode_daemon_record(bumped, "test").error(),
+           errc::unsupported_version));
+  CHECK(bumped == bytes(bumped.size(), 0));
+}
