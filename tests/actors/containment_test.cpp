@@ -23,6 +23,7 @@
 #include "snapshot/snapshot.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
+#include "test_node.hpp"
 
 using namespace mesh;
 using mesh::test::text;
@@ -32,64 +33,28 @@ using where = throw_plan::where;
 
 namespace {
 
-struct node {
-  test::temp_dir dir;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{apply_scheduler_defaults(cfg)};
+struct node : test::test_node {
   std::shared_ptr<throw_plan> plan = std::make_shared<throw_plan>();
   /// The factory throws (42 when plan->non_standard) while set.
   std::shared_ptr<std::atomic<bool>>
     factory_throws = std::make_shared<std::atomic<bool>>(false);
-  std::unique_ptr<runtime> rt;
 
-  explicit node(runtime_options opts = {}) {
-    start(std::move(opts));
-  }
-
-  void start(runtime_options opts = {}) {
-    opts.data_dir = dir.path();
-    rt = std::make_unique<runtime>(sys, std::move(opts));
+  node() : test_node({}, nullptr, false) {
     auto plan_ = plan;
     auto throws = factory_throws;
-    REQUIRE(!rt->register_factory("thrower", [plan_, throws] {
+    kinds.emplace_back("thrower", [plan_, throws] {
       if (*throws) {
         if (plan_->non_standard)
           throw 42;
         throw std::runtime_error("factory throws as planned");
       }
       return std::make_unique<test::thrower_daemon>(plan_);
-    }));
-    REQUIRE(!rt->start());
-  }
-
-  void restart(runtime_options opts = {}) {
-    REQUIRE(!rt->shutdown());
-    rt.reset();
-    start(std::move(opts));
+    });
+    start();
   }
 
   uint64_t spawn() {
-    auto d = rt->spawn("thrower");
-    REQUIRE(d);
-    return d->origin_hash;
-  }
-
-  caf::expected<std::string> send(uint64_t origin, const std::string& x) {
-    auto r = rt->deliver(origin, {0, 0, to_bytes(x)});
-    if (!r)
-      return r.error();
-    REQUIRE(r->outputs.size() == 1);
-    return text(r->outputs[0].payload);
-  }
-
-  daemon_info listed(uint64_t origin) {
-    auto all = rt->daemons();
-    REQUIRE(all);
-    for (auto& d : *all)
-      if (d.origin_hash == origin)
-        return d;
-    FAIL("daemon " << hex_u64(origin) << " is not listed");
-    return {};
+    return test_node::spawn("thrower");
   }
 };
 

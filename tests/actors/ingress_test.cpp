@@ -15,48 +15,13 @@
 #include "support/recording_fs.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
+#include "test_node.hpp"
 
 using namespace mesh;
 using mesh::test::text;
 using mesh::test::to_bytes;
 
-namespace {
-
-struct node {
-  test::temp_dir dir;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{apply_scheduler_defaults(cfg)};
-  runtime_options opts;
-  std::unique_ptr<runtime> rt;
-
-  explicit node(runtime_options o = {}, file_system* fs = nullptr) : opts(o) {
-    opts.data_dir = dir.path();
-    opts.fs = fs;
-    start();
-  }
-
-  void start() {
-    rt = std::make_unique<runtime>(sys, opts);
-    REQUIRE(!rt->register_factory("sum", [] {
-      return std::make_unique<test::sum_daemon>();
-    }));
-    REQUIRE(!rt->start());
-  }
-
-  uint64_t spawn() {
-    auto d = rt->spawn("sum");
-    REQUIRE(d);
-    return d->origin_hash;
-  }
-
-  int64_t total(uint64_t origin) {
-    auto s = rt->snapshot(origin);
-    REQUIRE(s);
-    return static_cast<int64_t>(load_le64(decode_snapshot(*s)->state->data()));
-  }
-};
-
-} // namespace
+using node = test::test_node;
 
 // -- limits -------------------------------------------------------------------
 

@@ -24,6 +24,7 @@
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
+#include "test_node.hpp"
 
 using namespace mesh;
 using mesh::test::text;
@@ -39,54 +40,8 @@ runtime_options log_only() {
   return o;
 }
 
-struct node {
-  test::temp_dir dir;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{apply_scheduler_defaults(cfg)};
-  runtime_options opts;
-  std::unique_ptr<runtime> rt;
-
-  explicit node(runtime_options o = log_only()) : opts(std::move(o)) {
-    opts.data_dir = dir.path();
-    start();
-  }
-
-  void start() {
-    rt = std::make_unique<runtime>(sys, opts);
-    REQUIRE(!rt->register_factory("sum", [] {
-      return std::make_unique<test::sum_daemon>();
-    }));
-    REQUIRE(!rt->start());
-  }
-
-  void stop() {
-    REQUIRE(!rt->shutdown());
-    rt.reset();
-  }
-
-  uint64_t spawn() {
-    auto d = rt->spawn("sum");
-    REQUIRE(d);
-    return d->origin_hash;
-  }
-
-  caf::expected<std::string> send(uint64_t origin, const std::string& x) {
-    auto r = rt->deliver(origin, {0, 0, to_bytes(x)});
-    if (!r)
-      return r.error();
-    REQUIRE(r->outputs.size() == 1);
-    return text(r->outputs[0].payload);
-  }
-
-  daemon_info listed(uint64_t origin) {
-    auto all = rt->daemons();
-    REQUIRE(all);
-    for (auto& d : *all)
-      if (d.origin_hash == origin)
-        return d;
-    FAIL("daemon " << hex_u64(origin) << " is not listed");
-    return {};
-  }
+struct node : test::test_node {
+  explicit node(runtime_options o = log_only()) : test_node(std::move(o)) {}
 
   std::string file(const char* sub, uint64_t origin) {
     return dir / (std::string{sub} + "/" + hex_u64(origin).substr(2));
