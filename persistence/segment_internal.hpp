@@ -214,8 +214,10 @@ caf::expected<analysis> analyze(file_system* fs, const std::string& gen_dir,
 // -- shared helpers -----------------------------------------------------------
 
 // limit_exceeded when `count` records starting at `first` would pass max_seq.
-inline caf::error check_seq_room(const std::string& dir, uint64_t first,
-                                 uint64_t count) {
+// Internal linkage, as in the one-file segment: GCC then inlines it into
+// segment::append, which calls it on every append.
+static inline caf::error check_seq_room(const std::string& dir, uint64_t first,
+                                        uint64_t count) {
   if (first > sf::max_seq || count - 1 > sf::max_seq - first)
     return make_error(errc::limit_exceeded,
                       dir + ": appending " + std::to_string(count)
