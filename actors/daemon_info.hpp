@@ -21,9 +21,13 @@ struct restart_policy {
   std::chrono::milliseconds window{0};
 
   /// One restart in the daemon's lifetime (the default).
-  static restart_policy once();
+  static restart_policy once() {
+    return {1, std::chrono::milliseconds{0}};
+  }
   static restart_policy bounded(uint32_t max_restarts,
-                                std::chrono::milliseconds within);
+                                std::chrono::milliseconds within) {
+    return {max_restarts, within};
+  }
 };
 
 /// A daemon as the node's table lists it.

@@ -46,15 +46,6 @@ apply_scheduler_defaults(caf::actor_system_config& cfg) {
   return cfg;
 }
 
-restart_policy restart_policy::once() {
-  return {1, std::chrono::milliseconds{0}};
-}
-
-restart_policy restart_policy::bounded(uint32_t max_restarts,
-                                       std::chrono::milliseconds within) {
-  return {max_restarts, within};
-}
-
 namespace {
 
 enum class phase : int { registering = 0, ready = 1, shut_down = 2 };
