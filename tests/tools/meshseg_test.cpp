@@ -546,93 +546,119 @@ TEST_CASE(
   CHECK(r.err.empty());
 }
 
-TEST_CASE(
-  "verify of a torn idx tail exits 1, names the lost record, changes nothing") {
-  mesh::test::temp_dir tmp;
-  auto dir = tmp / "log";
-  make_log(dir, 10);
+namespace {
+
+// Damage done to a log of heap_payloads(10), named by the tables below.
+void tear_idx_tail(const std::string& dir) {
   shrink_by(dir + "/v1/idx", 5);
-  auto before = snapshot(dir);
-  auto v = run({"verify", dir});
-  INFO(v);
-  CHECK(v.code == 1);
-  auto lines = v.out_lines();
-  REQUIRE_FALSE(lines.empty());
-  CHECK(lines[0]
-        == "damaged: recovery would drop 1 record (seq 10) and keep 9 records "
-           "(seq 1..9), generation 1");
-  CHECK(contains(v.out, "torn idx tail: 27 trailing bytes"));
-  auto d = run({"dump", dir});
-  INFO(d);
-  CHECK(d.code == 0);
-  CHECK(d.out_lines().size() == 9);
-  CHECK(contains(d.err, "damaged"));
-  CHECK(snapshot(dir) == before);
 }
 
-TEST_CASE(
-  "verify of a flipped payload byte exits 1, names the seq, changes nothing") {
-  mesh::test::temp_dir tmp;
-  auto dir = tmp / "log";
-  make_log(dir, 10);
+void flip_seq5_payload(const std::string& dir) {
   flip_byte(dir + "/v1/dat", 4 * 20 + 3); // inside seq 5's payload
-  auto before = snapshot(dir);
-  auto v = run({"verify", dir});
-  INFO(v);
-  CHECK(v.code == 1);
-  auto lines = v.out_lines();
-  REQUIRE_FALSE(lines.empty());
-  CHECK(lines[0]
-        == "damaged: recovery would drop 1 record (seq 5) and keep 9 records "
-           "(seq 1..4, 6..10), generation 1");
-  CHECK(contains(v.out, "bad checksum: 1 record(s) at idx position 4 "
-                        "(between seq 4 and seq 6)"));
-  auto d = run({"dump", dir});
-  INFO(d);
-  CHECK(d.code == 0);
-  CHECK_FALSE(contains(d.out, "seq=5 "));
-  CHECK(d.out_lines().size() == 9);
-  CHECK(snapshot(dir) == before);
+}
+
+void zero_idx_seq3_to_5(const std::string& dir) {
+  auto idx = read_file(dir + "/v1/idx");
+  idx.replace(2 * 32, 3 * 32, std::string(3 * 32, '\0'));
+  write_file(dir + "/v1/idx", idx);
+}
+
+} // namespace
+
+TEST_CASE("verify of a damaged log exits 1, names the records recovery would "
+          "drop and why, changes nothing") {
+  struct row {
+    const char* name;
+    void (*damage)(const std::string& dir);
+    std::string summary; // first line of verify
+    std::string detail;  // somewhere in verify's output
+    size_t dump_lines;
+    std::string dropped_dump; // a dump fragment of a dropped record
+  };
+  const row rows[] = {
+    {"a torn idx tail", tear_idx_tail,
+     "damaged: recovery would drop 1 record (seq 10) and keep 9 records "
+     "(seq 1..9), generation 1",
+     "torn idx tail: 27 trailing bytes", 9, "seq=10 "},
+    {"a flipped payload byte", flip_seq5_payload,
+     "damaged: recovery would drop 1 record (seq 5) and keep 9 records "
+     "(seq 1..4, 6..10), generation 1",
+     "bad checksum: 1 record(s) at idx position 4 (between seq 4 and seq 6)", 9,
+     "seq=5 "},
+    // Zeroed idx records are named by position and the seqs they held.
+    {"zeroed idx records", zero_idx_seq3_to_5,
+     "damaged: recovery would drop 3 records (seq 3..5) and keep 7 records "
+     "(seq 1..2, 6..10), generation 1",
+     "at idx position 2..4 (between seq 2 and seq 6)", 7, "seq=3 "},
+  };
+  for (const auto& row : rows) {
+    DYNAMIC_SECTION(row.name) {
+      mesh::test::temp_dir tmp;
+      auto dir = tmp / "log";
+      make_log(dir, 10);
+      row.damage(dir);
+      auto before = snapshot(dir);
+      auto v = run({"verify", dir});
+      INFO(v);
+      CHECK(v.code == 1);
+      auto lines = v.out_lines();
+      REQUIRE_FALSE(lines.empty());
+      CHECK(lines[0] == row.summary);
+      CHECK(contains(v.out, row.detail));
+      CHECK_FALSE(contains(v.out, "seq 0"));
+      auto d = run({"dump", dir});
+      INFO(d);
+      CHECK(d.code == 0);
+      CHECK(d.out_lines().size() == row.dump_lines);
+      CHECK_FALSE(contains(d.out, row.dropped_dump));
+      CHECK(contains(d.err, "damaged"));
+      CHECK(snapshot(dir) == before);
+    }
+  }
 }
 
 TEST_CASE("verify --repair runs the recovery, after which verify passes") {
-  mesh::test::temp_dir tmp;
-  auto dir = tmp / "log";
-  make_log(dir, 10);
-  SECTION("torn tail") {
-    shrink_by(dir + "/v1/idx", 5);
-    auto r = run({"verify", "--repair", dir});
-    INFO(r);
-    CHECK(r.code == 0);
-    CHECK(r.out_lines().at(0)
-          == "repaired " + dir
-               + ": dropped 1 record (seq 10), kept 9 records (seq 1..9), "
-                 "generation 1");
-    CHECK(run({"verify", dir}).out
-          == "ok: 9 records, seq 1..9, generation 1\n");
-  }
-  SECTION("damage in the middle") {
-    flip_byte(dir + "/v1/dat", 4 * 20 + 3);
-    auto r = run({"verify", "--repair", dir});
-    INFO(r);
-    CHECK(r.code == 0);
-    CHECK(r.out_lines().at(0)
-          == "repaired " + dir
-               + ": dropped 1 record (seq 5), kept 9 records (seq 1..4, "
-                 "6..10), generation 2");
-    auto v = run({"verify", dir});
-    INFO(v);
-    CHECK(v.code == 0);
-    CHECK(v.out == "ok: 9 records, seq 1..4, 6..10, generation 2\n");
-  }
-  SECTION("an intact log") {
-    auto before = snapshot(dir);
-    auto r = run({"verify", "--repair", dir});
-    INFO(r);
-    CHECK(r.code == 0);
-    CHECK(r.out
-          == "ok: nothing to repair: 10 records (seq 1..10), generation 1\n");
-    CHECK(snapshot(dir) == before);
+  struct row {
+    const char* name;
+    void (*damage)(const std::string& dir); // nullptr: an intact log
+    std::string repaired;     // first line of the repair, after "<dir>"
+    std::string verify_after; // all of verify's output after the repair
+  };
+  const row rows[] = {
+    {"torn tail", tear_idx_tail,
+     ": dropped 1 record (seq 10), kept 9 records (seq 1..9), generation 1",
+     "ok: 9 records, seq 1..9, generation 1\n"},
+    {"damage in the middle", flip_seq5_payload,
+     ": dropped 1 record (seq 5), kept 9 records (seq 1..4, 6..10), "
+     "generation 2",
+     "ok: 9 records, seq 1..4, 6..10, generation 2\n"},
+    {"an intact log", nullptr, "", "ok: 10 records, seq 1..10, generation 1\n"},
+  };
+  for (const auto& row : rows) {
+    DYNAMIC_SECTION(row.name) {
+      mesh::test::temp_dir tmp;
+      auto dir = tmp / "log";
+      make_log(dir, 10);
+      if (row.damage)
+        row.damage(dir);
+      auto before = snapshot(dir);
+      auto r = run({"verify", "--repair", dir});
+      INFO(r);
+      CHECK(r.code == 0);
+      if (row.damage) {
+        CHECK(r.out_lines().at(0) == "repaired " + dir + row.repaired);
+        CHECK(snapshot(dir) != before);
+      } else {
+        CHECK(r.out
+              == "ok: nothing to repair: 10 records (seq 1..10), generation "
+                 "1\n");
+        CHECK(snapshot(dir) == before);
+      }
+      auto v = run({"verify", dir});
+      INFO(v);
+      CHECK(v.code == 0);
+      CHECK(v.out == row.verify_after);
+    }
   }
 }
 
@@ -775,23 +801,6 @@ TEST_CASE("a zeroed ts file is damage in verify, and compact --max-age keeps "
   CHECK(c.code == 0);
   CHECK(contains(c.out, "dropped 0 records, kept 10 records"));
   CHECK(run({"dump", dir}).out_lines().size() == 10);
-}
-
-TEST_CASE("zeroed idx records are named by position and the seqs they held") {
-  mesh::test::temp_dir tmp;
-  auto dir = tmp / "log";
-  make_log(dir, 10);
-  auto idx = read_file(dir + "/v1/idx");
-  idx.replace(2 * 32, 3 * 32, std::string(3 * 32, '\0'));
-  write_file(dir + "/v1/idx", idx);
-  auto v = run({"verify", dir});
-  INFO(v);
-  CHECK(v.code == 1);
-  CHECK(v.out_lines().at(0)
-        == "damaged: recovery would drop 3 records (seq 3..5) and keep 7 "
-           "records (seq 1..2, 6..10), generation 1");
-  CHECK(contains(v.out, "at idx position 2..4 (between seq 2 and seq 6)"));
-  CHECK_FALSE(contains(v.out, "seq 0"));
 }
 
 TEST_CASE("verify reports records lost from idx at a record boundary") {
