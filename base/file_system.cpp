@@ -330,11 +330,11 @@ public:
 
 // -- fault injection ----------------------------------------------------------
 
-class faulty_file_handle final : public file_handle {
+class faulty_file_handle final : public forwarding_file_handle {
 public:
   faulty_file_handle(fault_injecting_file_system* fs,
                      std::unique_ptr<file_handle> inner)
-    : fs_(fs), inner_(std::move(inner)) {}
+    : forwarding_file_handle(std::move(inner)), fs_(fs) {}
 
   caf::error append(bytes_view data) override {
     size_t partial = 0;
@@ -365,17 +365,8 @@ public:
     return inner_->read_at(offset, len, out);
   }
 
-  caf::expected<uint64_t> size() override {
-    return inner_->size();
-  }
-
-  const std::string& path() const override {
-    return inner_->path();
-  }
-
 private:
   fault_injecting_file_system* fs_;
-  std::unique_ptr<file_handle> inner_;
 };
 
 } // namespace

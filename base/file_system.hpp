@@ -164,6 +164,36 @@ public:
 /// The process-wide POSIX implementation. Stateless; never null.
 file_system* real_file_system();
 
+/// Passes every call to the wrapped handle. Wrappers of a file_system's
+/// handles derive from it and override only the calls they intercept.
+class forwarding_file_handle : public file_handle {
+public:
+  explicit forwarding_file_handle(std::unique_ptr<file_handle> inner)
+    : inner_(std::move(inner)) {}
+
+  caf::error append(bytes_view data) override {
+    return inner_->append(data);
+  }
+  caf::error sync() override {
+    return inner_->sync();
+  }
+  caf::error truncate(uint64_t len) override {
+    return inner_->truncate(len);
+  }
+  caf::error read_at(uint64_t offset, size_t len, uint8_t* out) override {
+    return inner_->read_at(offset, len, out);
+  }
+  caf::expected<uint64_t> size() override {
+    return inner_->size();
+  }
+  const std::string& path() const override {
+    return inner_->path();
+  }
+
+protected:
+  std::unique_ptr<file_handle> inner_;
+};
+
 /// Passes every call to `base` (non-owning). Wrappers derive from it and
 /// override only the calls they intercept.
 class forwarding_file_system : public file_system {

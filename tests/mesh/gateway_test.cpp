@@ -17,8 +17,8 @@
 #include "examples/examples.hpp"
 #include "mesh/control_client.hpp"
 #include "mesh/gateway.hpp"
-#include "support/log_capture.hpp"
 #include "snapshot/snapshot.hpp"
+#include "support/log_capture.hpp"
 
 using namespace mesh;
 using namespace mesh::control;

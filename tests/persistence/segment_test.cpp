@@ -1391,8 +1391,8 @@ TEST_CASE("a FIFO or /dev/zero in place of a log file fails open and inspect "
       // that grows its memory without bound hits the address-space limit.
       auto code = in_child_within(
         [dir, name] {
-          // Not under AddressSanitizer: its shadow memory alone reserves
-          // terabytes of address space.
+      // Not under AddressSanitizer: its shadow memory alone reserves
+      // terabytes of address space.
 #ifndef __SANITIZE_ADDRESS__
           struct rlimit lim = {1u << 30, 1u << 30};
           ::setrlimit(RLIMIT_AS, &lim);

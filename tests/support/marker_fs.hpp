@@ -81,10 +81,10 @@ private:
                       "injected failure of a marked write to " + path);
   }
 
-  class handle final : public file_handle {
+  class handle final : public forwarding_file_handle {
   public:
     handle(marker_fs* fs, std::unique_ptr<file_handle> inner)
-      : fs_(fs), inner_(std::move(inner)) {}
+      : forwarding_file_handle(std::move(inner)), fs_(fs) {}
     caf::error append(bytes_view data) override {
       if (auto err = fs_->check(data, inner_->path()))
         return err;
@@ -95,22 +95,9 @@ private:
         return make_error(errc::io_error, "injected fsync failure");
       return inner_->sync();
     }
-    caf::error truncate(uint64_t len) override {
-      return inner_->truncate(len);
-    }
-    caf::error read_at(uint64_t offset, size_t len, uint8_t* out) override {
-      return inner_->read_at(offset, len, out);
-    }
-    caf::expected<uint64_t> size() override {
-      return inner_->size();
-    }
-    const std::string& path() const override {
-      return inner_->path();
-    }
 
   private:
     marker_fs* fs_;
-    std::unique_ptr<file_handle> inner_;
   };
 
   std::string marker_;

@@ -80,10 +80,10 @@ public:
   }
 
 private:
-  class handle final : public file_handle {
+  class handle final : public forwarding_file_handle {
   public:
     handle(recording_fs* fs, std::unique_ptr<file_handle> inner)
-      : fs_(fs), inner_(std::move(inner)) {}
+      : forwarding_file_handle(std::move(inner)), fs_(fs) {}
     caf::error append(bytes_view data) override {
       fs_->record("write", inner_->path());
       return inner_->append(data);
@@ -98,19 +98,9 @@ private:
       fs_->record("truncate", inner_->path());
       return inner_->truncate(len);
     }
-    caf::error read_at(uint64_t offset, size_t len, uint8_t* out) override {
-      return inner_->read_at(offset, len, out);
-    }
-    caf::expected<uint64_t> size() override {
-      return inner_->size();
-    }
-    const std::string& path() const override {
-      return inner_->path();
-    }
 
   private:
     recording_fs* fs_;
-    std::unique_ptr<file_handle> inner_;
   };
 
   mutable std::mutex mtx_;
