@@ -18,6 +18,7 @@
 #include "snapshot/snapshot.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
+#include "test_node.hpp"
 
 using namespace mesh;
 using mesh::test::text;
@@ -49,12 +50,7 @@ struct node {
 
   /// Current total of a sum daemon, read through a snapshot.
   int64_t total(uint64_t origin) {
-    auto s = rt->snapshot(origin);
-    REQUIRE(s);
-    auto snap = decode_snapshot(*s);
-    REQUIRE(snap);
-    REQUIRE(snap->state);
-    return static_cast<int64_t>(load_le64(snap->state->data()));
+    return test::sum_total(*rt, origin);
   }
 };
 

@@ -25,6 +25,7 @@
 #include "support/marker_fs.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
+#include "test_node.hpp"
 
 using namespace mesh;
 using mesh::test::text;
@@ -81,11 +82,7 @@ struct node {
   }
 
   int64_t total(uint64_t origin) {
-    auto s = rt->snapshot(origin);
-    REQUIRE(s);
-    auto snap = decode_snapshot(*s);
-    REQUIRE(snap);
-    return static_cast<int64_t>(load_le64(snap->state->data()));
+    return test::sum_total(*rt, origin);
   }
 };
 

@@ -22,6 +22,16 @@
 
 namespace mesh::test {
 
+/// A sum daemon's total, read through a snapshot.
+inline int64_t sum_total(runtime& rt, uint64_t origin) {
+  auto s = rt.snapshot(origin);
+  REQUIRE(s);
+  auto snap = decode_snapshot(*s);
+  REQUIRE(snap);
+  REQUIRE(snap->state);
+  return static_cast<int64_t>(load_le64(snap->state->data()));
+}
+
 struct test_node {
   test::temp_dir dir;
   caf::actor_system_config cfg;
@@ -81,12 +91,7 @@ struct test_node {
 
   /// A sum daemon's total, read through a snapshot.
   int64_t total(uint64_t origin) {
-    auto s = rt->snapshot(origin);
-    REQUIRE(s);
-    auto snap = decode_snapshot(*s);
-    REQUIRE(snap);
-    REQUIRE(snap->state);
-    return static_cast<int64_t>(load_le64(snap->state->data()));
+    return sum_total(*rt, origin);
   }
 
   /// The daemon's line in daemons().
