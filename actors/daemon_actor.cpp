@@ -102,25 +102,33 @@ void report_failure(daemon_ptr self) {
                core.failure());
 }
 
+// Takes a snapshot now (no append may be in flight) and encodes it; its
+// through_seq goes to `through`.
+caf::expected<bytes> encode_now(daemon_ptr self, uint64_t& through) {
+  auto& core = core_of(self);
+  auto snap = core.take_snapshot(snapshot_kind::local, unix_now_ns());
+  if (!snap)
+    return std::move(snap.error());
+  through = snap->through_seq;
+  return encode_snapshot(*snap, core.identity());
+}
+
 // Takes a snapshot now (no append may be in flight) and persists it.
 caf::expected<bytes> persist_snapshot(daemon_ptr self) {
   auto& st = self->state;
   auto& core = core_of(self);
   if (core.failed())
     return failed_error(core);
-  auto snap = core.take_snapshot(snapshot_kind::local, unix_now_ns());
-  if (!snap)
-    return std::move(snap.error());
-  auto encoded = encode_snapshot(*snap, core.identity());
+  uint64_t through = 0;
+  auto encoded = encode_now(self, through);
   if (!encoded)
     return encoded.error();
   if (st.cfg.store) {
     if (auto err = st.cfg.store->save_snapshot(core.origin(), *encoded))
       return err;
-    st.persisted_seq = snap->through_seq;
+    st.persisted_seq = through;
     if (st.cfg.log)
-      self->send(st.cfg.log, snapped_atom::value, core.origin(),
-                 snap->through_seq);
+      self->send(st.cfg.log, snapped_atom::value, core.origin(), through);
   }
   st.last_snapshot = std::chrono::steady_clock::now();
   return encoded;
@@ -282,15 +290,6 @@ void take_waiting_snapshots(daemon_ptr self) {
   }
 }
 
-// Encodes a final snapshot without writing it.
-caf::expected<bytes> encode_final(daemon_ptr self) {
-  auto& core = core_of(self);
-  auto snap = core.take_snapshot(snapshot_kind::local, unix_now_ns());
-  if (!snap)
-    return std::move(snap.error());
-  return encode_snapshot(*snap, core.identity());
-}
-
 void finish_stop(daemon_ptr self) {
   auto& st = self->state;
   auto& core = core_of(self);
@@ -302,7 +301,9 @@ void finish_stop(daemon_ptr self) {
   bool changed = st.cfg.store && !core.failed()
                  && core.last_seq() != st.persisted_seq;
   if (req.final_snapshot && changed) {
-    auto r = req.handover ? encode_final(self) : persist_snapshot(self);
+    uint64_t through = 0;
+    // Handed over: the caller writes it, with the other daemons' ones.
+    auto r = req.handover ? encode_now(self, through) : persist_snapshot(self);
     if (!r) {
       err = std::move(r.error());
       spdlog::error("final snapshot of daemon origin={} failed: {}",

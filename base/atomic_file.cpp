@@ -79,7 +79,8 @@ write_files_atomic(file_system& fs,
                    unsigned mode) {
   std::vector<caf::error> errs(files.size());
   std::vector<std::string> temps(files.size());
-  bool any = false;
+  // Any temp file names the file system to flush.
+  std::string flush_at;
   for (size_t i = 0; i < files.size(); ++i) {
     auto tmp = write_temp(fs, files[i].first, files[i].second, mode,
                           file_sync::later);
@@ -88,19 +89,14 @@ write_files_atomic(file_system& fs,
       continue;
     }
     temps[i] = std::move(*tmp);
-    any = true;
+    if (flush_at.empty())
+      flush_at = temps[i];
   }
-  if (!any)
+  if (flush_at.empty())
     return errs;
   // One flush makes every temp file durable before any is renamed, so a
   // crash can never leave a target that names unwritten data.
-  std::string first;
-  for (auto& t : temps)
-    if (!t.empty()) {
-      first = t;
-      break;
-    }
-  if (auto err = fs.sync_all(first)) {
+  if (auto err = fs.sync_all(flush_at)) {
     for (size_t i = 0; i < files.size(); ++i)
       if (!temps[i].empty()) {
         (void)fs.remove(temps[i]);
