@@ -128,7 +128,8 @@ caf::expected<bytes> persist_snapshot(daemon_ptr self) {
       return err;
     st.persisted_seq = through;
     if (st.cfg.log)
-      self->send(st.cfg.log, snapped_atom::value, core.origin(), through);
+      self->send(st.cfg.log, snapped_atom::value, core.origin(), core.epoch(),
+                 through);
   }
   st.last_snapshot = std::chrono::steady_clock::now();
   return encoded;
@@ -180,7 +181,7 @@ daemon_info make_info(daemon_ptr self) {
   info.last_seq = core.last_seq();
   info.state = core.failed() ? "failed" : "running";
   info.reason = core.failed() ? core.failure() : std::string{};
-  info.epoch = self->state.cfg.epoch;
+  info.epoch = core.epoch();
   return info;
 }
 
@@ -372,11 +373,12 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   auto& core = core_of(self);
+  core.set_epoch(st.cfg.epoch);
   st.persisted_seq = core.base_seq();
   // Log entries are built only when there is a log to write them to.
   core.set_logging(static_cast<bool>(st.cfg.log));
   if (st.cfg.log)
-    self->send(st.cfg.log, attach_atom::value, core.origin());
+    self->send(st.cfg.log, attach_atom::value, core.origin(), core.epoch());
   if (st.cfg.snapshot_every.count() > 0)
     self->delayed_send(self, st.cfg.snapshot_every, tick_atom::value);
   return {

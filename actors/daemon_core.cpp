@@ -253,6 +253,7 @@ bool daemon_core::apply(const event_ref& ev, uint64_t now_ns,
   if (logging_) {
     log_entry head;
     head.origin_hash = origin_;
+    head.epoch = epoch_;
     head.daemon_seq = seq;
     head.producer_id = ev.producer_id;
     head.producer_seq = ev.producer_seq;
@@ -447,6 +448,7 @@ caf::expected<snapshot> daemon_core::take_snapshot(snapshot_kind kind,
   for (auto& [pid, pm] : marks_)
     s.dedup_marks.push_back({pid, pm.hwm, pm.applied_at});
   s.created_at_ns = now_ns;
+  s.epoch = epoch_;
   set_base(s.state, s.state_version);
   stats_.snapshots_taken++;
   return s;

@@ -65,6 +65,15 @@ public:
   /// and takes over the chain head, dedup marks and through_seq.
   caf::error restore(const snapshot& snap);
 
+  /// The daemon's life on this node (daemon_record.hpp): every log entry
+  /// and snapshot it makes carries it. Set before the daemon serves.
+  void set_epoch(uint64_t epoch) {
+    epoch_ = epoch;
+  }
+  uint64_t epoch() const {
+    return epoch_;
+  }
+
   /// Whether apply() builds log entries (on when the daemon has an event
   /// log; off saves a payload copy per event). On by default.
   void set_logging(bool on) {
@@ -221,6 +230,7 @@ private:
   /// not allocated per event.
   causal_event input_;
   bool logging_ = true;
+  uint64_t epoch_ = 1;
   std::deque<std::chrono::steady_clock::time_point> restart_times_;
   daemon_stats stats_;
   bool failed_ = false;

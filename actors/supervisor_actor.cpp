@@ -1,5 +1,6 @@
 #include "actors/supervisor_actor.hpp"
 
+#include <algorithm>
 #include <map>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
 #include "persistence/node_store.hpp"
+#include "snapshot/snapshot.hpp"
 
 namespace mesh {
 
@@ -35,6 +37,10 @@ struct supervisor_state {
   log_actor log;
   phase state = phase::registering;
   std::map<uint64_t, entry> table;
+  /// Per origin, the highest epoch this supervisor has seen (spawned,
+  /// recovered, stopped). With a store, the record or tombstone on disk
+  /// counts too (next_epoch).
+  std::map<uint64_t, uint64_t> epochs;
   static inline const char* name = "mesh.supervisor";
 };
 
@@ -72,7 +78,9 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   dcfg.supervisor = caf::actor_cast<supervisor_actor>(self);
   dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
   dcfg.snapshot_every = st.cfg.snapshot_every;
-  dcfg.epoch = 1;
+  dcfg.epoch = core->epoch();
+  auto& known = st.epochs[origin];
+  known = std::max(known, core->epoch());
   entry e;
   e.info.origin_hash = origin;
   e.info.id = core->identity().id();
@@ -80,12 +88,50 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   e.info.last_seq = core->last_seq();
   e.info.state = core->failed() ? "failed" : "running";
   e.info.reason = core->failed() ? core->failure() : std::string{};
-  e.info.epoch = 1;
+  e.info.epoch = core->epoch();
   e.actor = spawn_daemon_actor(self->system(), std::move(dcfg));
   self->monitor(e.actor);
   auto info = e.info;
   st.table[origin] = std::move(e);
   return info;
+}
+
+// The epoch of a new life of `origin`: one above the highest this node
+// knows, in memory or on disk (a record or a tombstone); 1 for the first.
+caf::expected<uint64_t> next_epoch(supervisor_state& st, uint64_t origin) {
+  uint64_t known = 0;
+  if (auto it = st.epochs.find(origin); it != st.epochs.end())
+    known = it->second;
+  if (st.cfg.store) {
+    auto on_disk = st.cfg.store->known_epoch(origin);
+    if (!on_disk)
+      return on_disk.error();
+    known = std::max(known, *on_disk);
+  }
+  return known + 1;
+}
+
+// Writes the durable start of a new life: its initial snapshot (stamped
+// with the new epoch, so recovery takes it as this life's own) and then its
+// record. A crash in between leaves a snapshot beside the previous life's
+// tombstone, an orphan that start-up deletes.
+caf::error persist_new_life(supervisor_state& st, const daemon_core& core,
+                            const bytes& initial_snapshot) {
+  auto origin = core.origin();
+  if (!initial_snapshot.empty()) {
+    auto id = core.identity().id();
+    auto snap = decode_snapshot(initial_snapshot, &id);
+    if (!snap)
+      return snap.error();
+    snap->epoch = core.epoch();
+    auto stamped = encode_snapshot(*snap, core.identity());
+    if (!stamped)
+      return stamped.error();
+    if (auto err = st.cfg.store->save_snapshot(origin, *stamped))
+      return err;
+  }
+  return st.cfg.store->save_daemon(origin, core.kind(), core.identity(),
+                                   core.epoch());
 }
 
 caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
@@ -104,38 +150,48 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
                            : "another identity with origin hash "
                                + hex_u64(origin) + " is already running");
   }
-  if (req->persist && st.cfg.store) {
-    if (!req->initial_snapshot.empty())
-      if (auto err = st.cfg.store->save_snapshot(origin, req->initial_snapshot))
+  if (req->persist) {
+    auto epoch = next_epoch(st, origin);
+    if (!epoch)
+      return epoch.error();
+    core.set_epoch(*epoch);
+    if (st.cfg.store)
+      if (auto err = persist_new_life(st, core, req->initial_snapshot))
         return err;
-    if (auto err = st.cfg.store->save_daemon(origin, core.kind(),
-                                             core.identity()))
-      return err;
   }
   auto info = start_daemon(self, std::move(*built));
   spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin), info.kind);
   return info;
 }
 
-// Stops one daemon: its actor (if any), its record and snapshot, its log
-// entries' hold on compaction.
+// Stops one daemon: its actor (if any), its record (a tombstone of its epoch
+// replaces it) and snapshot, its log entries' hold on compaction. Only the
+// stopped life is touched: a new life spawned while the actor stopped has a
+// higher epoch, and its record, snapshot and log entries stay.
 caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
   auto& st = self->state;
   auto it = st.table.find(origin);
   if (it == st.table.end())
     return no_daemon(origin);
   auto actor = it->second.actor;
+  auto epoch = it->second.info.epoch;
   st.table.erase(it);
   auto rp = self->make_response_promise<bool>();
-  auto finish = [self, rp, origin]() mutable {
-    if (self->state.cfg.store)
-      if (auto err = self->state.cfg.store->remove_daemon(origin)) {
-        rp.deliver(err);
+  auto finish = [self, rp, origin, epoch]() mutable {
+    if (self->state.cfg.store) {
+      auto retired = self->state.cfg.store->retire_daemon(origin, epoch);
+      if (!retired) {
+        rp.deliver(retired.error());
         return;
       }
+      if (!*retired)
+        spdlog::info("daemon origin={} epoch={}: a newer life was spawned "
+                     "meanwhile; its record stays",
+                     hex_u64(origin), epoch);
+    }
     if (self->state.log)
-      self->send(self->state.log, forget_atom::value, origin);
-    spdlog::info("daemon stopped origin={}", hex_u64(origin));
+      self->send(self->state.log, forget_atom::value, origin, epoch);
+    spdlog::info("daemon stopped origin={} epoch={}", hex_u64(origin), epoch);
     rp.deliver(true);
   };
   if (!actor) {
@@ -406,6 +462,8 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       if (st.state == phase::shutting_down || st.table.count(info.origin_hash))
         return;
       info.state = "failed";
+      auto& known = st.epochs[info.origin_hash];
+      known = std::max(known, info.epoch);
       st.table[info.origin_hash] = entry{daemon_actor{}, std::move(info)};
     },
     [=](lookup_atom, uint64_t origin) -> caf::result<daemon_actor> {

@@ -162,6 +162,7 @@ caf::expected<snapshot> read_fields(schema::Snapshot::Reader body,
                                          mark.getProducerSeq(),
                                          mark.getAppliedAt()});
   out.created_at_ns = body.getCreatedAtNs();
+  out.epoch = body.getEpoch();
   return out;
 }
 
@@ -295,6 +296,7 @@ void fill_body(schema::Snapshot::Builder out, const snapshot& snap) {
     marks[i].setAppliedAt(mark.applied_at);
   }
   out.setCreatedAtNs(snap.created_at_ns);
+  out.setEpoch(snap.epoch);
 }
 
 /// The canonical single-segment flat encoding of `root`: segment table, then

@@ -61,7 +61,16 @@ struct snapshot {
   uint32_t state_version = 1;
   std::vector<dedup_mark> dedup_marks;
   uint64_t created_at_ns = 0;
+  /// The life of the daemon that took it (>= 1). 0 in a snapshot written
+  /// before epochs existed, which belongs to epoch 1 (snapshot_epoch()).
+  uint64_t epoch = 0;
 };
+
+/// The epoch `snap` belongs to: its own, or 1 for one written before epochs
+/// existed (every daemon then lived in epoch 1).
+inline uint64_t snapshot_epoch(const snapshot& snap) {
+  return snap.epoch == 0 ? 1 : snap.epoch;
+}
 
 class keypair;
 
