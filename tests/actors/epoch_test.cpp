@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -42,15 +43,35 @@ keypair daemon_key() {
   return keypair::from_seed(seed);
 }
 
-/// A sum daemon whose process() takes half a second for the payload "slow".
-class slow_sum : public test::sum_daemon {
+/// A sum daemon whose process() of the payload "hold" waits until the test
+/// releases it, so that a stop of it waits too.
+struct hold_gate {
+  static inline std::atomic<bool> entered{false};
+  static inline std::atomic<bool> released{false};
+};
+
+class holding_sum : public test::sum_daemon {
 public:
   caf::expected<std::vector<bytes>> process(const causal_event& ev) override {
-    if (test::text(ev.payload) == "slow")
-      std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    if (test::text(ev.payload) == "hold") {
+      hold_gate::entered = true;
+      while (!hold_gate::released)
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
     return sum_daemon::process(ev);
   }
 };
+
+/// Polls `done` for up to ten seconds.
+bool eventually(const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  }
+  return true;
+}
 
 runtime_options crash_options(const std::string& dir) {
   runtime_options opts;
@@ -189,37 +210,78 @@ TEST_CASE("spawn_from_snapshot with an older snapshot, SIGKILL, restart: "
   CHECK(decoded->epoch == 2);
 }
 
+namespace {
+
+/// A node whose scheduler has enough workers that the supervisor serves
+/// while one of them is held inside a daemon's process().
+struct wide_node {
+  test::temp_dir dir;
+  caf::actor_system_config cfg;
+  caf::actor_system sys{wide(cfg)};
+  std::unique_ptr<runtime> rt;
+
+  static caf::actor_system_config& wide(caf::actor_system_config& c) {
+    c.set("scheduler.max-threads", size_t{4});
+    return c;
+  }
+
+  void start() {
+    runtime_options o;
+    o.data_dir = dir.path();
+    rt = std::make_unique<runtime>(sys, o);
+    REQUIRE(!rt->register_factory("hold", [] {
+      return std::make_unique<holding_sum>();
+    }));
+    REQUIRE(!rt->start());
+  }
+
+  void restart() {
+    REQUIRE(!rt->shutdown());
+    rt.reset();
+    start();
+  }
+};
+
+} // namespace
+
 TEST_CASE("a stop racing a re-spawn never deletes the new life's record") {
-  test::test_node node;
-  node.stop();
-  node.kinds.emplace_back("slow", [] {
-    return std::make_unique<slow_sum>();
-  });
+  wide_node node;
   node.start();
   auto key = daemon_key();
   auto origin = key.origin_hash();
-  auto first = node.rt->spawn("slow", key);
+  auto first = node.rt->spawn("hold", key);
   REQUIRE(first);
   REQUIRE(first->epoch == 1);
-  // The daemon is busy for half a second, so the stop below waits for it
-  // while the supervisor already serves the re-spawn.
+  hold_gate::entered = false;
+  hold_gate::released = false;
+  // The daemon is held inside process(), so the stop below waits for it
+  // while the supervisor, which has already taken the daemon out of its
+  // table, serves the re-spawn.
   std::thread busy([&node, origin] {
-    (void)node.rt->deliver(origin, {0, 0, test::to_bytes("slow")});
+    (void)node.rt->deliver(origin, {0, 0, test::to_bytes("hold")});
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  REQUIRE(eventually([] {
+    return hold_gate::entered.load();
+  }));
   std::atomic<bool> stopped{false};
   caf::error stop_err;
   std::thread stopper([&node, origin, &stopped, &stop_err] {
     stop_err = node.rt->stop(origin);
     stopped = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds{100});
-  auto second = node.rt->spawn("slow", key);
+  // Refused (already_registered) until the supervisor has handled the stop.
+  caf::expected<daemon_info> second = make_error(errc::not_found, "unset");
+  bool spawned = eventually([&node, &key, &second] {
+    second = node.rt->spawn("hold", key);
+    return second || !is(second.error(), errc::already_registered);
+  });
   // The race really happened: the new life exists before the old one's stop
   // finished.
   bool raced = !stopped.load();
+  hold_gate::released = true;
   busy.join();
   stopper.join();
+  REQUIRE(spawned);
   REQUIRE(raced);
   REQUIRE(second);
   CHECK(second->epoch == 2);
@@ -228,12 +290,13 @@ TEST_CASE("a stop racing a re-spawn never deletes the new life's record") {
   auto rec = store.load_daemon(origin);
   REQUIRE(rec);
   CHECK(rec->epoch == 2);
-  REQUIRE(node.send(origin, "7"));
+  REQUIRE(node.rt->deliver(origin, {0, 0, test::to_bytes("7")}));
   node.restart();
-  auto info = node.listed(origin);
-  CHECK(info.state == "running");
-  CHECK(info.epoch == 2);
-  CHECK(node.total(origin) == 7);
+  auto info = node.rt->info(origin);
+  REQUIRE(info);
+  CHECK(info->state == "running");
+  CHECK(info->epoch == 2);
+  CHECK(test::sum_total(*node.rt, origin) == 7);
 }
 
 TEST_CASE("each new spawn of an identity gets the next epoch") {
