@@ -18,9 +18,11 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
 #include <xxhash.h>
 
 #include "actors/daemon_core.hpp"
+#include "actors/log_actor.hpp"
 #include "actors/recovery.hpp"
 #include "actors/runtime.hpp"
 #include "base/file_system.hpp"
@@ -492,4 +494,65 @@ TEST_CASE("log entries claiming a newer epoch than the record are reported "
   CHECK(info.last_seq == 2);
   CHECK(node.total(origin) == 3);
   CHECK(logs.count("error", "claim a newer epoch (up to 5)") == 1);
+}
+
+TEST_CASE("the log actor checks contiguity and holds compaction per life") {
+  test::temp_dir dir;
+  caf::actor_system_config cfg;
+  caf::actor_system sys{apply_scheduler_defaults(cfg)};
+  segment_options so;
+  auto seg = segment::open(dir.path() + "/log", so);
+  REQUIRE(seg);
+  log_actor_config lcfg;
+  lcfg.seg = std::shared_ptr<segment>(std::move(*seg));
+  lcfg.compact_after = 2;
+  auto log = spawn_log_actor(sys, std::move(lcfg));
+  caf::scoped_actor self{sys};
+  constexpr uint64_t origin = 0xabc;
+  auto append = [&](uint64_t epoch, uint64_t from, uint64_t to) {
+    log_batch b;
+    b.origin_hash = origin;
+    for (auto dseq = from; dseq <= to; ++dseq) {
+      log_entry head;
+      head.origin_hash = origin;
+      head.epoch = epoch;
+      head.daemon_seq = dseq;
+      b.add(head, bytes_view{test::to_bytes("x")});
+    }
+    caf::error err;
+    self->request(log, caf::infinite, append_atom::value, std::move(b))
+      .receive([](uint64_t) {},
+               [&err](caf::error& e) {
+                 err = std::move(e);
+               });
+    return err;
+  };
+  // Life 1 logs daemon_seq 1..3; life 2 restarts at 1 (refused if the log
+  // still expected life 1's daemon_seq 4).
+  CHECK(!append(1, 1, 3));
+  CHECK(!append(2, 1, 2));
+  // Within a life the check still holds.
+  CHECK(append(2, 5, 5));
+  // Life 1's stop arrives late: only its entries stop holding compaction
+  // back (the log compacts them away), life 2's stay.
+  self->send(log, forget_atom::value, origin, uint64_t{1});
+  std::vector<log_entry> read;
+  self->request(log, caf::infinite, read_atom::value, origin, uint64_t{0})
+    .receive(
+      [&read](std::vector<log_entry>& es) {
+        read = std::move(es);
+      },
+      [](caf::error& e) {
+        FAIL(describe(e));
+      });
+  REQUIRE(read.size() == 2);
+  for (size_t i = 0; i < read.size(); ++i) {
+    CHECK(read[i].epoch == 2);
+    CHECK(read[i].daemon_seq == i + 1);
+  }
+  self->request(log, caf::infinite, close_atom::value)
+    .receive([](bool) {},
+             [](caf::error& e) {
+               FAIL(describe(e));
+             });
 }
