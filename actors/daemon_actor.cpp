@@ -124,7 +124,8 @@ caf::expected<bytes> persist_snapshot(daemon_ptr self) {
   if (!encoded)
     return encoded.error();
   if (st.cfg.store) {
-    if (auto err = st.cfg.store->save_snapshot(core.origin(), *encoded))
+    if (auto err = st.cfg.store->save_snapshot(core.origin(), core.epoch(),
+                                               *encoded))
       return err;
     st.persisted_seq = through;
     if (st.cfg.log)

@@ -99,6 +99,19 @@ caf::error node_store::save_snapshot(uint64_t origin, bytes_view encoded) {
                            encoded, 0600);
 }
 
+caf::error node_store::save_snapshot(uint64_t origin, uint64_t epoch,
+                                     bytes_view encoded) {
+  // An unreadable record says nothing about a newer life; recovery reports
+  // it, and the snapshot is written as before.
+  auto known = known_epoch(origin);
+  if (known && *known > epoch)
+    return make_error(errc::wrong_phase,
+                      "snapshot of daemon " + hex_u64(origin) + " epoch "
+                        + std::to_string(epoch) + " not written: epoch "
+                        + std::to_string(*known) + " has been spawned since");
+  return save_snapshot(origin, encoded);
+}
+
 std::vector<caf::error> node_store::save_snapshots(
   const std::vector<std::pair<uint64_t, bytes>>& encoded) {
   std::vector<std::pair<std::string, bytes_view>> files;

@@ -45,6 +45,10 @@ public:
   std::string log_dir() const;
 
   caf::error save_snapshot(uint64_t origin, bytes_view encoded);
+  /// save_snapshot of a snapshot taken by life `epoch` of `origin`. Refused
+  /// (wrong_phase) when the record on disk is of a newer life: a stopping
+  /// life must not overwrite the snapshot of the life spawned after it.
+  caf::error save_snapshot(uint64_t origin, uint64_t epoch, bytes_view encoded);
   /// save_snapshot for many daemons with one flush of the file system (a
   /// node's shutdown). One error per entry, in order (none = saved).
   std::vector<caf::error>

@@ -556,3 +556,76 @@ TEST_CASE("the log actor checks contiguity and holds compaction per life") {
                FAIL(describe(e));
              });
 }
+
+namespace {
+
+bytes sum_snapshot(const keypair& key, uint64_t epoch, uint64_t through,
+                   uint64_t total) {
+  snapshot snap;
+  snap.daemon_kind = "sum";
+  snap.id = key.id();
+  snap.through_seq = through;
+  snap.state = bytes(8);
+  store_le64(snap.state->data(), total);
+  snap.epoch = epoch;
+  auto enc = encode_snapshot(snap, key);
+  REQUIRE(enc);
+  return *enc;
+}
+
+recovery_context sum_context(std::shared_ptr<node_store> store) {
+  recovery_context ctx;
+  ctx.store = std::move(store);
+  ctx.make =
+    [](const std::string&) -> caf::expected<std::unique_ptr<mesh::daemon>> {
+    return std::unique_ptr<mesh::daemon>{std::make_unique<test::sum_daemon>()};
+  };
+  return ctx;
+}
+
+} // namespace
+
+TEST_CASE("recovery ignores an earlier life's snapshot and refuses a newer "
+          "one") {
+  test::temp_dir dir;
+  auto store = std::make_shared<node_store>(dir.path());
+  REQUIRE(!store->open());
+  auto key = daemon_key();
+  auto origin = key.origin_hash();
+  REQUIRE(!store->save_daemon(origin, "sum", key, 2));
+  segment_options so;
+  auto seg = segment::open(store->log_dir(), so);
+  REQUIRE(seg);
+  REQUIRE((*seg)->append(entry_bytes(origin, 2, 1, "5")));
+  SECTION("a snapshot of epoch 1 belongs to the stopped life") {
+    REQUIRE(!store->save_snapshot(origin, sum_snapshot(key, 1, 40, 1000)));
+    auto node = recover_node(sum_context(store), **seg, false);
+    REQUIRE(node);
+    REQUIRE(node->cores.size() == 1);
+    auto& core = *node->cores.front();
+    CHECK(!core.failed());
+    CHECK(core.last_seq() == 1);
+    auto snap = core.take_snapshot(snapshot_kind::local, 1);
+    REQUIRE(snap);
+    CHECK(load_le64(snap->state->data()) == 5);
+  }
+  SECTION("a snapshot of epoch 3 was never written by this node") {
+    REQUIRE(!store->save_snapshot(origin, sum_snapshot(key, 3, 0, 1000)));
+    auto node = recover_node(sum_context(store), **seg, false);
+    REQUIRE(node);
+    REQUIRE(node->cores.size() == 1);
+    auto& core = *node->cores.front();
+    CHECK(core.failed());
+    CHECK_THAT(core.failure(), Catch::Contains("snapshot claims epoch 3"));
+  }
+  SECTION("a snapshot of its own epoch is restored") {
+    REQUIRE(!store->save_snapshot(origin, sum_snapshot(key, 2, 0, 1000)));
+    auto node = recover_node(sum_context(store), **seg, false);
+    REQUIRE(node);
+    auto& core = *node->cores.front();
+    CHECK(!core.failed());
+    auto snap = core.take_snapshot(snapshot_kind::local, 1);
+    REQUIRE(snap);
+    CHECK(load_le64(snap->state->data()) == 1005);
+  }
+}

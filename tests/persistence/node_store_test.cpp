@@ -289,6 +289,20 @@ TEST_CASE("retiring an epoch never touches a newer life's record") {
   CHECK(*store.load_snapshot(origin) == bytes{7});
 }
 
+TEST_CASE("a stopping life's snapshot never replaces a newer life's") {
+  test::temp_dir dir;
+  node_store store{dir.path()};
+  REQUIRE(!store.open());
+  auto key = keypair::generate();
+  auto origin = origin_hash(key.id());
+  REQUIRE(!store.save_snapshot(origin, 1, bytes{1}));
+  REQUIRE(!store.save_daemon(origin, "counter", key, 3));
+  REQUIRE(!store.save_snapshot(origin, 3, bytes{3}));
+  auto err = store.save_snapshot(origin, 2, bytes{2});
+  CHECK(is(err, errc::wrong_phase));
+  CHECK(*store.load_snapshot(origin) == bytes{3});
+}
+
 TEST_CASE("a snapshot beside a tombstone is an orphan") {
   test::temp_dir dir;
   node_store store{dir.path()};
