@@ -629,3 +629,24 @@ TEST_CASE("recovery ignores an earlier life's snapshot and refuses a newer "
     CHECK(load_le64(snap->state->data()) == 1005);
   }
 }
+
+TEST_CASE("without a data directory the node still counts lives") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{apply_scheduler_defaults(cfg)};
+  runtime rt{sys, runtime_options{}};
+  REQUIRE(!rt.register_factory("sum", [] {
+    return std::make_unique<test::sum_daemon>();
+  }));
+  REQUIRE(!rt.start());
+  auto key = daemon_key();
+  for (uint64_t epoch = 1; epoch <= 2; ++epoch) {
+    auto d = rt.spawn("sum", key);
+    REQUIRE(d);
+    CHECK(d->epoch == epoch);
+    auto info = rt.info(d->origin_hash);
+    REQUIRE(info);
+    CHECK(info->epoch == epoch);
+    REQUIRE(!rt.stop(d->origin_hash));
+  }
+  REQUIRE(!rt.shutdown());
+}
