@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -11,12 +12,17 @@
 #include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <capnp/serialize.h>
 
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
 #include "examples/examples.hpp"
+#include "mesh/control.capnp.h"
 #include "mesh/control_client.hpp"
 #include "mesh/gateway.hpp"
 #include "snapshot/snapshot.hpp"
@@ -648,4 +654,67 @@ TEST_CASE("stop lets a request in flight finish and answers it") {
   CHECK(
     text(std::get<send_response>(**got).deliveries.at(0).outputs.at(0).payload)
     == "zz");
+}
+
+namespace {
+
+// A node built before version negotiation: it speaks version 1 only and
+// refuses anything else as such a build did, with no Response.version.
+caf::behavior version_one_node(caf::event_based_actor*,
+                               std::shared_ptr<std::atomic<int>> requests) {
+  return {
+    [requests](request_atom, const wire_bytes& bytes) -> wire_bytes {
+      ++*requests;
+      std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+      std::memcpy(words.data(), bytes.data(), bytes.size());
+      capnp::FlatArrayMessageReader reader{
+        kj::arrayPtr(words.data(), words.size())};
+      auto version = reader.getRoot<schema::Request>().getVersion();
+      if (version != 1)
+        return encode(response{error_response{errc::unsupported_version,
+                                              "request speaks control protocol "
+                                                + std::to_string(version)
+                                                + ", this build speaks 1"}},
+                      0, 1);
+      return encode(response{kinds_response{{"old"}}}, 0, 1);
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("a client falls back to version 1 for a node that predates "
+          "negotiation") {
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto requests = std::make_shared<std::atomic<int>>(0);
+  auto old = sys.spawn(version_one_node, requests);
+  // Ends the fake node however the test ends (the actor system waits for
+  // it).
+  std::shared_ptr<void>
+    stop_old{nullptr, [old](void*) {
+               caf::anon_send_exit(old, caf::exit_reason::user_shutdown);
+             }};
+  auto port = sys.middleman().publish(old, 0, "127.0.0.1");
+  REQUIRE(port);
+  auto c = control_client::connect(sys, "127.0.0.1", *port, 10s);
+  REQUIRE(c);
+  for (int i = 0; i < 2; ++i) {
+    auto res = c->call(kinds_request{});
+    REQUIRE(res);
+    REQUIRE(std::holds_alternative<kinds_response>(*res));
+    CHECK(std::get<kinds_response>(*res).kinds
+          == std::vector<std::string>{"old"});
+    CHECK(c->version() == 1);
+  }
+  // One refused version 2 request, then version 1 only.
+  CHECK(*requests == 3);
+  // A client that does not speak version 1 gets the old node's refusal.
+  auto v2 = control_client::connect(sys, "127.0.0.1", *port, 10s, {2, 2});
+  REQUIRE(v2);
+  auto res = v2->call(kinds_request{});
+  REQUIRE(res);
+  REQUIRE(std::holds_alternative<error_response>(*res));
+  CHECK(std::get<error_response>(*res).code == errc::unsupported_version);
 }
