@@ -9,6 +9,11 @@
 // untrusted bytes: they check the size, read with explicit traversal and
 // nesting limits, validate every field they convert, and return an error
 // (never throw) for anything malformed.
+//
+// Every request carries a request id, echoed by its response, and the range
+// of versions its client speaks; the node answers in the newest version
+// both speak. Adding a request type: docs/protocol.md, "How to add a
+// request".
 
 #include <cstddef>
 #include <cstdint>
