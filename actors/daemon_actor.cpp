@@ -205,6 +205,13 @@ void append_failed(daemon_ptr self, uint64_t generation, uint64_t first,
       });
 }
 
+void apply_from(daemon_ptr self, const event_batch& evs, size_t i, uint64_t now,
+                bool was_failed, delivery_batch out, log_batch entries,
+                reply_to reply);
+void restart_then_apply(daemon_ptr self, const event_batch& evs, size_t next,
+                        uint64_t now, bool was_failed, delivery_batch out,
+                        log_batch entries, reply_to reply);
+
 // Applies `evs` and answers through `reply`, after their log append when
 // there is a log.
 void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
@@ -234,10 +241,27 @@ void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
     entries.data.reserve(evs.size() * log_entry_header_size
                          + evs.payload_bytes());
   }
-  bool was_failed = core.failed();
-  auto now = unix_now_ns();
-  for (size_t i = 0; i < evs.size(); ++i)
+  apply_from(self, evs, 0, unix_now_ns(), core.failed(), std::move(out),
+             std::move(entries), std::move(reply));
+}
+
+// Applies evs[i..] in order, then appends them to the log. A rejected event
+// leaves its rebuild pending (daemon_core::set_deferred_rebuild): the core is
+// lent to the store actor for it, and the rest of the batch follows once it
+// is done. Only then is the batch copied, so the common path copies nothing.
+void apply_from(daemon_ptr self, const event_batch& evs, size_t i, uint64_t now,
+                bool was_failed, delivery_batch out, log_batch entries,
+                reply_to reply) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  for (; i < evs.size(); ++i) {
     core.apply(evs[i], now, out, entries);
+    if (core.rebuild_pending()) {
+      restart_then_apply(self, evs, i + 1, now, was_failed, std::move(out),
+                         std::move(entries), std::move(reply));
+      return;
+    }
+  }
   if (!was_failed && core.failed())
     report_failure(self);
   note_progress(self);
@@ -266,6 +290,45 @@ void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
                          "event log write failed, the batch was not applied: "
                            + describe(err)));
         settle(self);
+      });
+}
+
+/// The rest of a batch that waits for a rebuild.
+struct batch_rest {
+  event_batch evs;
+  size_t next;
+  uint64_t now;
+  bool was_failed;
+  delivery_batch out;
+  log_batch entries;
+  reply_to reply;
+};
+
+void restart_then_apply(daemon_ptr self, const event_batch& evs, size_t next,
+                        uint64_t now, bool was_failed, delivery_batch out,
+                        log_batch entries, reply_to reply) {
+  auto& st = self->state;
+  auto rest = std::make_shared<batch_rest>(
+    batch_rest{evs, next, now, was_failed, std::move(out), std::move(entries),
+               std::move(reply)});
+  auto resume = [self, rest] {
+    self->state.storing = false;
+    apply_from(self, rest->evs, rest->next, rest->now, rest->was_failed,
+               std::move(rest->out), std::move(rest->entries),
+               std::move(rest->reply));
+    settle(self);
+  };
+  st.storing = true;
+  self
+    ->request(st.cfg.store, caf::infinite, restart_atom::value,
+              core_lease{st.cfg.core})
+    .await(
+      [resume](bool) {
+        resume();
+      },
+      [self, resume](caf::error& err) {
+        core_of(self).fail("rebuild could not run: " + describe(err));
+        resume();
       });
 }
 
@@ -404,6 +467,8 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
   st.persisted_seq = core.base_seq();
   // Log entries are built only when there is a log to write them to.
   core.set_logging(static_cast<bool>(st.cfg.log));
+  // A rejected event's rebuild runs on the store actor's thread.
+  core.set_deferred_rebuild(true);
   if (st.cfg.log)
     self->send(st.cfg.log, attach_atom::value, core.origin());
   if (st.cfg.snapshot_every.count() > 0)

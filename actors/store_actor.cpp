@@ -130,6 +130,9 @@ store_actor::behavior_type store_impl(store_ptr self, store_actor_config cfg) {
         bool accept_loss) -> caf::result<snapshot_done> {
       return resume_job(self, *lease.core, accept_loss);
     },
+    [=](restart_atom, core_lease& lease) -> bool {
+      return lease.core->finish_rebuild();
+    },
     [=](rollback_atom, core_lease& lease, uint64_t seq) -> caf::result<bool> {
       if (auto err = lease.core->rollback_to(seq))
         return err;

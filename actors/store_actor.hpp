@@ -10,8 +10,9 @@
 //   - daemon records: written before a new daemon runs, removed when it is
 //     stopped;
 //   - the user factory and restore(): building a daemon for spawn and
-//     spawn_from_snapshot, rebuilding one whose actor died, resume and
-//     rollback (fresh object, restore, journal replay);
+//     spawn_from_snapshot, rebuilding one whose actor died, the rebuild
+//     after a rejected event, resume and rollback (fresh object, restore,
+//     journal replay);
 //   - the shutdown batch: every daemon's final snapshot with one flush.
 //
 // A daemon's core is lent, never shared: the daemon actor sends it with
@@ -46,6 +47,7 @@ using build_atom = caf::atom_constant<caf::atom("build")>;
 using save_atom = caf::atom_constant<caf::atom("save")>;
 using rebuild_atom = caf::atom_constant<caf::atom("rebuild")>;
 using rollback_atom = caf::atom_constant<caf::atom("rollback")>;
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
 
 /// A daemon's core lent to the store actor for one job. The lender does not
 /// touch it until the answer arrives.
@@ -88,6 +90,9 @@ using store_actor = caf::typed_actor<
   // that a restart does not find the same damage. A failed snapshot fails
   // the core again.
   caf::replies_to<resume_atom, core_lease, bool>::with<snapshot_done>,
+  // The rebuild a rejected event left pending (daemon_core::finish_rebuild);
+  // false when the daemon failed instead.
+  caf::replies_to<restart_atom, core_lease>::with<bool>,
   // daemon_core::rollback_to the given daemon_seq.
   caf::replies_to<rollback_atom, core_lease, uint64_t>::with<bool>,
   // Runs the spawn request's build (factory, restore).

@@ -36,16 +36,16 @@ using clock_type = std::chrono::steady_clock;
 constexpr size_t big_state_bytes = (64u << 20) - (64u << 10);
 
 // What the other daemon's deliveries may see while the slow step runs. One
-// delivery through the log takes about 10 us. On a 2-core VM at load 10
-// (measured while writing this test), the worst delivery with nothing else
-// going on is already 10-20 ms: the OS runs other threads in between, and
-// the store actor's thread competes for a core too. So the worst delivery
-// is held to 100 ms and 99% of them to 10 ms (measured at load 10: worst
-// 16-53 ms, p99 0.2-3.8 ms). A step run on the scheduler thread stalls a
-// delivery for all of its duration (a 64 MiB snapshot: 0.9-5 s; the slow
-// factory and restore: 500 ms), which fails both.
-constexpr auto worst_bound = std::chrono::milliseconds{100};
-constexpr auto p99_bound = std::chrono::milliseconds{10};
+// delivery through the log takes about 10-25 us. But on a 2-core VM shared
+// with other builds (load 9-10 while this was written) the OS runs other
+// threads in between, and the store actor's thread takes a core while it
+// encodes and signs 64 MiB: measured there, the worst delivery was 7-88 ms
+// and the 99th percentile 0.03-16 ms. A step that runs on the scheduler
+// thread instead stalls a delivery for all of its duration: the 64 MiB
+// snapshot 0.9-1.8 s, the slow factory or restore 500 ms. The bounds sit
+// between the two.
+constexpr auto worst_bound = std::chrono::milliseconds{150};
+constexpr auto p99_bound = std::chrono::milliseconds{25};
 
 /// Holds ~64 MiB of state; echoes its input.
 class big_daemon : public test::echo_daemon {
@@ -260,4 +260,27 @@ TEST_CASE("with one scheduler worker, a slow restore in spawn_from_snapshot "
   auto r = n.rt->deliver(spawned->origin_hash, {0, 0, to_bytes("1")});
   REQUIRE(r);
   CHECK(test::text(r->outputs[0].payload) == "7");
+}
+
+TEST_CASE("with one scheduler worker, the rebuild after a rejected event "
+          "(slow factory) does not delay another daemon's deliveries") {
+  one_worker_node n;
+  auto slow = n.spawn("slow_factory");
+  REQUIRE(n.rt->deliver(slow, {0, 0, to_bytes("5")}));
+  auto b = n.spawn("sum");
+  for (int i = 0; i < 100; ++i)
+    REQUIRE(n.rt->deliver(b, {0, 0, to_bytes("1")}));
+  caf::expected<std::vector<delivery>> answers = make_error(errc::timeout);
+  auto [l, took] = n.measure(b, [&] {
+    answers = n.rt->deliver_batch(slow, {{0, 0, to_bytes("bad")},
+                                         {0, 0, to_bytes("2")}});
+  });
+  REQUIRE(answers);
+  REQUIRE(answers->size() == 2);
+  // Rejected; the event after it was applied on the rebuilt daemon.
+  CHECK((*answers)[0].state == delivery::status::rejected);
+  CHECK((*answers)[1].state == delivery::status::applied);
+  CHECK(test::text((*answers)[1].outputs[0].payload) == "7");
+  CHECK(took >= slow_step);
+  check_latency("a rebuild with a slow factory", l, took);
 }
