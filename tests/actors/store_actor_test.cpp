@@ -18,6 +18,7 @@
 
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 #include "identity/keypair.hpp"
 #include "persistence/node_store.hpp"
 #include "snapshot/snapshot.hpp"
@@ -80,10 +81,30 @@ public:
   }
 };
 
+/// Fails renames into one directory of the data directory ("/daemons/",
+/// "/snapshots/") while armed: the last step of every atomic file write.
+class failing_dir_fs final : public forwarding_file_system {
+public:
+  explicit failing_dir_fs(std::string dir)
+    : forwarding_file_system(real_file_system()), dir_(std::move(dir)) {}
+
+  std::atomic<bool> armed{true};
+
+  caf::error rename(const std::string& from, const std::string& to) override {
+    if (armed && to.find(dir_) != std::string::npos)
+      return make_error(errc::io_error, "injected failure of rename to " + to);
+    return base_->rename(from, to);
+  }
+
+private:
+  std::string dir_;
+};
+
 struct one_worker_node {
   test::temp_dir dir;
   caf::actor_system_config cfg;
   caf::actor_system sys{one_worker(cfg)};
+  file_system* fs = nullptr;
   std::unique_ptr<runtime> rt;
 
   static caf::actor_system_config& one_worker(caf::actor_system_config& c) {
@@ -92,9 +113,14 @@ struct one_worker_node {
     return c;
   }
 
-  one_worker_node() {
+  explicit one_worker_node(file_system* f = nullptr) : fs(f) {
+    start();
+  }
+
+  void start() {
     runtime_options o;
     o.data_dir = dir.path();
+    o.fs = fs;
     o.snapshot_every_events = 0;
     // The delivering thread sleeps while it waits for an answer: spinning,
     // it would take a core from the worker and the store actor's thread.
@@ -117,7 +143,14 @@ struct one_worker_node {
   }
 
   ~one_worker_node() {
-    CHECK(!rt->shutdown());
+    if (rt)
+      CHECK(!rt->shutdown());
+  }
+
+  void restart() {
+    REQUIRE(!rt->shutdown());
+    rt.reset();
+    start();
   }
 
   uint64_t spawn(const std::string& kind) {
@@ -283,4 +316,76 @@ TEST_CASE("with one scheduler worker, the rebuild after a rejected event "
   CHECK(test::text((*answers)[1].outputs[0].payload) == "7");
   CHECK(took >= slow_step);
   check_latency("a rebuild with a slow factory", l, took);
+}
+
+// -- failures of the store actor's writes -------------------------------------
+
+TEST_CASE("a daemon record that cannot be written fails the spawn and leaves "
+          "nothing behind") {
+  failing_dir_fs fs{"/daemons/"};
+  one_worker_node n{&fs};
+  auto id = keypair::generate();
+  auto first = n.rt->spawn("sum", id);
+  REQUIRE(!first);
+  CHECK(is(first.error(), errc::io_error));
+  auto listed = n.rt->daemons();
+  REQUIRE(listed);
+  CHECK(listed->empty());
+  // The identity is free again once the disk is.
+  fs.armed = false;
+  auto second = n.rt->spawn("sum", id);
+  REQUIRE(second);
+  REQUIRE(n.rt->deliver(second->origin_hash, {0, 0, to_bytes("3")}));
+  n.restart();
+  auto info = n.rt->info(second->origin_hash);
+  REQUIRE(info);
+  CHECK(info->last_seq == 1);
+}
+
+TEST_CASE("a snapshot that cannot be written fails its request; the daemon "
+          "keeps serving and its final snapshot is written at shutdown") {
+  failing_dir_fs fs{"/snapshots/"};
+  one_worker_node n{&fs};
+  auto d = n.spawn("sum");
+  REQUIRE(n.rt->deliver(d, {0, 0, to_bytes("5")}));
+  auto snap = n.rt->snapshot(d);
+  REQUIRE(!snap);
+  CHECK(is(snap.error(), errc::io_error));
+  auto r = n.rt->deliver(d, {0, 0, to_bytes("2")});
+  REQUIRE(r);
+  CHECK(test::text(r->outputs[0].payload) == "7");
+  fs.armed = false;
+  REQUIRE(!n.rt->shutdown());
+  node_store store{n.dir.path()};
+  auto on_disk = store.load_snapshot(d);
+  REQUIRE(on_disk);
+  auto decoded = decode_snapshot(*on_disk);
+  REQUIRE(decoded);
+  CHECK(decoded->through_seq == 2);
+  n.rt.reset();
+}
+
+TEST_CASE("a spawn whose factory still runs when shutdown starts is stopped "
+          "by the shutdown, never left behind") {
+  one_worker_node n;
+  caf::expected<daemon_info> spawned = make_error(errc::timeout);
+  std::thread spawner{[&] {
+    spawned = n.rt->spawn("slow_factory");
+  }};
+  // The spawn reaches the supervisor and its factory sleeps meanwhile.
+  std::this_thread::sleep_for(slow_step / 5);
+  auto t0 = clock_type::now();
+  REQUIRE(!n.rt->shutdown());
+  spawner.join();
+  // Accepted before the shutdown: it was built, recorded and started, and
+  // the shutdown waited for it and stopped it.
+  REQUIRE(spawned);
+  CHECK(clock_type::now() - t0 >= slow_step / 2);
+  n.rt.reset();
+  n.start();
+  auto listed = n.rt->daemons();
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().origin_hash == spawned->origin_hash);
+  CHECK(listed->front().state == "running");
 }
