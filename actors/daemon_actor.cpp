@@ -215,7 +215,6 @@ void restart_then_apply(daemon_ptr self, const event_batch& evs, size_t next,
 // Applies `evs` and answers through `reply`, after their log append when
 // there is a log.
 void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
-  auto& st = self->state;
   auto& core = core_of(self);
   if (core.failed()) {
     reply(failed_error(core));
@@ -428,7 +427,8 @@ void settle(daemon_ptr self) {
   if (st.settling || st.storing)
     return;
   st.settling = true;
-  for (;;) {
+  // A held batch may have lent the core out (a rebuild): stop there.
+  while (!st.storing) {
     if (barrier_pending(st)) {
       if (st.in_flight > 0)
         break;
@@ -440,7 +440,7 @@ void settle(daemon_ptr self) {
       }
       continue;
     }
-    if (st.held.empty() || st.storing)
+    if (st.held.empty())
       break;
     auto h = std::move(st.held.front());
     st.held.pop_front();
