@@ -443,8 +443,8 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
   scfg.store = self->state.cfg.store;
   scfg.rebuild = self->state.cfg.rebuild;
   self->state.store = spawn_store_actor(self->system(), std::move(scfg));
-  // Should the supervisor die abnormally, the store actor goes with it (a
-  // normal shutdown closes it).
+  // Linked: should either die abnormally, the other goes with it (a node
+  // without its store can make nothing durable). A shutdown closes it.
   self->link_to(self->state.store);
   // Nothing but shutdown ends the supervisor: a stray message is logged and
   // dropped (the sender of a request gets unexpected_message).
