@@ -39,10 +39,11 @@ struct supervisor_state {
   std::map<uint64_t, entry> table;
   /// Runs builds, record writes and removals, the shutdown batch.
   store_actor store;
-  /// Spawns accepted and not finished yet (built or recorded on the store
-  /// actor's thread). A shutdown waits for them, so each either runs (and
-  /// is stopped by the shutdown) or failed.
-  size_t spawning = 0;
+  /// Spawns and stops accepted and not finished yet (their jobs on the
+  /// store actor's thread run). A shutdown waits for them: a spawn then
+  /// either runs (and is stopped by the shutdown) or failed, and a stop has
+  /// removed its record before the store actor closes.
+  size_t busy = 0;
   /// Origins of spawns whose record is being written: a second spawn of
   /// the same identity is refused meanwhile.
   std::set<uint64_t> starting;
@@ -104,10 +105,10 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
 
 void begin_shutdown(sup_ptr self, caf::typed_response_promise<bool> rp);
 
-// One spawn finished (started or failed): a shutdown waiting for it goes on.
-void spawn_finished(sup_ptr self) {
+// One spawn or stop finished: a shutdown waiting for it goes on.
+void op_finished(sup_ptr self) {
   auto& st = self->state;
-  if (--st.spawning > 0 || !st.deferred_shutdown)
+  if (--st.busy > 0 || !st.deferred_shutdown)
     return;
   auto rp = std::move(*st.deferred_shutdown);
   st.deferred_shutdown.reset();
@@ -164,13 +165,13 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
   if (auto err = refuse(st))
     return err;
   auto rp = self->make_response_promise<daemon_info>();
-  ++st.spawning;
+  ++st.busy;
   spawn_reply reply = [self, rp](caf::expected<daemon_info> r) mutable {
     if (r)
       rp.deliver(std::move(*r));
     else
       rp.deliver(std::move(r.error()));
-    spawn_finished(self);
+    op_finished(self);
   };
   self->request(st.store, caf::infinite, build_atom::value, req)
     .then(
@@ -193,6 +194,7 @@ caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
   auto actor = it->second.actor;
   st.table.erase(it);
   auto rp = self->make_response_promise<bool>();
+  ++st.busy;
   auto finish = [self, rp, origin]() mutable {
     self->request(self->state.store, caf::infinite, forget_atom::value, origin)
       .then(
@@ -201,9 +203,11 @@ caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
             self->send(self->state.log, forget_atom::value, origin);
           spdlog::info("daemon stopped origin={}", hex_u64(origin));
           rp.deliver(true);
+          op_finished(self);
         },
-        [rp](caf::error& err) mutable {
+        [self, rp](caf::error& err) mutable {
           rp.deliver(err);
+          op_finished(self);
         });
   };
   if (!actor) {
@@ -222,7 +226,6 @@ caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
   return rp;
 }
 
-// A failed daemon without an actor: rebuilt from its snapshot and the log.
 // Starts a rebuilt core for `origin`, unless the daemon was stopped or
 // started again meanwhile, or the node is shutting down.
 void start_rebuilt(sup_ptr self, caf::typed_response_promise<daemon_info> rp,
@@ -428,9 +431,9 @@ caf::result<bool> do_shutdown(sup_ptr self) {
     return make_error(errc::shutting_down, "already shutting down");
   st.state = phase::shutting_down;
   auto rp = self->make_response_promise<bool>();
-  // Spawns accepted before the shutdown finish first, so that it stops
-  // them too.
-  if (st.spawning > 0)
+  // Spawns and stops accepted before the shutdown finish first: the
+  // shutdown stops the spawned daemons too.
+  if (st.busy > 0)
     st.deferred_shutdown = rp;
   else
     begin_shutdown(self, rp);
