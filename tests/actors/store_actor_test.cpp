@@ -389,3 +389,41 @@ TEST_CASE("a spawn whose factory still runs when shutdown starts is stopped "
   CHECK(listed->front().origin_hash == spawned->origin_hash);
   CHECK(listed->front().state == "running");
 }
+
+TEST_CASE("a stop still waiting for its daemon when shutdown starts removes "
+          "the record before the store actor closes") {
+  one_worker_node n;
+  auto big = n.spawn("big");
+  auto small = n.spawn("sum");
+  REQUIRE(n.rt->deliver(small, {0, 0, to_bytes("1")}));
+  auto pause = std::chrono::milliseconds{100};
+  // The store actor is busy with the big snapshot; the small daemon's
+  // snapshot queues behind it, and the small daemon's stop behind that.
+  caf::expected<bytes> big_snap = bytes{};
+  std::thread t1{[&] {
+    big_snap = n.rt->snapshot(big);
+  }};
+  std::this_thread::sleep_for(pause);
+  caf::expected<bytes> small_snap = bytes{};
+  std::thread t2{[&] {
+    small_snap = n.rt->snapshot(small);
+  }};
+  std::this_thread::sleep_for(pause);
+  caf::error stopped = make_error(errc::timeout);
+  std::thread t3{[&] {
+    stopped = n.rt->stop(small);
+  }};
+  std::this_thread::sleep_for(pause);
+  REQUIRE(!n.rt->shutdown());
+  t1.join();
+  t2.join();
+  t3.join();
+  CHECK(big_snap);
+  CHECK(!stopped);
+  n.rt.reset();
+  n.start();
+  auto listed = n.rt->daemons();
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().origin_hash == big);
+}
