@@ -351,6 +351,26 @@ caf::expected<snapshot> decode_snapshot(bytes_view data,
   }
 }
 
+caf::expected<uint64_t> peek_through_seq(bytes_view data) {
+  try {
+    if (data.size > max_snapshot_bytes)
+      return corrupt(std::to_string(data.size) + " bytes exceeds the limit of "
+                     + std::to_string(max_snapshot_bytes));
+    if (auto err = check_frame(data, "message"))
+      return err;
+    bounded_message msg{data};
+    auto body_bytes = view_of(
+      msg.reader().getRoot<schema::SignedSnapshot>().getBody());
+    if (auto err = check_frame(body_bytes, "body"))
+      return err;
+    bounded_message body{body_bytes};
+    return body.reader().getRoot<schema::Snapshot>().getThroughSeq();
+  } catch (const kj::Exception& e) {
+    return corrupt("malformed Cap'n Proto data: "
+                   + std::string{e.getDescription().cStr()});
+  }
+}
+
 uint64_t snapshot_hash(bytes_view encoded) {
   return XXH3_64bits(encoded.data, encoded.size);
 }

@@ -445,6 +445,25 @@ TEST_CASE("validly signed content the codec would not write is rejected") {
 
 // --- framing ---------------------------------------------------------------
 
+TEST_CASE("peek_through_seq reads the through_seq of an encoded snapshot") {
+  auto kp = key(2);
+  auto snap = full_snapshot(kp);
+  auto enc = encode_ok(snap, kp);
+  auto through = peek_through_seq(enc);
+  REQUIRE(through);
+  CHECK(*through == snap.through_seq);
+  snap.through_seq = 7;
+  through = peek_through_seq(encode_ok(snap, kp));
+  REQUIRE(through);
+  CHECK(*through == 7);
+  CHECK(error_of(peek_through_seq(bytes_view{})) == errc::corrupt_data);
+  for (size_t n : {size_t{3}, size_t{8}, enc.size() / 2, enc.size() - 1}) {
+    INFO("length " << n);
+    CHECK(error_of(peek_through_seq(bytes_view{enc.data(), n}))
+          == errc::corrupt_data);
+  }
+}
+
 TEST_CASE("empty input fails corrupt_data") {
   CHECK(error_of(decode_snapshot(bytes_view{})) == errc::corrupt_data);
 }
