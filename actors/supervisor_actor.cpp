@@ -13,6 +13,7 @@
 
 #include "actors/daemon_actor.hpp"
 #include "actors/daemon_core.hpp"
+#include "actors/factory_registry.hpp"
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
 #include "persistence/node_store.hpp"
@@ -88,33 +89,65 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   return info;
 }
 
-caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
+// Lists a built daemon and runs it; already_registered when a daemon with
+// its origin runs (the first one is left untouched).
+caf::expected<daemon_info> admit(sup_ptr self,
+                                 std::shared_ptr<daemon_core> core,
+                                 const bytes& initial_snapshot, bool persist) {
   auto& st = self->state;
-  if (auto err = refuse(st))
-    return err;
-  auto built = req->build();
-  if (!built)
-    return built.error();
-  auto& core = **built;
-  auto origin = core.origin();
+  auto origin = core->origin();
   if (auto it = st.table.find(origin); it != st.table.end()) {
-    bool same = it->second.info.id == core.identity().id();
+    bool same = it->second.info.id == core->identity().id();
     return make_error(errc::already_registered,
                       same ? "daemon " + hex_u64(origin) + " is already running"
                            : "another identity with origin hash "
                                + hex_u64(origin) + " is already running");
   }
-  if (req->persist && st.cfg.store) {
-    if (!req->initial_snapshot.empty())
-      if (auto err = st.cfg.store->save_snapshot(origin, req->initial_snapshot))
+  if (persist && st.cfg.store) {
+    if (!initial_snapshot.empty())
+      if (auto err = st.cfg.store->save_snapshot(origin, initial_snapshot))
         return err;
-    if (auto err = st.cfg.store->save_daemon(origin, core.kind(),
-                                             core.identity()))
+    if (auto err = st.cfg.store->save_daemon(origin, core->kind(),
+                                             core->identity()))
       return err;
   }
-  auto info = start_daemon(self, std::move(*built));
-  spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin), info.kind);
-  return info;
+  return start_daemon(self, std::move(core));
+}
+
+caf::result<daemon_info> do_spawn(sup_ptr self, const spawn_spec& spec) {
+  auto& st = self->state;
+  if (auto err = refuse(st))
+    return err;
+  if (!st.cfg.registry)
+    return make_error(errc::factory_not_found, "no factory registry");
+  auto built = build_daemon(st.cfg.registry, st.cfg.restart, spec);
+  if (!built)
+    return built.error();
+  auto info = admit(self, std::move(*built), spec.initial_snapshot, true);
+  if (!info)
+    return info.error();
+  spdlog::info("daemon spawned origin={} kind={}", hex_u64(info->origin_hash),
+               info->kind);
+  return std::move(*info);
+}
+
+// Runs the daemons the runtime recovered before start (their records exist).
+void adopt_recovered(sup_ptr self) {
+  auto& rec = self->state.cfg.recovered;
+  if (!rec)
+    return;
+  std::vector<std::shared_ptr<daemon_core>> cores;
+  {
+    std::lock_guard<std::mutex> guard{rec->mtx};
+    cores = std::move(rec->cores);
+    rec->cores.clear();
+  }
+  for (auto& core : cores) {
+    auto origin = core->origin();
+    if (auto info = admit(self, std::move(core), bytes{}, false); !info)
+      spdlog::error("recovered daemon origin={} could not start: {}",
+                    hex_u64(origin), describe(info.error()));
+  }
 }
 
 // Stops one daemon: its actor (if any), its record and snapshot, its log
@@ -393,13 +426,15 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       auto& st = self->state;
       if (st.state == phase::shutting_down)
         return make_error(errc::shutting_down, "the runtime was shut down");
-      if (st.state == phase::registering)
+      if (st.state == phase::registering) {
         st.log = std::move(log);
-      st.state = phase::ready;
+        st.state = phase::ready;
+        adopt_recovered(self);
+      }
       return true;
     },
-    [=](spawn_atom, spawn_request_ptr req) -> caf::result<daemon_info> {
-      return do_spawn(self, std::move(req));
+    [=](spawn_atom, const spawn_spec& spec) -> caf::result<daemon_info> {
+      return do_spawn(self, spec);
     },
     [=](broken_atom, daemon_info& info) {
       auto& st = self->state;

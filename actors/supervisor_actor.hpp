@@ -16,7 +16,10 @@
 // supervisor quit but shutdown.
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include <caf/fwd.hpp>
 
@@ -24,9 +27,30 @@
 
 namespace mesh {
 
+class daemon_core;
+class factory_registry;
 class node_store;
 
+/// Rebuilds one daemon from its record, its snapshot and the given log
+/// entries (in log order) after its actor died; a core marked failed when
+/// its durable state is damaged.
+using rebuild_function = std::function<caf::expected<std::shared_ptr<
+  daemon_core>>(uint64_t origin, const std::vector<log_entry>& entries)>;
+
+/// Daemons the runtime recovered from the data directory before start. They
+/// are built objects, not requests, so they are handed over in-process: the
+/// start handler takes them (once) and runs them.
+struct recovered_daemons {
+  std::mutex mtx;
+  std::vector<std::shared_ptr<daemon_core>> cores;
+};
+
 struct supervisor_config {
+  /// The kinds spawn requests may name (spawn_spec, build_daemon).
+  std::shared_ptr<const factory_registry> registry;
+  restart_policy restart = restart_policy::once();
+  /// Filled by the runtime before it sends start (null: none).
+  std::shared_ptr<recovered_daemons> recovered;
   std::shared_ptr<node_store> store; // null: nothing durable
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
