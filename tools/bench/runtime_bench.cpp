@@ -1010,7 +1010,7 @@ int main(int argc, char** argv) {
     "vs raw = this row's events/s as a percentage of the raw CAF row of the "
     "same style (single: one round trip per event; batch%zu and cast: no wait "
     "per event) and, for the runtime rows, the same hand-off (spin-wait "
-    "reply, as the facade waits; see actors/reply.hpp).\n"
+    "reply, as the facade waits; see actors/blocking_client.hpp).\n"
     "One producer (producer_id %llu) with producer_seq 1, 2, 3, ... so every "
     "event "
     "passes the dedup check; payloads \"1\"..\"%zu\" cycled; a %llu-event "
