@@ -55,11 +55,6 @@ caf::error daemon_gone() {
 
 } // namespace
 
-caf::actor_system_config&
-register_message_types(caf::actor_system_config& cfg) {
-  return cfg.add_message_types<caf::id_block::meshd>();
-}
-
 struct runtime::impl {
   caf::actor_system& sys;
   runtime_options opts;

@@ -16,6 +16,7 @@
 #include <caf/binary_serializer.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "actors/daemon_core.hpp"
@@ -373,4 +374,66 @@ TEST_CASE("a spawn spec's kind must match its snapshot's") {
                                spawn_spec{"", keypair::generate(), *encoded});
   REQUIRE(!stranger);
   CHECK(is(stranger.error(), errc::snapshot_identity_mismatch));
+}
+
+TEST_CASE("an actor drives a daemon through runtime::supervisor() alone") {
+  // The protocol the gateway uses: spawn and lookup at the supervisor, then
+  // requests straight to the daemon actor; the facade sees the same daemon.
+  caf::actor_system_config cfg;
+  caf::actor_system sys{apply_scheduler_defaults(cfg)};
+  runtime rt{sys, runtime_options{}};
+  REQUIRE(!rt.register_factory("sum", [] {
+    return std::make_unique<test::sum_daemon>();
+  }));
+  REQUIRE(!rt.start());
+  auto sup = rt.supervisor();
+  REQUIRE(sup);
+  caf::scoped_actor self{sys};
+  daemon_info info;
+  self
+    ->request(sup, caf::infinite, spawn_atom::value,
+              spawn_spec{"sum", keypair::generate()})
+    .receive(
+      [&](daemon_info& i) {
+        info = std::move(i);
+      },
+      [](caf::error& e) {
+        FAIL(describe(e));
+      });
+  REQUIRE(info.kind == "sum");
+  daemon_actor d;
+  self->request(sup, caf::infinite, lookup_atom::value, info.origin_hash)
+    .receive(
+      [&](daemon_actor& h) {
+        d = std::move(h);
+      },
+      [](caf::error& e) {
+        FAIL(describe(e));
+      });
+  REQUIRE(d);
+  event_batch evs;
+  evs.add(5, 1, to_bytes("40"));
+  evs.add(5, 2, to_bytes("2"));
+  self->request(d, caf::infinite, deliver_atom::value, evs)
+    .receive(
+      [&](delivery_batch& out) {
+        REQUIRE(out.size() == 2);
+        CHECK(out.state(1) == delivery::status::applied);
+        REQUIRE(out.output_count(1) == 1);
+        CHECK(test::text(out.output_at(1, 0).payload.to_bytes()) == "42");
+      },
+      [](caf::error& e) {
+        FAIL(describe(e));
+      });
+  auto hwm = rt.high_water_mark(info.origin_hash, 5);
+  REQUIRE(hwm);
+  CHECK(*hwm == 2);
+  self->request(sup, caf::infinite, stop_atom::value, info.origin_hash)
+    .receive([](bool) {},
+             [](caf::error& e) {
+               FAIL(describe(e));
+             });
+  auto gone = rt.stats(info.origin_hash);
+  REQUIRE(!gone);
+  CHECK(is(gone.error(), errc::daemon_not_found));
 }
