@@ -22,23 +22,16 @@ namespace mesh {
 
 namespace {
 
-/// Where the answer to one input batch goes: a CAF response promise or the
-/// facade's one-shot channel.
+/// Where the answer to one input batch goes: the request's sender, local or
+/// remote (the runtime facade's sender is its reply actor, actors/reply.hpp).
 struct reply_to {
   caf::typed_response_promise<delivery_batch> rp;
-  delivery_promise_ptr promise;
 
   void operator()(caf::expected<delivery_batch> answer) {
-    if (promise) {
-      if (answer)
-        promise->deliver(std::move(*answer));
-      else
-        promise->deliver(std::move(answer.error()));
-    } else if (answer) {
+    if (answer)
       rp.deliver(std::move(*answer));
-    } else {
+    else
       rp.deliver(std::move(answer.error()));
-    }
   }
 };
 
@@ -477,15 +470,8 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
   return {
     [=](deliver_atom, const event_batch& evs) -> caf::result<delivery_batch> {
       auto rp = self->make_response_promise<delivery_batch>();
-      accept_input(self, evs, reply_to{rp, nullptr});
+      accept_input(self, evs, reply_to{rp});
       return rp;
-    },
-    [=](deliver_atom, const event_batch& evs,
-        const delivery_promise_ptr& promise) {
-      // From here on the events may be applied: if this actor stops before
-      // it answers, the caller must not resend them blindly.
-      promise->accept();
-      accept_input(self, evs, reply_to{{}, promise});
     },
     [=](hwm_atom, uint64_t producer) -> uint64_t {
       return core_of(self).high_water_mark(producer);

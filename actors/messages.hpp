@@ -1,12 +1,18 @@
 #pragma once
 
 // Atoms, message types and actor interfaces of one node, plus their CAF
-// registration (one type-id block). Message types have inspect() overloads
-// so CAF can copy, print and, where needed, serialize them.
+// registration (one type-id block, loaded by register_message_types()).
+//
+// This is the runtime's protocol: every message in these interfaces is a
+// plain value with an inspect() overload, registered in the block, so CAF
+// can copy, print and serialize it, and the same request can be sent to an
+// actor on another node. Nothing in-process (no shared_ptr reply channel, no
+// std::function) travels in a message: an answer goes back as CAF's
+// response to the request's sender (the blocking facade's sender is a tiny
+// actor of its own, actors/reply.hpp). tests/actors/protocol_test.cpp
+// round-trips every message through CAF's binary serializer.
 
 #include <cstdint>
-#include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,7 +27,7 @@
 
 #include "actors/batch.hpp"
 #include "actors/daemon_info.hpp"
-#include "actors/reply.hpp"
+#include "actors/spawn_spec.hpp"
 #include "persistence/log_entry.hpp"
 
 namespace mesh {
@@ -159,28 +165,11 @@ typename Inspector::result_type inspect(Inspector& f, log_batch& x) {
            x.ends, x.daemon_seqs);
 }
 
-class daemon_core;
-
-/// Everything a new daemon actor needs; travels only inside one process.
-struct spawn_request {
-  /// Builds the daemon (factory, restore). The supervisor runs it only after
-  /// its lifecycle check passed, so a refused spawn never runs user code and
-  /// the lifecycle has one owner.
-  std::function<caf::expected<std::shared_ptr<daemon_core>>()> build;
-  /// Write the daemon record (false when recovering one that exists).
-  bool persist = true;
-  /// An encoded snapshot to store before the daemon runs (spawn from
-  /// snapshot), so its restored state is durable from the first event on.
-  bytes initial_snapshot;
-};
-
-using spawn_request_ptr = std::shared_ptr<spawn_request>;
-
-/// Rebuilds one daemon from its record, its snapshot and the given log
-/// entries (in log order) after its actor died; a core marked failed when
-/// its durable state is damaged.
-using rebuild_function = std::function<caf::expected<std::shared_ptr<
-  daemon_core>>(uint64_t origin, const std::vector<log_entry>& entries)>;
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, spawn_spec& x) {
+  return f(caf::meta::type_name("spawn_spec"), x.kind, x.seed,
+           x.initial_snapshot, x.flags);
+}
 
 // -- interfaces ---------------------------------------------------------------
 
@@ -212,8 +201,6 @@ using daemon_actor = caf::typed_actor<
   // Applies the events in order; one answer per event, released only after
   // their log entries are durable under the node's fsync policy.
   caf::replies_to<deliver_atom, event_batch>::with<delivery_batch>,
-  // The same for a caller blocked in the runtime facade (actors/reply.hpp).
-  caf::reacts_to<deliver_atom, event_batch, delivery_promise_ptr>,
   caf::replies_to<hwm_atom, uint64_t>::with<uint64_t>,
   caf::replies_to<stats_atom>::with<daemon_stats>,
   caf::replies_to<info_atom>::with<daemon_info>,
@@ -235,7 +222,9 @@ using daemon_actor = caf::typed_actor<
 using supervisor_actor = caf::typed_actor<
   // Enters `ready`; every daemon logs to the given log actor (may be null).
   caf::replies_to<start_atom, log_actor>::with<bool>,
-  caf::replies_to<spawn_atom, spawn_request_ptr>::with<daemon_info>,
+  // Builds the daemon the spec describes (factory, then restore from its
+  // initial snapshot), writes its record and runs it.
+  caf::replies_to<spawn_atom, spawn_spec>::with<daemon_info>,
   // A daemon whose durable state could not be loaded (it has no actor):
   // listed as failed with the reason until stopped.
   caf::reacts_to<broken_atom, daemon_info>,
@@ -246,10 +235,13 @@ using supervisor_actor = caf::typed_actor<
   caf::reacts_to<failed_atom, uint64_t, std::string>,
   caf::replies_to<shutdown_atom>::with<bool>>;
 
-} // namespace mesh
+/// Loads the meshd type-id block into `cfg` (add_message_types), so that
+/// every message above can be serialized (sent to another node). Part of
+/// apply_scheduler_defaults(); call it on any other config that builds an
+/// actor system for meshd's actors.
+caf::actor_system_config& register_message_types(caf::actor_system_config& cfg);
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::spawn_request_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::delivery_promise_ptr)
+} // namespace mesh
 
 CAF_BEGIN_TYPE_ID_BLOCK(meshd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(meshd, (mesh::causal_event))
@@ -266,4 +258,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(meshd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::delivery>))
   CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::log_entry>))
   CAF_ADD_TYPE_ID(meshd, (std::vector<mesh::daemon_info>))
+  CAF_ADD_TYPE_ID(meshd, (mesh::spawn_spec))
+  CAF_ADD_TYPE_ID(meshd, (std::vector<uint8_t>))
+  CAF_ADD_TYPE_ID(meshd, (mesh::log_actor))
+  CAF_ADD_TYPE_ID(meshd, (mesh::daemon_actor))
+  CAF_ADD_TYPE_ID(meshd, (mesh::supervisor_actor))
 CAF_END_TYPE_ID_BLOCK(meshd)

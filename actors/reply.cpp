@@ -2,7 +2,11 @@
 
 #include <thread>
 
-#include "base/errc.hpp"
+#include <caf/actor_cast.hpp>
+#include <caf/actor_config.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/make_actor.hpp>
 
 namespace mesh {
 
@@ -18,13 +22,19 @@ inline void cpu_relax() {
 
 } // namespace
 
-bool reply_channel_base::claim() {
-  int expected = empty_state;
-  return state_.compare_exchange_strong(expected, writing_state,
-                                        std::memory_order_acq_rel);
-}
+reply_actor::reply_actor(caf::actor_config& cfg) : monitorable_actor(cfg) {}
 
-void reply_channel_base::publish() {
+void reply_actor::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
+  if (!what || !what->mid.is_response())
+    return;
+  if (what->mid.request_id().integer_value()
+      != expected_.load(std::memory_order_acquire))
+    return;
+  int empty = empty_state;
+  if (!state_.compare_exchange_strong(empty, writing_state,
+                                      std::memory_order_acq_rel))
+    return;
+  answer_ = what->move_content_to_message();
   {
     // Under the lock, so that a waiter between its last check and its sleep
     // cannot miss the wake-up.
@@ -34,8 +44,16 @@ void reply_channel_base::publish() {
   cv_.notify_one();
 }
 
-bool reply_channel_base::wait(std::chrono::nanoseconds spin,
-                              clock::time_point deadline) {
+caf::message_id reply_actor::start() {
+  auto id = caf::make_message_id(++next_id_);
+  answer_.reset();
+  expected_.store(id.request_id().integer_value(), std::memory_order_release);
+  state_.store(empty_state, std::memory_order_release);
+  return id;
+}
+
+bool reply_actor::wait(std::chrono::nanoseconds spin,
+                       clock::time_point deadline) {
   if (ready())
     return true;
   if (spin.count() > 0) {
@@ -61,13 +79,15 @@ bool reply_channel_base::wait(std::chrono::nanoseconds spin,
   });
 }
 
-caf::error reply_receiver_gone(bool accepted) {
-  if (!accepted)
-    return make_error(errc::daemon_not_found, "the daemon is gone");
-  return make_error(errc::daemon_not_found,
-                    "the daemon stopped before it answered; the events may "
-                    "have been applied (resend them with the same producer "
-                    "seqs: duplicates are recognised)");
+caf::strong_actor_ptr make_reply_actor(caf::actor_system& sys) {
+  caf::actor_config cfg;
+  auto handle = caf::make_actor<reply_actor, caf::actor>(sys.next_actor_id(),
+                                                         sys.node(), &sys, cfg);
+  return caf::actor_cast<caf::strong_actor_ptr>(std::move(handle));
+}
+
+reply_actor& reply_actor_of(const caf::strong_actor_ptr& ptr) {
+  return *static_cast<reply_actor*>(caf::actor_cast<caf::abstract_actor*>(ptr));
 }
 
 } // namespace mesh

@@ -1,47 +1,57 @@
 #pragma once
 
-// A one-shot answer from an actor to a thread blocked outside the actor
-// system; the runtime facade's deliver and deliver_batch use it instead of a
-// scoped_actor request.
+// How a thread outside the actor system (a caller of the blocking facade)
+// waits for an actor's answer: it sends an ordinary request whose sender is
+// a reply_actor, and the receiver answers it as it answers any request (a
+// response promise, a returned value, or CAF's bounce when its mailbox is
+// closed). The request carries nothing in-process, so the receiver cannot
+// tell this caller from an actor on another node.
 //
 // Why not scoped_actor: its receive sleeps on a condition variable, and on a
 // small VM one sleep/wake hand-off costs about 25 us (a condition-variable
 // ping-pong measured 50 us per round trip on the 2-core CI machine, against
 // 0.1 us for two threads spinning on an atomic). A batch of 100 events takes
 // a daemon about 10 us, so the wake-up, not the work, bounded a blocking
-// deliver_batch to about 2 million events/s. The waiter here spins for a
-// short, bounded time first (the answer usually arrives within it), then
-// sleeps like any blocking call; the deadline still holds.
+// deliver_batch to about 2 million events/s. A reply_actor has no mailbox
+// and no behaviour: its enqueue() stores the response in a one-shot slot,
+// and the waiter spins for a short, bounded time first (the answer usually
+// arrives within it), then sleeps like any blocking call; the deadline
+// still holds.
 //
-// The sending end (reply_promise) travels in the message. If it is dropped
-// unanswered (the receiver stopped and its mailbox closed, or the actor died
-// holding it) its destructor answers daemon_not_found, so the waiter never
-// waits out the deadline for an actor that is gone. The receiver calls
-// accept() when it starts on the request; a promise dropped after that
-// carries the same code but the channel remembers it was accepted: the
-// request may have had effects, so the caller must not simply resend it.
+// One request at a time per reply_actor: start() names the request whose
+// response counts; any other message (a late answer to an earlier request)
+// is dropped. After a wait that timed out, throw the actor away instead of
+// reusing it (its late answer would race the next request).
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <memory>
 #include <mutex>
 
-#include <caf/error.hpp>
-
-#include "actors/batch.hpp"
+#include <caf/fwd.hpp>
+#include <caf/message.hpp>
+#include <caf/message_id.hpp>
+#include <caf/monitorable_actor.hpp>
 
 namespace mesh {
 
-/// daemon_not_found: "the daemon is gone" (the request never reached it) or,
-/// when `accepted`, that it stopped before answering and the request may
-/// have been applied.
-caf::error reply_receiver_gone(bool accepted);
-
-/// The part of a reply channel that does not depend on the answer's type.
-class reply_channel_base {
+class reply_actor final : public caf::monitorable_actor {
 public:
   using clock = std::chrono::steady_clock;
+
+  explicit reply_actor(caf::actor_config& cfg);
+
+  /// Stores a response to the current request and wakes the waiter; drops
+  /// anything else.
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) override;
+
+  const char* name() const override {
+    return "mesh.reply";
+  }
+
+  /// The id of a new request (the previous answer is dropped). Only the
+  /// waiting thread calls start(), wait() and answer().
+  caf::message_id start();
 
   /// Spins for up to `spin`, then sleeps until `deadline`. True when the
   /// answer is in.
@@ -51,105 +61,28 @@ public:
     return state_.load(std::memory_order_acquire) == ready_state;
   }
 
-  /// Whether the receiver started on the request (see reply_promise).
-  bool accepted() const {
-    return accepted_.load(std::memory_order_acquire);
+  /// The response message (a value or a caf::error). Only after ready().
+  caf::message& answer() {
+    return answer_;
   }
-
-  /// The error (none when the answer is a value). Only after ready().
-  const caf::error& error() const {
-    return error_;
-  }
-
-  void fail(caf::error err) {
-    if (!claim())
-      return;
-    error_ = std::move(err);
-    publish();
-  }
-
-  /// Called by the receiver before it acts on the request.
-  void accept() {
-    accepted_.store(true, std::memory_order_release);
-  }
-
-protected:
-  /// Claims the channel for the one writer; false when already answered.
-  bool claim();
-  /// Makes the answer visible and wakes the waiter.
-  void publish();
 
 private:
   static constexpr int empty_state = 0;
   static constexpr int writing_state = 1;
   static constexpr int ready_state = 2;
 
+  uint64_t next_id_ = 0;
+  std::atomic<uint64_t> expected_{0};
   std::atomic<int> state_{empty_state};
-  std::atomic<bool> accepted_{false};
   std::mutex mtx_;
   std::condition_variable cv_;
-  caf::error error_;
+  caf::message answer_;
 };
 
-/// The receiving end: the blocked caller waits on it.
-template<class T>
-class reply_channel : public reply_channel_base {
-public:
-  /// Stores the answer and wakes the waiter; only the first answer counts.
-  void fulfill(T value) {
-    if (!claim())
-      return;
-    value_ = std::move(value);
-    publish();
-  }
+/// A new reply_actor in `sys` (one strong reference: the caller's).
+caf::strong_actor_ptr make_reply_actor(caf::actor_system& sys);
 
-  /// The answer when error() is none. Only after ready().
-  T& value() {
-    return value_;
-  }
-
-private:
-  T value_;
-};
-
-/// The sending end (shared by copies of the message); see the file comment.
-template<class T>
-class reply_promise {
-public:
-  explicit reply_promise(std::shared_ptr<reply_channel<T>> ch)
-    : ch_(std::move(ch)) {}
-
-  ~reply_promise() {
-    if (ch_)
-      ch_->fail(gone(ch_->accepted()));
-  }
-
-  reply_promise(const reply_promise&) = delete;
-  reply_promise& operator=(const reply_promise&) = delete;
-
-  /// The receiver started on the request: from now on a drop means "gone
-  /// part-way", not "never arrived".
-  void accept() {
-    ch_->accept();
-  }
-
-  void deliver(T value) {
-    ch_->fulfill(std::move(value));
-  }
-  void deliver(caf::error err) {
-    ch_->fail(std::move(err));
-  }
-
-private:
-  static caf::error gone(bool accepted) {
-    return reply_receiver_gone(accepted);
-  }
-
-  std::shared_ptr<reply_channel<T>> ch_;
-};
-
-using delivery_channel = reply_channel<delivery_batch>;
-using delivery_promise = reply_promise<delivery_batch>;
-using delivery_promise_ptr = std::shared_ptr<delivery_promise>;
+/// The reply_actor behind `ptr` (which make_reply_actor returned).
+reply_actor& reply_actor_of(const caf::strong_actor_ptr& ptr);
 
 } // namespace mesh

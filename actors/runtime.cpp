@@ -1,25 +1,20 @@
 #include "actors/runtime.hpp"
 
 #include <atomic>
-#include <map>
 #include <mutex>
 #include <thread>
-#include <type_traits>
-#include <unordered_map>
 
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/after.hpp>
-#include <caf/blocking_actor.hpp>
 #include <caf/exit_reason.hpp>
-#include <caf/scoped_actor.hpp>
-#include <caf/sec.hpp>
 #include <caf/send.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/blocking_client.hpp"
 #include "actors/daemon_core.hpp"
+#include "actors/daemon_handles.hpp"
 #include "actors/factory_registry.hpp"
 #include "actors/limits.hpp"
 #include "actors/log_actor.hpp"
@@ -43,7 +38,7 @@ apply_scheduler_defaults(caf::actor_system_config& cfg) {
   size_t workers = cores > 1 ? cores - 1 : 1;
   cfg.set("scheduler.max-threads", workers);
   cfg.set("work-stealing.aggressive-poll-attempts", size_t{100000});
-  return cfg;
+  return register_message_types(cfg);
 }
 
 namespace {
@@ -54,16 +49,8 @@ caf::error shut_down_error() {
   return make_error(errc::shutting_down, "the runtime is shut down");
 }
 
-// CAF's own errors, translated into the ones our callers handle.
-caf::error normalize(caf::error err, const caf::error& when_gone) {
-  if (err.category() == caf::atom("system")) {
-    auto code = static_cast<caf::sec>(err.code());
-    if (code == caf::sec::request_receiver_down)
-      return when_gone;
-    if (code == caf::sec::request_timeout)
-      return make_error(errc::timeout, "no answer in time");
-  }
-  return err;
+caf::error daemon_gone() {
+  return make_error(errc::daemon_not_found, "the daemon is gone");
 }
 
 } // namespace
@@ -71,226 +58,46 @@ caf::error normalize(caf::error err, const caf::error& when_gone) {
 struct runtime::impl {
   caf::actor_system& sys;
   runtime_options opts;
-  factory_registry registry;
+  std::shared_ptr<factory_registry>
+    registry = std::make_shared<factory_registry>();
+  std::shared_ptr<recovered_daemons>
+    recovered = std::make_shared<recovered_daemons>();
   std::shared_ptr<node_store> store;
   supervisor_actor sup;
   log_actor log;
   nonce_actor nonce;
   std::atomic<int> state{static_cast<int>(phase::registering)};
   std::mutex lifecycle_mtx;
+  blocking_client client;
+  daemon_handles handles;
 
-  std::mutex cache_mtx;
-  std::unordered_map<uint64_t, daemon_actor> cache;
-
-  // Blocking requests need a scoped_actor; making one per call costs more
-  // than the call, so idle ones wait here. All die before the runtime.
-  std::mutex pool_mtx;
-  std::vector<std::unique_ptr<caf::scoped_actor>> pool;
-
-  impl(caf::actor_system& s, runtime_options o) : sys(s), opts(std::move(o)) {}
-
-  struct lease {
-    impl* owner;
-    std::unique_ptr<caf::scoped_actor> self;
-    ~lease() {
-      if (!self)
-        return;
-      std::lock_guard<std::mutex> guard{owner->pool_mtx};
-      owner->pool.push_back(std::move(self));
-    }
-    caf::scoped_actor& operator*() {
-      return *self;
-    }
-    /// Destroys the actor instead of returning it to the pool (a late reply
-    /// to an abandoned request would sit in its mailbox).
-    void discard() {
-      self.reset();
-    }
-  };
-
-  lease acquire() {
-    {
-      std::lock_guard<std::mutex> guard{pool_mtx};
-      if (!pool.empty()) {
-        auto s = std::move(pool.back());
-        pool.pop_back();
-        return lease{this, std::move(s)};
-      }
-    }
-    return lease{this, std::make_unique<caf::scoped_actor>(sys)};
-  }
-
-  // The request itself carries no timeout: in CAF 0.17 a timed request
-  // costs two round trips through the clock thread (set and cancel). The
-  // caller waits at most `timeout` for the reply instead. `gone` is the
-  // answer when `dest` no longer runs.
-  template<class R, class Handle, class... Ts>
-  caf::expected<R> ask(const Handle& dest, std::chrono::milliseconds timeout,
-                       const caf::error& gone, Ts&&... xs) {
-    caf::expected<R> result = make_error(errc::timeout, "no answer");
-    auto l = acquire();
-    auto& self = *l;
-    bool timed_out = false;
-    auto rh = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
-    caf::blocking_actor::accept_one_cond rc;
-    self->varargs_receive(
-      rc, rh.id(),
-      [&](R& r) {
-        result = std::move(r);
-      },
-      [&](caf::error& e) {
-        result = normalize(std::move(e), gone);
-      },
-      caf::after(timeout) >>
-        [&] {
-          timed_out = true;
-        });
-    if (timed_out) {
-      l.discard();
-      result = make_error(errc::timeout, "no answer in time");
-    }
-    return result;
-  }
+  impl(caf::actor_system& s, runtime_options o)
+    : sys(s),
+      opts(std::move(o)),
+      client(s, opts.reply_spin),
+      handles([this](uint64_t origin) {
+        return ask_sup<daemon_actor>(lookup_atom::value, origin);
+      }) {}
 
   template<class R, class... Ts>
   caf::expected<R> ask_sup(Ts&&... xs) {
     // The supervisor quits at the end of shutdown.
-    return ask<R>(sup, opts.request_timeout, shut_down_error(),
-                  std::forward<Ts>(xs)...);
+    auto r = client.ask<R>(sup, opts.request_timeout, std::forward<Ts>(xs)...);
+    if (!r)
+      return normalize(std::move(r.error()), shut_down_error());
+    return r;
   }
 
-  caf::expected<daemon_actor> find(uint64_t origin, bool refresh = false) {
-    if (!refresh) {
-      std::lock_guard<std::mutex> guard{cache_mtx};
-      if (auto it = cache.find(origin); it != cache.end())
-        return it->second;
-    }
-    auto h = ask_sup<daemon_actor>(lookup_atom::value, origin);
-    if (!h)
-      return h.error();
-    std::lock_guard<std::mutex> guard{cache_mtx};
-    cache[origin] = *h;
-    return h;
-  }
-
-  void forget(uint64_t origin) {
-    std::lock_guard<std::mutex> guard{cache_mtx};
-    cache.erase(origin);
-  }
-
-  // Runs `attempt(handle, unread)` with the cached handle of `origin`. When
-  // it fails daemon_not_found the handle is stale (the daemon stopped, or
-  // stopped and came back): the handle is dropped and, if `attempt` left
-  // `unread` true (the daemon never saw the request), tried once more with a
-  // fresh one.
-  template<class R, class F>
-  caf::expected<R> with_daemon(uint64_t origin, F attempt) {
-    for (int i = 0; i < 2; ++i) {
-      auto h = find(origin, i > 0);
-      if (!h)
-        return h.error();
-      bool unread = true;
-      caf::expected<R> r = attempt(*h, unread);
-      if (r || !is(r.error(), errc::daemon_not_found))
-        return r;
-      forget(origin);
-      if (!unread)
-        return r;
-    }
-    return make_error(errc::daemon_not_found,
-                      "no daemon " + hex_u64(origin) + " on this node");
-  }
-
-  // Sends to a daemon; when the cached handle is stale (daemon restarted or
-  // stopped) looks it up once more. The message is built once (arguments
-  // moved in) and the same message is sent again on the retry; it goes
-  // through an untyped handle because a typed request cannot carry a
-  // prebuilt caf::message, so the interface is checked here instead.
+  // One request to the daemon of `origin` through the handle cache (a stale
+  // handle is looked up once more when the daemon never read the request).
   template<class R, class... Ts>
-  caf::expected<R> ask_daemon(uint64_t origin, Ts&&... xs) {
-    using token = caf::detail::type_list<
-      typename caf::detail::implicit_conversions<std::decay_t<Ts>>::type...>;
-    using unboxed = caf::response_type_unbox<caf::signatures_of_t<daemon_actor>,
-                                             token>;
-    static_assert(unboxed::valid, "daemon_actor does not accept this message");
-    static_assert(std::is_same<typename unboxed::type,
-                               caf::detail::type_list<R>>::value,
-                  "daemon_actor answers this message with another type");
-    auto msg = caf::make_message(std::forward<Ts>(xs)...);
-    return with_daemon<R>(origin, [&](const daemon_actor& h, bool&) {
-      return ask<R>(caf::actor_cast<caf::actor>(h), opts.request_timeout,
-                    make_error(errc::daemon_not_found, "the daemon is gone"),
-                    msg);
+  caf::expected<R> ask_daemon(uint64_t origin, const Ts&... xs) {
+    auto r = handles.with_daemon<R>(origin, [&](const daemon_actor& h) {
+      return client.ask<R>(h, opts.request_timeout, xs...);
     });
-  }
-
-  // deliver and deliver_batch: a one-shot channel instead of a scoped_actor
-  // request (actors/reply.hpp says why). The message carries a copy of the
-  // events, so a retry after a stale handle has them again. But only a
-  // message the daemon never read is retried: once it accepted the batch the
-  // events may have been applied, and a resend could apply an anonymous
-  // event twice.
-  caf::expected<delivery_batch> deliver(uint64_t origin,
-                                        const event_batch& evs) {
-    return with_daemon<
-      delivery_batch>(origin,
-                      [&](const daemon_actor& h,
-                          bool& unread) -> caf::expected<delivery_batch> {
-                        auto deadline = delivery_channel::clock::now()
-                                        + opts.request_timeout;
-                        auto ch = std::make_shared<delivery_channel>();
-                        caf::anon_send(h, deliver_atom::value, evs,
-                                       std::make_shared<delivery_promise>(ch));
-                        if (!ch->wait(opts.reply_spin, deadline))
-                          return make_error(errc::timeout, "no answer in time");
-                        unread = !ch->accepted();
-                        if (ch->error())
-                          return ch->error();
-                        return std::move(ch->value());
-                      });
-  }
-
-  daemon_core::maker maker_for(const std::string& kind) {
-    return [this, kind] {
-      return registry.make(kind);
-    };
-  }
-
-  using builder = std::function<caf::expected<std::shared_ptr<daemon_core>>()>;
-
-  static spawn_request_ptr make_request(builder build, bool persist,
-                                        bytes initial = {}) {
-    auto req = std::make_shared<spawn_request>();
-    req->build = std::move(build);
-    req->persist = persist;
-    req->initial_snapshot = std::move(initial);
-    return req;
-  }
-
-  caf::expected<daemon_info> submit(builder build, bool persist,
-                                    bytes initial = {}) {
-    return ask_sup<daemon_info>(spawn_atom::value,
-                                make_request(std::move(build), persist,
-                                             std::move(initial)));
-  }
-
-  /// A fresh daemon of `kind` under `id`, restored from `snap` when given.
-  builder make_builder(std::string kind, const keypair& id,
-                       std::shared_ptr<const mesh::snapshot> snap = nullptr) {
-    auto key = std::make_shared<keypair>(id.clone());
-    return [this, kind = std::move(kind), key,
-            snap]() -> caf::expected<std::shared_ptr<daemon_core>> {
-      auto inst = registry.make(kind);
-      if (!inst)
-        return inst.error();
-      auto core = std::make_shared<daemon_core>(kind, key->clone(),
-                                                maker_for(kind),
-                                                std::move(*inst), opts.restart);
-      if (snap)
-        if (auto err = core->restore(*snap))
-          return err;
-      return core;
-    };
+    if (!r)
+      return normalize(std::move(r.error()), daemon_gone());
+    return r;
   }
 
   recovery_context recovery();
@@ -302,8 +109,8 @@ struct runtime::impl {
 recovery_context runtime::impl::recovery() {
   recovery_context ctx;
   ctx.store = store;
-  ctx.make = [this](const std::string& kind) {
-    return registry.make(kind);
+  ctx.make = [reg = registry](const std::string& kind) {
+    return reg->make(kind);
   };
   ctx.policy = opts.restart;
   return ctx;
@@ -363,6 +170,9 @@ runtime::impl::recover(std::vector<std::shared_ptr<daemon_core>>& cores,
 runtime::runtime(caf::actor_system& sys, runtime_options opts)
   : impl_(std::make_unique<impl>(sys, std::move(opts))) {
   supervisor_config cfg;
+  cfg.registry = impl_->registry;
+  cfg.restart = impl_->opts.restart;
+  cfg.recovered = impl_->recovered;
   cfg.snapshot_every_events = impl_->opts.snapshot_every_events;
   cfg.snapshot_every = impl_->opts.snapshot_every;
   cfg.snapshot_on_shutdown = impl_->opts.snapshot_on_shutdown;
@@ -386,17 +196,12 @@ runtime::~runtime() {
   if (auto err = shutdown())
     spdlog::warn("runtime shutdown: {}", describe(err));
   caf::anon_send_exit(impl_->nonce, caf::exit_reason::user_shutdown);
-  {
-    std::lock_guard<std::mutex> guard{impl_->cache_mtx};
-    impl_->cache.clear();
-  }
-  std::lock_guard<std::mutex> guard{impl_->pool_mtx};
-  impl_->pool.clear();
+  impl_->handles.clear();
 }
 
 caf::error runtime::register_factory(const std::string& kind,
                                      daemon_factory factory) {
-  return impl_->registry.add(kind, std::move(factory));
+  return impl_->registry->add(kind, std::move(factory));
 }
 
 caf::error runtime::start() {
@@ -411,21 +216,16 @@ caf::error runtime::start() {
   if (!impl_->opts.data_dir.empty())
     if (auto err = impl_->recover(cores, broken))
       return err;
+  // Broken ones are listed first, then start runs the recovered ones.
+  for (auto& b : broken)
+    caf::anon_send(impl_->sup, broken_atom::value, std::move(b));
+  {
+    std::lock_guard<std::mutex> rguard{impl_->recovered->mtx};
+    impl_->recovered->cores = std::move(cores);
+  }
   auto ok = impl_->ask_sup<bool>(start_atom::value, impl_->log);
   if (!ok)
     return ok.error();
-  for (auto& b : broken)
-    caf::anon_send(impl_->sup, broken_atom::value, std::move(b));
-  for (auto& core : cores) {
-    auto info = impl_->submit(
-      [core] {
-        return caf::expected<std::shared_ptr<daemon_core>>{core};
-      },
-      false);
-    if (!info)
-      spdlog::error("recovered daemon origin={} could not start: {}",
-                    hex_u64(core->origin()), describe(info.error()));
-  }
   impl_->state = static_cast<int>(phase::ready);
   return {};
 }
@@ -435,15 +235,12 @@ caf::error runtime::shutdown() {
   if (static_cast<phase>(impl_->state.load()) == phase::shut_down)
     return {};
   impl_->state = static_cast<int>(phase::shut_down);
-  impl_->registry.close();
-  auto ok = impl_->ask<bool>(impl_->sup, std::chrono::minutes{5},
-                             shut_down_error(), shutdown_atom::value);
-  {
-    std::lock_guard<std::mutex> cguard{impl_->cache_mtx};
-    impl_->cache.clear();
-  }
+  impl_->registry->close();
+  auto ok = impl_->client.ask<bool>(impl_->sup, std::chrono::minutes{5},
+                                    shutdown_atom::value);
+  impl_->handles.clear();
   if (!ok)
-    return ok.error();
+    return normalize(std::move(ok.error()), shut_down_error());
   return {};
 }
 
@@ -457,19 +254,16 @@ caf::expected<daemon_info> runtime::spawn(const std::string& kind) {
 
 caf::expected<daemon_info> runtime::spawn(const std::string& kind,
                                           const keypair& id) {
-  return impl_->submit(impl_->make_builder(kind, id), true);
+  return impl_->ask_sup<daemon_info>(spawn_atom::value, spawn_spec{kind, id});
 }
 
 caf::expected<daemon_info> runtime::spawn_from_snapshot(const keypair& id,
                                                         bytes_view encoded) {
-  auto expected_id = id.id();
-  auto snap = decode_snapshot(encoded, &expected_id);
-  if (!snap)
-    return snap.error();
-  auto kind = snap->daemon_kind;
-  auto shared = std::make_shared<const mesh::snapshot>(std::move(*snap));
-  return impl_->submit(impl_->make_builder(std::move(kind), id, shared), true,
-                       encoded.to_bytes());
+  // The kind is the one the snapshot names; the supervisor checks the
+  // snapshot against the identity.
+  return impl_->ask_sup<daemon_info>(spawn_atom::value,
+                                     spawn_spec{std::string{}, id,
+                                                encoded.to_bytes()});
 }
 
 caf::expected<delivery> runtime::deliver(uint64_t origin, inbound_event ev) {
@@ -503,7 +297,10 @@ caf::expected<delivery_batch> runtime::deliver_batch(uint64_t origin,
     return delivery_batch{};
   if (auto err = limits::check(evs))
     return err;
-  return impl_->deliver(origin, evs);
+  // Only a batch the daemon never read is resent to a fresh handle: once it
+  // read the batch the events may have been applied, and a resend could
+  // apply an anonymous event twice.
+  return impl_->ask_daemon<delivery_batch>(origin, deliver_atom::value, evs);
 }
 
 caf::expected<uint64_t> runtime::high_water_mark(uint64_t origin,
@@ -513,7 +310,7 @@ caf::expected<uint64_t> runtime::high_water_mark(uint64_t origin,
 
 caf::error runtime::stop(uint64_t origin) {
   auto r = impl_->ask_sup<bool>(stop_atom::value, origin);
-  impl_->forget(origin);
+  impl_->handles.forget(origin);
   if (!r)
     return r.error();
   return {};
@@ -521,7 +318,7 @@ caf::error runtime::stop(uint64_t origin) {
 
 caf::expected<daemon_info> runtime::resume(uint64_t origin, bool accept_loss) {
   auto r = impl_->ask_sup<daemon_info>(resume_atom::value, origin, accept_loss);
-  impl_->forget(origin);
+  impl_->handles.forget(origin);
   return r;
 }
 
@@ -556,12 +353,16 @@ caf::expected<size_t> runtime::daemon_count() {
 }
 
 caf::expected<uint64_t> runtime::producer_id() {
-  return impl_->ask<uint64_t>(impl_->nonce, impl_->opts.request_timeout,
-                              shut_down_error(), producer_id_atom::value);
+  auto r = impl_->client.ask<uint64_t>(impl_->nonce,
+                                       impl_->opts.request_timeout,
+                                       producer_id_atom::value);
+  if (!r)
+    return normalize(std::move(r.error()), shut_down_error());
+  return r;
 }
 
 std::vector<std::string> runtime::kinds() const {
-  return impl_->registry.kinds();
+  return impl_->registry->kinds();
 }
 
 const runtime_options& runtime::options() const {
@@ -570,11 +371,6 @@ const runtime_options& runtime::options() const {
 
 supervisor_actor runtime::supervisor() const {
   return impl_->sup;
-}
-
-spawn_request_ptr runtime::spawn_request_for(const std::string& kind) {
-  return impl::make_request(impl_->make_builder(kind, keypair::generate()),
-                            true);
 }
 
 } // namespace mesh

@@ -2,7 +2,11 @@
 
 // The C++ API for running daemons on one node, for embedding meshd in a
 // program and for the meshd binary itself. Every call blocks until the
-// runtime's actors answered (or `request_timeout` passed).
+// runtime's actors answered (or `request_timeout` passed). It is a thin
+// layer over the actor protocol (actors/messages.hpp): each call is one
+// typed request to the supervisor or a daemon actor (actors/blocking_client
+// sends it and waits; actors/daemon_handles caches daemon handles), and an
+// actor that wants no blocking talks to supervisor() itself.
 //
 //   caf::actor_system_config cfg;
 //   caf::actor_system sys{mesh::apply_scheduler_defaults(cfg)};
@@ -77,9 +81,11 @@ struct runtime_options {
   std::chrono::microseconds reply_spin{100};
 };
 
-/// The CAF scheduler settings meshd runs with. Call on the config before the
-/// actor_system is built (and before parsing user options, so that those
-/// still win):
+/// The CAF settings meshd runs with: the meshd message types (the type-id
+/// block, register_message_types() in actors/messages.hpp, so that every
+/// request to the runtime's actors can be serialized) and the scheduler.
+/// Call on the config before the actor_system is built (and before parsing
+/// user options, so that those still win):
 ///
 ///  - scheduler.max-threads = cores - 1 (at least 1). CAF's default is
 ///    max(cores, 4): on a 2-core machine four workers would fight over two
@@ -185,13 +191,11 @@ public:
 
   const runtime_options& options() const;
 
-  /// The node's supervisor, for callers that speak the actor protocol
-  /// (actors/messages.hpp) instead of blocking here: the gateway.
+  /// The node's supervisor, for code that talks to the runtime's actors
+  /// directly (the gateway, asynchronously; see docs/plugins.md, section
+  /// "The actor protocol"). Every call above is one request to it or, through
+  /// its lookup_atom, to a daemon actor; a null handle after shutdown.
   supervisor_actor supervisor() const;
-
-  /// What spawn(kind) sends the supervisor (a fresh identity), for callers
-  /// that send it themselves: (spawn_atom, this) -> daemon_info.
-  spawn_request_ptr spawn_request_for(const std::string& kind);
 
   struct impl;
 

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/daemon_core.hpp"
+#include "actors/spawn_spec.hpp"
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
 #include "persistence/node_store.hpp"
@@ -159,8 +160,11 @@ store_actor::behavior_type store_impl(store_ptr self, store_actor_config cfg) {
         return err;
       return true;
     },
-    [=](build_atom, spawn_request_ptr& req) -> caf::result<core_lease> {
-      auto built = req->build();
+    [=](build_atom, const spawn_spec& spec) -> caf::result<core_lease> {
+      auto& cfg = self->state.cfg;
+      if (!cfg.registry)
+        return make_error(errc::factory_not_found, "no factory registry");
+      auto built = build_daemon(cfg.registry, cfg.restart, spec);
       if (!built)
         return std::move(built.error());
       return core_lease{std::move(*built)};

@@ -29,6 +29,7 @@
 // before it.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,6 +42,7 @@
 namespace mesh {
 
 class daemon_core;
+class factory_registry;
 class node_store;
 
 using build_atom = caf::atom_constant<caf::atom("build")>;
@@ -95,8 +97,8 @@ using store_actor = caf::typed_actor<
   caf::replies_to<restart_atom, core_lease>::with<bool>,
   // daemon_core::rollback_to the given daemon_seq.
   caf::replies_to<rollback_atom, core_lease, uint64_t>::with<bool>,
-  // Runs the spawn request's build (factory, restore).
-  caf::replies_to<build_atom, spawn_request_ptr>::with<core_lease>,
+  // Builds the daemon a spawn spec names (factory, restore; build_daemon).
+  caf::replies_to<build_atom, spawn_spec>::with<core_lease>,
   // Starts a new life of the lent core on disk: gives it the next epoch
   // (one above the given epoch the supervisor knows and above the record or
   // tombstone on disk), writes the initial snapshot stamped with that epoch
@@ -115,11 +117,20 @@ using store_actor = caf::typed_actor<
   // "origin (reason)" per snapshot that failed, and quits.
   caf::replies_to<close_atom, final_snapshots>::with<std::vector<std::string>>>;
 
+/// Rebuilds one daemon from its record, its snapshot and the given log
+/// entries (in log order) after its actor died; a core marked failed when
+/// its durable state is damaged.
+using rebuild_function = std::function<caf::expected<std::shared_ptr<
+  daemon_core>>(uint64_t origin, const std::vector<log_entry>& entries)>;
+
 struct store_actor_config {
   /// Null: nothing is durable (snapshots are still taken and encoded here).
   std::shared_ptr<node_store> store;
   /// Null: a daemon whose actor died cannot be rebuilt.
   rebuild_function rebuild;
+  /// The kinds a spawn spec may name (null: every build fails).
+  std::shared_ptr<const factory_registry> registry;
+  restart_policy restart = restart_policy::once();
 };
 
 store_actor spawn_store_actor(caf::actor_system& sys, store_actor_config cfg);

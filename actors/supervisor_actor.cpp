@@ -133,9 +133,10 @@ void op_finished(sup_ptr self) {
 using spawn_reply = std::function<void(caf::expected<daemon_info>)>;
 
 // A built core: refused when its identity runs (or is being recorded),
-// otherwise recorded (on the store actor's thread) and started.
-void register_built(sup_ptr self, spawn_request_ptr req,
-                    std::shared_ptr<daemon_core> core, spawn_reply reply) {
+// otherwise recorded (on the store actor's thread) when `persist` and
+// started. The first daemon of an identity is left untouched.
+void admit(sup_ptr self, std::shared_ptr<daemon_core> core,
+           bytes initial_snapshot, bool persist, spawn_reply reply) {
   auto& st = self->state;
   auto origin = core->origin();
   if (auto it = st.table.find(origin);
@@ -154,7 +155,7 @@ void register_built(sup_ptr self, spawn_request_ptr req,
                  info.kind);
     reply(std::move(info));
   };
-  if (!req->persist) {
+  if (!persist) {
     // Recovered: the core has the epoch of its record.
     start();
     return;
@@ -170,7 +171,7 @@ void register_built(sup_ptr self, spawn_request_ptr req,
   st.starting.insert(origin);
   self
     ->request(st.store, caf::infinite, save_atom::value, core_lease{core},
-              std::move(req->initial_snapshot), known_epoch(st, origin))
+              std::move(initial_snapshot), known_epoch(st, origin))
     .then(
       [self, start, origin](uint64_t) {
         self->state.starting.erase(origin);
@@ -184,10 +185,12 @@ void register_built(sup_ptr self, spawn_request_ptr req,
 
 // The factory and restore run on the store actor's thread; the daemon is
 // listed once it is built and recorded.
-caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
+caf::result<daemon_info> do_spawn(sup_ptr self, spawn_spec& spec) {
   auto& st = self->state;
   if (auto err = refuse(st))
     return err;
+  if (!st.cfg.registry)
+    return make_error(errc::factory_not_found, "no factory registry");
   auto rp = self->make_response_promise<daemon_info>();
   ++st.busy;
   spawn_reply reply = [self, rp](caf::expected<daemon_info> r) mutable {
@@ -197,15 +200,39 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
       rp.deliver(std::move(r.error()));
     op_finished(self);
   };
-  self->request(st.store, caf::infinite, build_atom::value, req)
+  // The spec's snapshot travels on to admit(); the build reads it first.
+  auto initial = std::make_shared<bytes>(spec.initial_snapshot);
+  self->request(st.store, caf::infinite, build_atom::value, std::move(spec))
     .then(
-      [self, req, reply](core_lease& built) {
-        register_built(self, req, std::move(built.core), reply);
+      [self, initial, reply](core_lease& built) {
+        admit(self, std::move(built.core), std::move(*initial), true, reply);
       },
       [reply](caf::error& err) {
         reply(std::move(err));
       });
   return rp;
+}
+
+// Runs the daemons the runtime recovered before start (their records exist).
+void adopt_recovered(sup_ptr self) {
+  auto& rec = self->state.cfg.recovered;
+  if (!rec)
+    return;
+  std::vector<std::shared_ptr<daemon_core>> cores;
+  {
+    std::lock_guard<std::mutex> guard{rec->mtx};
+    cores = std::move(rec->cores);
+    rec->cores.clear();
+  }
+  for (auto& core : cores) {
+    auto origin = core->origin();
+    admit(self, std::move(core), bytes{}, false,
+          [origin](caf::expected<daemon_info> info) {
+            if (!info)
+              spdlog::error("recovered daemon origin={} could not start: {}",
+                            hex_u64(origin), describe(info.error()));
+          });
+  }
 }
 
 // Stops one daemon: its actor (if any), its record (a tombstone of its epoch
@@ -479,6 +506,8 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
   store_actor_config scfg;
   scfg.store = self->state.cfg.store;
   scfg.rebuild = self->state.cfg.rebuild;
+  scfg.registry = self->state.cfg.registry;
+  scfg.restart = self->state.cfg.restart;
   self->state.store = spawn_store_actor(self->system(), std::move(scfg));
   // Linked: should either die abnormally, the other goes with it (a node
   // without its store can make nothing durable). A shutdown closes it.
@@ -510,13 +539,15 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       auto& st = self->state;
       if (st.state == phase::shutting_down)
         return make_error(errc::shutting_down, "the runtime was shut down");
-      if (st.state == phase::registering)
+      if (st.state == phase::registering) {
         st.log = std::move(log);
-      st.state = phase::ready;
+        st.state = phase::ready;
+        adopt_recovered(self);
+      }
       return true;
     },
-    [=](spawn_atom, spawn_request_ptr req) -> caf::result<daemon_info> {
-      return do_spawn(self, std::move(req));
+    [=](spawn_atom, spawn_spec& spec) -> caf::result<daemon_info> {
+      return do_spawn(self, spec);
     },
     [=](broken_atom, daemon_info& info) {
       auto& st = self->state;

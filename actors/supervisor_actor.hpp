@@ -24,17 +24,36 @@
 // supervisor quit but shutdown (or its store actor dying, see above).
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include <caf/fwd.hpp>
 
 #include "actors/messages.hpp"
+#include "actors/store_actor.hpp"
 
 namespace mesh {
 
+class daemon_core;
+class factory_registry;
 class node_store;
 
+/// Daemons the runtime recovered from the data directory before start. They
+/// are built objects, not requests, so they are handed over in-process: the
+/// start handler takes them (once) and runs them.
+struct recovered_daemons {
+  std::mutex mtx;
+  std::vector<std::shared_ptr<daemon_core>> cores;
+};
+
 struct supervisor_config {
+  /// The kinds spawn requests may name (spawn_spec, build_daemon).
+  std::shared_ptr<const factory_registry> registry;
+  restart_policy restart = restart_policy::once();
+  /// Filled by the runtime before it sends start (null: none).
+  std::shared_ptr<recovered_daemons> recovered;
   std::shared_ptr<node_store> store; // null: nothing durable
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};

@@ -35,8 +35,10 @@
 #include "actors/limits.hpp"
 #include "actors/messages.hpp"
 #include "actors/runtime.hpp"
+#include "actors/spawn_spec.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "identity/keypair.hpp"
 #include "snapshot/snapshot.hpp"
 
 namespace {
@@ -297,7 +299,7 @@ public:
   void spawn_one(const std::string& kind, Ok ok,
                  std::function<void(caf::error)> err) {
     ask<daemon_info>(sup_, std::move(ok), std::move(err), spawn_atom::value,
-                     rt_.spawn_request_for(kind));
+                     spawn_spec{kind, keypair::generate()});
   }
 
 private:

@@ -16,6 +16,7 @@
 
 #include "actors/daemon_actor.hpp"
 #include "actors/daemon_core.hpp"
+#include "actors/factory_registry.hpp"
 #include "actors/runtime.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "base/errc.hpp"
@@ -184,7 +185,17 @@ namespace {
 struct sup_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{apply_scheduler_defaults(cfg)};
-  supervisor_actor sup = spawn_supervisor(sys, {});
+  supervisor_actor sup = spawn_supervisor(sys, config());
+
+  static supervisor_config config() {
+    auto registry = std::make_shared<factory_registry>();
+    REQUIRE(!registry->add("sum", [] {
+      return std::make_unique<test::sum_daemon>();
+    }));
+    supervisor_config c;
+    c.registry = std::move(registry);
+    return c;
+  }
 
   sup_fixture() {
     caf::scoped_actor self{sys};
@@ -202,20 +213,11 @@ struct sup_fixture {
   }
 
   daemon_info spawn() {
-    auto req = std::make_shared<spawn_request>();
-    req->persist = false;
-    req->build = []() -> caf::expected<std::shared_ptr<daemon_core>> {
-      auto make = []() -> caf::expected<std::unique_ptr<mesh::daemon>> {
-        return std::unique_ptr<mesh::daemon>{
-          std::make_unique<test::sum_daemon>()};
-      };
-      return std::make_shared<daemon_core>("sum", keypair::generate(), make,
-                                           std::make_unique<test::sum_daemon>(),
-                                           restart_policy::once());
-    };
     caf::scoped_actor self{sys};
     daemon_info out;
-    self->request(sup, caf::infinite, spawn_atom::value, req)
+    self
+      ->request(sup, caf::infinite, spawn_atom::value,
+                spawn_spec{"sum", keypair::generate()})
       .receive(
         [&](daemon_info& i) {
           out = i;

@@ -1,6 +1,8 @@
-// The facade's one-shot reply channel: an answer wakes the waiter whether it
-// comes during the spin or after the waiter went to sleep; a deadline holds;
-// a promise dropped unanswered reports daemon_not_found at once.
+// The facade's blocking requests (actors/blocking_client, actors/reply): an
+// answer wakes the waiter whether it comes during the spin or after the
+// waiter went to sleep; a deadline holds; a request to an actor that is gone
+// bounces at once; a late answer to an earlier request never passes for the
+// answer to the next one.
 
 #include <chrono>
 #include <thread>
@@ -11,9 +13,12 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/mailbox_element.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
+#include "actors/blocking_client.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "base/errc.hpp"
@@ -23,104 +28,137 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using clock_type = reply_channel_base::clock;
+using clock_type = reply_actor::clock;
 
-delivery_batch one_answer(uint64_t seq) {
-  delivery_batch b;
-  b.begin(delivery::status::applied, seq);
-  return b;
+using wait_atom = caf::atom_constant<caf::atom("wait")>;
+using never_atom = caf::atom_constant<caf::atom("never")>;
+using fail_atom = caf::atom_constant<caf::atom("fail")>;
+
+/// Answers hwm with `seq * 10` at once; wait after a delay; never not at all;
+/// fail with io_error.
+using test_actor = caf::typed_actor<
+  caf::replies_to<hwm_atom, uint64_t>::with<uint64_t>,
+  caf::replies_to<wait_atom, uint64_t>::with<uint64_t>,
+  caf::replies_to<never_atom>::with<uint64_t>,
+  caf::replies_to<fail_atom>::with<uint64_t>>;
+
+struct test_state {
+  std::vector<caf::typed_response_promise<uint64_t>> held;
+};
+
+test_actor::behavior_type
+test_impl(test_actor::stateful_pointer<test_state> self) {
+  return {
+    [](hwm_atom, uint64_t seq) -> uint64_t {
+      return seq * 10;
+    },
+    [self](wait_atom, uint64_t ms) -> caf::result<uint64_t> {
+      auto rp = self->make_response_promise<uint64_t>();
+      std::this_thread::sleep_for(std::chrono::milliseconds{ms});
+      rp.deliver(ms);
+      return rp;
+    },
+    [self](never_atom) -> caf::result<uint64_t> {
+      auto rp = self->make_response_promise<uint64_t>();
+      self->state.held.push_back(rp);
+      return rp;
+    },
+    [](fail_atom) -> caf::result<uint64_t> {
+      return make_error(errc::io_error, "disk");
+    },
+  };
 }
+
+struct fixture {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  test_actor a = sys.spawn(test_impl);
+
+  ~fixture() {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+};
 
 } // namespace
 
-TEST_CASE("an answer given before the wait is there at once") {
-  auto ch = std::make_shared<delivery_channel>();
-  delivery_promise p{ch};
-  p.deliver(one_answer(4));
-  REQUIRE(ch->wait(0ns, clock_type::now()));
-  CHECK(!ch->error());
-  CHECK(ch->value().daemon_seq(0) == 4);
+TEST_CASE("a blocking request gets the actor's answer") {
+  fixture f;
+  blocking_client c{f.sys, 100us};
+  for (uint64_t i = 1; i <= 100; ++i) {
+    auto r = c.ask<uint64_t>(f.a, 20s, hwm_atom::value, i);
+    REQUIRE(r);
+    CHECK(*r == i * 10);
+  }
 }
 
-TEST_CASE("an answer during the spin wakes the waiter") {
-  auto ch = std::make_shared<delivery_channel>();
-  auto p = std::make_shared<delivery_promise>(ch);
-  std::thread t{[p] {
-    std::this_thread::sleep_for(200us);
-    p->deliver(one_answer(1));
-  }};
-  REQUIRE(ch->wait(10s, clock_type::now() + 20s));
-  t.join();
-  CHECK(ch->value().daemon_seq(0) == 1);
+TEST_CASE("an error answer comes back as that error") {
+  fixture f;
+  blocking_client c{f.sys, 100us};
+  auto r = c.ask<uint64_t>(f.a, 20s, fail_atom::value);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::io_error));
 }
 
 TEST_CASE("an answer after the waiter went to sleep wakes it") {
-  auto ch = std::make_shared<delivery_channel>();
-  auto p = std::make_shared<delivery_promise>(ch);
-  std::thread t{[p] {
-    std::this_thread::sleep_for(50ms);
-    p->deliver(one_answer(2));
-  }};
-  auto t0 = clock_type::now();
+  fixture f;
   // No spin: straight to sleep.
-  REQUIRE(ch->wait(0ns, t0 + 20s));
-  CHECK(clock_type::now() - t0 < 10s);
-  t.join();
-  CHECK(ch->value().daemon_seq(0) == 2);
-}
-
-TEST_CASE("a wait without an answer ends at its deadline") {
-  auto ch = std::make_shared<delivery_channel>();
-  delivery_promise p{ch};
+  blocking_client c{f.sys, 0ns};
   auto t0 = clock_type::now();
-  CHECK(!ch->wait(100us, t0 + 30ms));
+  auto r = c.ask<uint64_t>(f.a, 20s, wait_atom::value, uint64_t{50});
+  REQUIRE(r);
+  CHECK(*r == 50);
+  CHECK(clock_type::now() - t0 < 10s);
+}
+
+TEST_CASE("a request without an answer ends at its deadline") {
+  fixture f;
+  blocking_client c{f.sys, 100us};
+  auto t0 = clock_type::now();
+  auto r = c.ask<uint64_t>(f.a, 30ms, never_atom::value);
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::timeout));
   CHECK(clock_type::now() - t0 >= 30ms);
-  CHECK(!ch->ready());
+  // The client still works (with a fresh reply actor).
+  auto again = c.ask<uint64_t>(f.a, 20s, hwm_atom::value, uint64_t{2});
+  REQUIRE(again);
+  CHECK(*again == 20);
 }
 
-TEST_CASE("a promise dropped unanswered answers daemon_not_found") {
-  auto ch = std::make_shared<delivery_channel>();
-  { delivery_promise p{ch}; }
-  REQUIRE(ch->wait(0ns, clock_type::now()));
-  CHECK(is(ch->error(), errc::daemon_not_found));
-}
-
-TEST_CASE("only the first answer counts") {
-  auto ch = std::make_shared<delivery_channel>();
+TEST_CASE("a request to an actor that is gone bounces at once") {
+  fixture f;
   {
-    delivery_promise p{ch};
-    p.deliver(make_error(errc::io_error, "disk"));
-    p.deliver(one_answer(9));
-  } // and the drop afterwards changes nothing either
-  REQUIRE(ch->ready());
-  CHECK(is(ch->error(), errc::io_error));
-  CHECK(ch->value().empty());
+    caf::scoped_actor self{f.sys};
+    self->send_exit(f.a, caf::exit_reason::user_shutdown);
+    self->wait_for(f.a);
+  }
+  blocking_client c{f.sys, 0ns};
+  auto t0 = clock_type::now();
+  auto r = c.ask<uint64_t>(f.a, 20s, hwm_atom::value, uint64_t{1});
+  REQUIRE(!r);
+  CHECK(clock_type::now() - t0 < 5s);
+  CHECK(bounced(r.error()));
+  CHECK(is(normalize(r.error(), make_error(errc::daemon_not_found, "gone")),
+           errc::daemon_not_found));
 }
 
-TEST_CASE("a message to an actor that is gone drops its promise at once") {
+TEST_CASE("a late answer to an earlier request is not the next answer") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  // (A spawn argument: CAF 0.17 dereferences a null tuple pointer when a
-  // function actor is spawned without any, which UBSan reports.)
-  auto a = sys.spawn(
-    [](caf::event_based_actor*, uint64_t seq) -> caf::behavior {
-      return {
-        [seq](deliver_atom, const event_batch&, const delivery_promise_ptr& p) {
-          p->deliver(one_answer(seq));
-        },
-      };
-    },
-    uint64_t{1});
-  {
-    caf::scoped_actor self{sys};
-    self->send_exit(a, caf::exit_reason::user_shutdown);
-    self->wait_for(a);
-  }
-  auto ch = std::make_shared<delivery_channel>();
-  caf::anon_send(a, deliver_atom::value, event_batch{},
-                 std::make_shared<delivery_promise>(ch));
-  auto t0 = clock_type::now();
-  REQUIRE(ch->wait(0ns, t0 + 20s));
-  CHECK(clock_type::now() - t0 < 5s);
-  CHECK(is(ch->error(), errc::daemon_not_found));
+  auto self = make_reply_actor(sys);
+  auto& r = reply_actor_of(self);
+  auto first = r.start();
+  auto second = r.start();
+  auto answer = [&](caf::message_id id, uint64_t x) {
+    self->enqueue(caf::make_mailbox_element(nullptr, id.response_id(), {}, x),
+                  nullptr);
+  };
+  answer(first, 1);
+  CHECK(!r.wait(0ns, clock_type::now() + 20ms));
+  answer(second, 2);
+  REQUIRE(r.wait(0ns, clock_type::now() + 20s));
+  REQUIRE(r.answer().match_elements<uint64_t>());
+  CHECK(r.answer().get_as<uint64_t>(0) == 2);
+  // Only the first answer to a request counts.
+  answer(second, 3);
+  CHECK(r.answer().get_as<uint64_t>(0) == 2);
 }

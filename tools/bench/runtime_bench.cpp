@@ -44,21 +44,14 @@
 #include <caf/message.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/blocking_client.hpp"
 #include "actors/daemon.hpp"
-#include "actors/reply.hpp"
 #include "actors/runtime.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
 #include "bench_util.hpp"
 #include "examples/counter/counter.hpp"
 #include "examples/text.hpp"
-
-// The raw actors' spin-wait replies (the facade's hand-off, actors/reply.hpp).
-using raw_promise_ptr = std::shared_ptr<mesh::reply_promise<mesh::bytes>>;
-using raw_batch_promise_ptr = std::shared_ptr<
-  mesh::reply_promise<std::vector<mesh::bytes>>>;
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(raw_promise_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(raw_batch_promise_ptr)
 
 #ifndef MESHD_RUNTIME_BENCH_ERLANG_DIR
 #  define MESHD_RUNTIME_BENCH_ERLANG_DIR ""
@@ -297,20 +290,6 @@ caf::behavior raw_counter(caf::stateful_actor<raw_state>* self) {
         return std::move(out.error());
       return std::move(*out);
     },
-    // The same, answered through the facade's spin-wait channel.
-    [=](bytes& payload, const raw_promise_ptr& rp) {
-      if (!add_payload(payload, self->state.total))
-        rp->deliver(caf::make_error(caf::sec::invalid_argument));
-      else
-        rp->deliver(as_text(self->state.total));
-    },
-    [=](std::vector<bytes>& payloads, const raw_batch_promise_ptr& rp) {
-      auto out = add_all(payloads, self->state.total);
-      if (!out)
-        rp->deliver(std::move(out.error()));
-      else
-        rp->deliver(std::move(*out));
-    },
   };
 }
 
@@ -319,7 +298,7 @@ caf::behavior raw_counter(caf::stateful_actor<raw_state>* self) {
 
 enum class row_kind {
   raw,      // scoped_actor request/receive
-  raw_spin, // anon_send + the facade's spin-wait reply channel
+  raw_spin, // the facade's blocking_client (spin-wait reply actor)
   runtime,
   runtime_log,
   erlang_cast,
@@ -539,41 +518,31 @@ private:
     self->send_exit(a, caf::exit_reason::user_shutdown);
   }
 
-  /// Like run_raw, with the hand-off the runtime facade uses: the request
-  /// goes by anon_send with a reply_promise, and this thread spins for the
-  /// answer (then sleeps) exactly as deliver / deliver_batch do.
+  /// Like run_raw, with the hand-off the runtime facade uses: the same
+  /// requests, sent by a blocking_client (actors/blocking_client.hpp) whose
+  /// thread spins for the answer (then sleeps) exactly as deliver /
+  /// deliver_batch do.
   void run_raw_spin(row& r) {
     auto a = sys_.spawn(raw_counter);
-    auto spin = mesh::runtime_options{}.reply_spin;
-    auto wait = [&](mesh::reply_channel_base& ch) {
-      auto deadline = mesh::reply_channel_base::clock::now()
-                      + std::chrono::seconds(30);
-      if (!ch.wait(spin, deadline))
-        die("raw actor: no reply");
-      if (ch.error())
-        die("raw actor: " + sys_.render(ch.error()));
-    };
+    mesh::blocking_client client{sys_, mesh::runtime_options{}.reply_spin};
+    auto timeout = std::chrono::seconds(30);
     std::function<uint64_t()> step;
     if (!r.batch) {
       step = [&]() -> uint64_t {
-        auto ch = std::make_shared<mesh::reply_channel<bytes>>();
-        caf::anon_send(a, next_payload(),
-                       std::make_shared<mesh::reply_promise<bytes>>(ch));
-        wait(*ch);
-        last_text_ = std::move(ch->value());
+        auto out = client.ask<bytes>(a, timeout, next_payload());
+        if (!out)
+          die("raw actor: " + sys_.render(out.error()));
+        last_text_ = std::move(*out);
         return 1;
       };
     } else {
       step = [&]() -> uint64_t {
-        auto ps = next_payloads();
-        using out_t = std::vector<bytes>;
-        auto ch = std::make_shared<mesh::reply_channel<out_t>>();
-        caf::anon_send(a, std::move(ps),
-                       std::make_shared<mesh::reply_promise<out_t>>(ch));
-        wait(*ch);
-        if (ch->value().size() != batch_size)
+        auto out = client.ask<std::vector<bytes>>(a, timeout, next_payloads());
+        if (!out)
+          die("raw actor: " + sys_.render(out.error()));
+        if (out->size() != batch_size)
           die("raw actor: short batch reply");
-        last_text_ = std::move(ch->value().back());
+        last_text_ = std::move(out->back());
         return batch_size;
       };
     }
@@ -1041,7 +1010,7 @@ int main(int argc, char** argv) {
     "vs raw = this row's events/s as a percentage of the raw CAF row of the "
     "same style (single: one round trip per event; batch%zu and cast: no wait "
     "per event) and, for the runtime rows, the same hand-off (spin-wait "
-    "reply, as the facade waits; see actors/reply.hpp).\n"
+    "reply, as the facade waits; see actors/blocking_client.hpp).\n"
     "One producer (producer_id %llu) with producer_seq 1, 2, 3, ... so every "
     "event "
     "passes the dedup check; payloads \"1\"..\"%zu\" cycled; a %llu-event "
