@@ -15,6 +15,13 @@
 // requested, asked for by the log, or final) waits until every append in
 // flight is answered, and input arriving meanwhile is held and applied, in
 // arrival order, right after it. The pause is one group commit.
+//
+// Phases (actors/daemon_phase.hpp): the actor holds its daemon's phase and
+// tells the supervisor each change. A frozen daemon holds new input, each
+// batch with its producer's reply handle, until release applies it or
+// forward hands it to another actor, which then answers the producers. A
+// standby daemon refuses deliveries and applies replayed log entries,
+// logging them like live input.
 
 #include <chrono>
 #include <memory>
@@ -36,6 +43,13 @@ struct daemon_actor_config {
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
   uint64_t epoch = 1;
+  /// Start in phase standby (a migration target: replayed log entries only)
+  /// instead of running.
+  bool standby = false;
+  /// What a frozen daemon holds at most; input beyond either bound is
+  /// refused with limit_exceeded.
+  size_t frozen_max_events = 100000;
+  size_t frozen_max_bytes = 64u << 20;
 };
 
 daemon_actor spawn_daemon_actor(caf::actor_system& sys,

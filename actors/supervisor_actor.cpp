@@ -62,7 +62,8 @@ caf::error failed_error(const daemon_info& info) {
 }
 
 // Starts the actor for a built core and lists it.
-daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
+daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core,
+                         bool standby = false) {
   auto& st = self->state;
   auto origin = core->origin();
   daemon_actor_config dcfg;
@@ -73,12 +74,15 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
   dcfg.snapshot_every = st.cfg.snapshot_every;
   dcfg.epoch = 1;
+  dcfg.standby = standby;
   entry e;
   e.info.origin_hash = origin;
   e.info.id = core->identity().id();
   e.info.kind = core->kind();
   e.info.last_seq = core->last_seq();
-  e.info.state = core->failed() ? "failed" : "running";
+  e.info.phase = core->failed() ? daemon_phase::failed
+                 : standby      ? daemon_phase::standby
+                                : daemon_phase::running;
   e.info.reason = core->failed() ? core->failure() : std::string{};
   e.info.epoch = 1;
   e.actor = spawn_daemon_actor(self->system(), std::move(dcfg));
@@ -112,7 +116,7 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
                                              core.identity()))
       return err;
   }
-  auto info = start_daemon(self, std::move(*built));
+  auto info = start_daemon(self, std::move(*built), req->standby);
   spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin), info.kind);
   return info;
 }
@@ -228,6 +232,33 @@ caf::result<daemon_info> do_resume(sup_ptr self, uint64_t origin,
         rp.deliver(err);
       });
   return rp;
+}
+
+// -- phases -------------------------------------------------------------------
+
+// The actor of a listed daemon, for the phase requests it answers itself.
+caf::expected<daemon_actor> actor_of(sup_ptr self, uint64_t origin) {
+  auto& st = self->state;
+  if (auto err = refuse(st))
+    return err;
+  auto it = st.table.find(origin);
+  if (it == st.table.end())
+    return no_daemon(origin);
+  if (!it->second.actor)
+    return failed_error(it->second.info);
+  return it->second.actor;
+}
+
+// A daemon actor changed phase: its table entry follows, unless the sender
+// is not (or no longer) the actor listed for that origin.
+void note_phase(sup_ptr self, const daemon_info& info) {
+  auto it = self->state.table.find(info.origin_hash);
+  if (it == self->state.table.end() || !it->second.actor
+      || it->second.actor.address() != self->current_sender())
+    return;
+  it->second.info.phase = info.phase;
+  it->second.info.reason = info.reason;
+  it->second.info.last_seq = info.last_seq;
 }
 
 using final_snapshots = std::vector<std::pair<uint64_t, bytes>>;
@@ -379,7 +410,7 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
     for (auto& [origin, e] : self->state.table) {
       if (e.actor && e.actor.address() == dm.source) {
         e.actor = daemon_actor{};
-        e.info.state = "failed";
+        e.info.phase = daemon_phase::failed;
         e.info.reason = "daemon actor terminated: " + caf::to_string(dm.reason);
         spdlog::error("daemon origin={} kind={}: {}; meshctl resume rebuilds "
                       "it from its snapshot and the event log",
@@ -405,7 +436,7 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       auto& st = self->state;
       if (st.state == phase::shutting_down || st.table.count(info.origin_hash))
         return;
-      info.state = "failed";
+      info.phase = daemon_phase::failed;
       st.table[info.origin_hash] = entry{daemon_actor{}, std::move(info)};
     },
     [=](lookup_atom, uint64_t origin) -> caf::result<daemon_actor> {
@@ -415,6 +446,10 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
         return no_daemon(origin);
       if (!it->second.actor)
         return failed_error(it->second.info);
+      if (it->second.info.phase == daemon_phase::standby)
+        return make_error(errc::wrong_phase,
+                          "daemon " + hex_u64(origin)
+                            + " is in standby: not routable until activated");
       return it->second.actor;
     },
     [=](list_atom) -> caf::result<std::vector<daemon_info>> {
@@ -461,12 +496,47 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
     [=](failed_atom, uint64_t origin, const std::string& why) {
       auto it = self->state.table.find(origin);
       if (it != self->state.table.end()) {
-        it->second.info.state = "failed";
+        it->second.info.phase = daemon_phase::failed;
         it->second.info.reason = why;
       }
     },
     [=](shutdown_atom) -> caf::result<bool> {
       return do_shutdown(self);
+    },
+    [=](freeze_atom a, uint64_t origin) -> caf::result<daemon_info> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a);
+    },
+    [=](release_atom a, uint64_t origin) -> caf::result<uint64_t> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a);
+    },
+    [=](forward_atom a, uint64_t origin,
+        const daemon_actor& target) -> caf::result<uint64_t> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a, caf::actor_cast<caf::actor>(target));
+    },
+    [=](activate_atom a, uint64_t origin) -> caf::result<daemon_info> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a);
+    },
+    [=](replay_atom a, uint64_t origin,
+        std::vector<log_entry>& entries) -> caf::result<uint64_t> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a, std::move(entries));
+    },
+    [=](phase_atom, const daemon_info& info) {
+      note_phase(self, info);
     },
   };
 }

@@ -45,7 +45,8 @@ void fill(s::DaemonInfo::Builder out, const daemon_info& info) {
   out.setEntityId(kj::arrayPtr(info.id.data(), info.id.size()));
   out.setKind(text_of(info.kind));
   out.setLastSeq(info.last_seq);
-  out.setState(text_of(info.state));
+  // The schema keeps its text field `state`: it carries the phase's name.
+  out.setState(to_string(info.phase));
   out.setEpoch(info.epoch);
   out.setReason(text_of(info.reason));
 }
@@ -206,7 +207,12 @@ caf::expected<daemon_info> read(s::DaemonInfo::Reader in) {
   std::copy(id.begin(), id.end(), info.id.begin());
   info.kind = to_string(in.getKind());
   info.last_seq = in.getLastSeq();
-  info.state = to_string(in.getState());
+  auto phase = parse_daemon_phase(to_string(in.getState()));
+  if (!phase)
+    return make_error(errc::corrupt_data, "daemon " + hex_u64(info.origin_hash)
+                                            + " has an unknown phase '"
+                                            + to_string(in.getState()) + "'");
+  info.phase = *phase;
   info.epoch = in.getEpoch();
   info.reason = to_string(in.getReason());
   return info;

@@ -167,10 +167,10 @@ struct server {
     if (it == all->end())
       return fail(errc::daemon_not_found,
                   "no daemon " + hex_u64(x.daemon_id) + " on this node");
-    if (it->state != "failed")
-      return fail(errc::wrong_phase, "daemon " + hex_u64(x.daemon_id)
-                                       + " is not failed (state " + it->state
-                                       + "): nothing to resume");
+    if (it->phase != daemon_phase::failed)
+      return fail(errc::wrong_phase,
+                  "daemon " + hex_u64(x.daemon_id) + " is not failed (phase "
+                    + to_string(it->phase) + "): nothing to resume");
     auto r = rt.resume(x.daemon_id, x.accept_loss);
     if (!r) {
       spdlog::warn("resume origin={} failed: {}", hex_u64(x.daemon_id),
