@@ -179,7 +179,8 @@ struct spawn_request {
   /// An encoded snapshot to store before the daemon runs (spawn from
   /// snapshot), so its restored state is durable from the first event on.
   bytes initial_snapshot;
-  /// Start in phase standby (a migration target) instead of running.
+  /// Start in phase standby (a migration target) instead of running. Its
+  /// record is written when the supervisor activates it.
   bool standby = false;
 };
 

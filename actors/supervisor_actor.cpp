@@ -1,5 +1,6 @@
 #include "actors/supervisor_actor.hpp"
 
+#include <functional>
 #include <map>
 #include <utility>
 #include <vector>
@@ -28,6 +29,11 @@ struct entry {
   /// its actor died. `info` then says why.
   daemon_actor actor;
   daemon_info info;
+  /// A standby daemon's record, written when it is activated: until then
+  /// it is a migration's copy, not a daemon of this node, and a crash
+  /// discards it (start-up deletes its snapshot as an orphan and ignores
+  /// its log entries). Null otherwise.
+  std::function<caf::error()> pending_record;
 };
 
 struct supervisor_state {
@@ -108,15 +114,22 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
                            : "another identity with origin hash "
                                + hex_u64(origin) + " is already running");
   }
+  std::function<caf::error()> record;
   if (req->persist && st.cfg.store) {
     if (!req->initial_snapshot.empty())
       if (auto err = st.cfg.store->save_snapshot(origin, req->initial_snapshot))
         return err;
-    if (auto err = st.cfg.store->save_daemon(origin, core.kind(),
-                                             core.identity()))
+    if (req->standby)
+      record = [store = st.cfg.store, origin, kind = core.kind(),
+                key = std::make_shared<keypair>(core.identity().clone())] {
+        return store->save_daemon(origin, kind, *key);
+      };
+    else if (auto err = st.cfg.store->save_daemon(origin, core.kind(),
+                                                  core.identity()))
       return err;
   }
   auto info = start_daemon(self, std::move(*built), req->standby);
+  st.table[origin].pending_record = std::move(record);
   spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin), info.kind);
   return info;
 }
@@ -526,6 +539,12 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       auto h = actor_of(self, origin);
       if (!h)
         return h.error();
+      auto& e = self->state.table[origin];
+      if (e.pending_record && e.info.phase == daemon_phase::standby) {
+        if (auto err = e.pending_record())
+          return err;
+        e.pending_record = nullptr;
+      }
       return self->delegate(*h, a);
     },
     [=](replay_atom a, uint64_t origin,

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -27,7 +28,9 @@
 #include "actors/supervisor_actor.hpp"
 #include "base/errc.hpp"
 #include "identity/keypair.hpp"
+#include "persistence/node_store.hpp"
 #include "persistence/segment.hpp"
+#include "support/marker_fs.hpp"
 #include "support/temp_dir.hpp"
 #include "test_daemons.hpp"
 
@@ -151,18 +154,28 @@ std::shared_ptr<daemon_core> sum_core(const keypair& key,
 struct node {
   caf::actor_system& sys;
   test::temp_dir dir;
+  /// Daemon records and snapshots (null: nothing but the log is durable).
+  std::shared_ptr<node_store> store;
   log_actor log;
   supervisor_actor sup;
 
-  explicit node(caf::actor_system& s) : sys(s) {
+  explicit node(caf::actor_system& s, bool durable = false) : sys(s) {
+    auto log_dir = dir.path();
+    if (durable) {
+      store = std::make_shared<node_store>(dir.path());
+      REQUIRE(!store->open());
+      log_dir = store->log_dir();
+    }
     segment_options so;
     so.policy = fsync_policy::never();
-    auto seg = segment::open(dir.path(), so);
+    auto seg = segment::open(log_dir, so);
     REQUIRE(seg);
     log_actor_config lcfg;
     lcfg.seg = std::shared_ptr<segment>(std::move(*seg));
     log = spawn_log_actor(sys, std::move(lcfg));
-    sup = spawn_supervisor(sys, {});
+    supervisor_config scfg;
+    scfg.store = store;
+    sup = spawn_supervisor(sys, std::move(scfg));
     REQUIRE(ask<bool>(sys, sup, start_atom::value, log));
   }
 
@@ -173,7 +186,7 @@ struct node {
   daemon_info spawn(const keypair& key, bool standby = false,
                     restart_policy policy = restart_policy::once()) {
     auto req = std::make_shared<spawn_request>();
-    req->persist = false;
+    req->persist = store != nullptr;
     req->standby = standby;
     auto k = std::make_shared<keypair>(key.clone());
     req->build = [k, policy]() -> caf::expected<std::shared_ptr<daemon_core>> {
@@ -311,21 +324,58 @@ TEST_CASE("a frozen daemon holds input in arrival order and release applies "
   CHECK(after->daemon_seq(0) == 22);
 }
 
-TEST_CASE("a freeze is answered once the input before it is in the log") {
+TEST_CASE("a freeze is answered only once the input before it is in the "
+          "log") {
+  const std::string marker = "HOLD-THIS-APPEND";
+  test::temp_dir dir;
+  // The marked append waits until released, then fails.
+  test::marker_fs fs{marker};
   fixture f;
-  node n{f.sys};
-  auto info = n.spawn(keypair::generate());
-  auto d = n.lookup(info.origin_hash);
+  segment_options so;
+  so.fs = &fs;
+  so.policy = fsync_policy::never();
+  auto seg = segment::open(dir.path(), so);
+  REQUIRE(seg);
+  log_actor_config lcfg;
+  lcfg.seg = std::shared_ptr<segment>(std::move(*seg));
+  // Its own thread, so the daemon runs while the write is held.
+  lcfg.sync_each_commit = true;
+  auto log = spawn_log_actor(f.sys, std::move(lcfg));
+  daemon_actor_config c;
+  c.core = sum_core(keypair::generate(), restart_policy::once());
+  c.log = log;
+  auto origin = c.core->origin();
+  auto d = spawn_daemon_actor(f.sys, std::move(c));
+  fs.hold();
   pending_deliveries p{f.sys};
-  for (uint64_t i = 1; i <= 5; ++i)
-    p.send(d, batch_of(1, i, {"1"}));
-  auto frozen = ask<daemon_info>(f.sys, d, freeze_atom::value);
-  REQUIRE(frozen);
-  CHECK(frozen->last_seq == 5);
-  // The cut-over point is durable: the log holds every entry through it.
-  CHECK(n.logged(info.origin_hash).size() == 5);
-  for (auto& a : p.answers())
-    CHECK(a);
+  p.send(d, batch_of(1, 1, {marker}));
+  fs.wait_until_held();
+  // The append is in flight: the freeze waits for it.
+  caf::scoped_actor self{f.sys};
+  bool early = false;
+  self->request(d, std::chrono::milliseconds{300}, freeze_atom::value)
+    .receive(
+      [&](daemon_info&) {
+        early = true;
+      },
+      [&](caf::error&) {});
+  CHECK(!early);
+  fs.release();
+  auto answers = p.answers();
+  REQUIRE(answers.size() == 1);
+  REQUIRE(!answers[0]);
+  CHECK(is(answers[0].error(), errc::io_error));
+  // The cut-over point is what the log holds: the failed input rolled back.
+  auto info = ask<daemon_info>(f.sys, d, info_atom::value);
+  REQUIRE(info);
+  CHECK(info->phase == P::frozen);
+  CHECK(info->last_seq == 0);
+  auto logged = ask<std::vector<log_entry>>(f.sys, log, read_atom::value,
+                                            origin, uint64_t{0});
+  REQUIRE(logged);
+  CHECK(logged->empty());
+  ask<bool>(f.sys, d, stop_atom::value, false);
+  ask<bool>(f.sys, log, close_atom::value);
 }
 
 TEST_CASE("a frozen daemon hands its held input to another daemon, which "
@@ -716,4 +766,27 @@ TEST_CASE("a failed daemon resumes to running and the supervisor lists each "
                                uint64_t{0x1234});
   REQUIRE(!none);
   CHECK(is(none.error(), errc::daemon_not_found));
+}
+
+TEST_CASE("a standby daemon's record is written only when it is activated") {
+  fixture f;
+  node n{f.sys, true};
+  auto recorded = [&n](uint64_t origin) {
+    auto all = n.store->list_daemons();
+    REQUIRE(all);
+    return std::count(all->begin(), all->end(), origin);
+  };
+  auto running = n.spawn(keypair::generate());
+  CHECK(recorded(running.origin_hash) == 1);
+  auto standby = n.spawn(keypair::generate(), true);
+  // A crash now must not bring the migration's copy back as a daemon.
+  CHECK(recorded(standby.origin_hash) == 0);
+  REQUIRE(
+    ask<daemon_info>(f.sys, n.sup, activate_atom::value, standby.origin_hash));
+  CHECK(recorded(standby.origin_hash) == 1);
+  // A second activation is refused and writes nothing.
+  auto again = ask<daemon_info>(f.sys, n.sup, activate_atom::value,
+                                standby.origin_hash);
+  REQUIRE(!again);
+  CHECK(is(again.error(), errc::wrong_phase));
 }
