@@ -5,14 +5,17 @@
 #include <optional>
 #include <utility>
 
+#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/daemon_core.hpp"
+#include "actors/daemon_phase.hpp"
 #include "actors/limits.hpp"
 #include "base/errc.hpp"
 #include "persistence/segment.hpp"
@@ -70,6 +73,13 @@ struct daemon_state {
   /// The core is lent to the store actor (a snapshot, resume or rollback
   /// job): nothing else may start until its answer.
   bool storing = false;
+  daemon_phase phase = daemon_phase::starting;
+  /// Input that arrived while frozen, in arrival order, and its size.
+  std::deque<held_batch> frozen_input;
+  size_t frozen_events = 0;
+  size_t frozen_bytes = 0;
+  /// Freeze requests waiting until the input before them is durable.
+  std::vector<caf::typed_response_promise<daemon_info>> freeze_waiters;
   static inline const char* name = "mesh.daemon";
 };
 
@@ -89,8 +99,13 @@ caf::error failed_error(daemon_core& core) {
                                            + " has failed: " + core.failure());
 }
 
+caf::error enter(daemon_ptr self, daemon_phase to);
+bool phase_takes(daemon_ptr self, const event_batch& evs, reply_to& reply);
+void answer_freeze_waiters(daemon_ptr self);
+
 void report_failure(daemon_ptr self) {
   auto& core = core_of(self);
+  enter(self, daemon_phase::failed);
   spdlog::error("daemon origin={} kind={} failed: {}", hex_u64(core.origin()),
                 core.kind(), core.failure());
   if (self->state.cfg.supervisor)
@@ -153,7 +168,7 @@ daemon_info make_info(daemon_ptr self) {
   info.id = core.identity().id();
   info.kind = core.kind();
   info.last_seq = core.last_seq();
-  info.state = core.failed() ? "failed" : "running";
+  info.phase = self->state.phase;
   info.reason = core.failed() ? core.failure() : std::string{};
   info.epoch = core.epoch();
   return info;
@@ -380,6 +395,7 @@ void complete_stop(daemon_ptr self, caf::expected<snapshot_done> final) {
     h.reply(make_error(errc::daemon_not_found,
                        "daemon " + hex_u64(core.origin()) + " stopped"));
   st.held.clear();
+  enter(self, daemon_phase::stopped);
   // Answer first: a reply returned after quit() is not sent.
   if (req.handover) {
     if (!final)
@@ -440,16 +456,287 @@ void settle(daemon_ptr self) {
     deliver(self, h.evs, std::move(h.reply));
   }
   st.settling = false;
+  answer_freeze_waiters(self);
 }
 
 void accept_input(daemon_ptr self, const event_batch& evs, reply_to reply) {
   auto& st = self->state;
+  if (phase_takes(self, evs, reply))
+    return;
   if (barrier_pending(st) || !st.held.empty()) {
     st.held.push_back(held_batch{evs, std::move(reply)});
     return;
   }
   deliver(self, evs, std::move(reply));
   settle(self);
+}
+
+// -- phases (actors/daemon_phase.hpp) -----------------------------------------
+
+caf::error stopping_error(daemon_ptr self) {
+  return make_error(errc::wrong_phase, "daemon "
+                                         + hex_u64(core_of(self).origin())
+                                         + " is stopping");
+}
+
+// Answers what waits on the frozen phase when the daemon leaves it for
+// failed or stopped: the held input was never applied.
+void refuse_frozen_work(daemon_ptr self, daemon_phase now) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  auto held = std::move(st.frozen_input);
+  st.frozen_input.clear();
+  st.frozen_events = 0;
+  st.frozen_bytes = 0;
+  auto why = [&core, now] {
+    if (now == daemon_phase::failed)
+      return failed_error(core);
+    return make_error(errc::wrong_phase,
+                      "daemon " + hex_u64(core.origin()) + " is "
+                        + to_string(now)
+                        + "; input held while it was frozen was not applied");
+  };
+  for (auto& h : held)
+    h.reply(why());
+  auto waiters = std::move(st.freeze_waiters);
+  st.freeze_waiters.clear();
+  for (auto& rp : waiters)
+    rp.deliver(why());
+}
+
+// The one place the phase changes: checked against the table, logged, and
+// told to the supervisor.
+caf::error enter(daemon_ptr self, daemon_phase to) {
+  auto& st = self->state;
+  auto from = st.phase;
+  if (auto err = check_transition(from, to))
+    return err;
+  st.phase = to;
+  if (to == daemon_phase::failed || to == daemon_phase::stopped)
+    refuse_frozen_work(self, to);
+  // Failures and stops have their own log lines.
+  auto quiet = from == daemon_phase::starting || to == daemon_phase::failed
+               || to == daemon_phase::stopped;
+  spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info,
+              "daemon origin={} phase {} -> {}",
+              hex_u64(core_of(self).origin()), to_string(from), to_string(to));
+  if (st.cfg.supervisor)
+    self->send(st.cfg.supervisor, phase_atom::value, make_info(self));
+  return {};
+}
+
+// The phases that do not take input the usual way: frozen holds it (up to
+// its bound), starting, standby and stopped refuse it. False when the input
+// goes on (running; failed answers in deliver()).
+bool phase_takes(daemon_ptr self, const event_batch& evs, reply_to& reply) {
+  auto& st = self->state;
+  switch (st.phase) {
+    case daemon_phase::running:
+    case daemon_phase::failed: return false;
+    case daemon_phase::frozen: break;
+    case daemon_phase::starting:
+    case daemon_phase::standby:
+    case daemon_phase::stopped:
+      reply(wrong_phase_error("delivery", daemon_phase::running, st.phase,
+                              core_of(self).origin()));
+      return true;
+  }
+  auto events = st.frozen_events + evs.size();
+  auto bytes = st.frozen_bytes + evs.payload_bytes();
+  if (events > st.cfg.frozen_max_events || bytes > st.cfg.frozen_max_bytes) {
+    reply(
+      make_error(errc::limit_exceeded,
+                 "daemon " + hex_u64(core_of(self).origin())
+                   + " is frozen and holds " + std::to_string(st.frozen_events)
+                   + " events (" + std::to_string(st.frozen_bytes)
+                   + " bytes); the limit is "
+                   + std::to_string(st.cfg.frozen_max_events) + " events or "
+                   + std::to_string(st.cfg.frozen_max_bytes) + " bytes"));
+    return true;
+  }
+  st.frozen_events = events;
+  st.frozen_bytes = bytes;
+  st.frozen_input.push_back(held_batch{evs, std::move(reply)});
+  return true;
+}
+
+// A freeze is answered once everything that arrived before it is applied
+// and durable, so the answer's last_seq is the cut-over point.
+void answer_freeze_waiters(daemon_ptr self) {
+  auto& st = self->state;
+  if (st.freeze_waiters.empty() || st.in_flight > 0 || !st.held.empty()
+      || barrier_pending(st))
+    return;
+  auto info = make_info(self);
+  auto waiters = std::move(st.freeze_waiters);
+  st.freeze_waiters.clear();
+  for (auto& rp : waiters)
+    rp.deliver(info);
+}
+
+caf::result<daemon_info> freeze(daemon_ptr self) {
+  auto& st = self->state;
+  if (st.stopping)
+    return stopping_error(self);
+  if (st.phase != daemon_phase::running)
+    return wrong_phase_error("freeze", daemon_phase::running, st.phase,
+                             core_of(self).origin());
+  if (auto err = enter(self, daemon_phase::frozen))
+    return err;
+  auto rp = self->make_response_promise<daemon_info>();
+  st.freeze_waiters.push_back(rp);
+  settle(self);
+  return rp;
+}
+
+std::deque<held_batch> take_frozen_input(daemon_state& st) {
+  auto held = std::move(st.frozen_input);
+  st.frozen_input.clear();
+  st.frozen_events = 0;
+  st.frozen_bytes = 0;
+  return held;
+}
+
+caf::result<uint64_t> release(daemon_ptr self) {
+  auto& st = self->state;
+  if (st.stopping)
+    return stopping_error(self);
+  if (st.phase != daemon_phase::frozen)
+    return wrong_phase_error("release", daemon_phase::frozen, st.phase,
+                             core_of(self).origin());
+  if (auto err = enter(self, daemon_phase::running))
+    return err;
+  auto held = take_frozen_input(st);
+  for (auto& h : held)
+    accept_input(self, h.evs, std::move(h.reply));
+  return uint64_t{held.size()};
+}
+
+// The target answers the producer: the request is delegated, so the answer
+// goes to the original sender.
+void forward_one(const caf::actor& target, held_batch& h) {
+  h.reply.rp.delegate(target, deliver_atom::value, std::move(h.evs));
+}
+
+caf::result<uint64_t> forward(daemon_ptr self, const caf::actor& target) {
+  auto& st = self->state;
+  if (st.stopping)
+    return stopping_error(self);
+  if (st.phase != daemon_phase::frozen)
+    return wrong_phase_error("forward", daemon_phase::frozen, st.phase,
+                             core_of(self).origin());
+  if (!target || target.address() == self->address())
+    return make_error(errc::invalid_argument,
+                      "held input of daemon " + hex_u64(core_of(self).origin())
+                        + " can only be forwarded to another actor");
+  auto held = take_frozen_input(st);
+  for (auto& h : held)
+    forward_one(target, h);
+  return uint64_t{held.size()};
+}
+
+caf::result<daemon_info> activate(daemon_ptr self) {
+  auto& st = self->state;
+  if (st.stopping)
+    return stopping_error(self);
+  if (st.phase != daemon_phase::standby)
+    return wrong_phase_error("activate", daemon_phase::standby, st.phase,
+                             core_of(self).origin());
+  if (auto err = enter(self, daemon_phase::running))
+    return err;
+  return make_info(self);
+}
+
+// Entries already applied are skipped; the rest must continue last_seq()
+// without a gap, all of this daemon: checked before anything is applied.
+caf::error check_replay(daemon_core& core,
+                        const std::vector<log_entry>& entries) {
+  auto who = "replay to daemon " + hex_u64(core.origin());
+  if (entries.size() > limits::max_batch_events)
+    return make_error(errc::limit_exceeded,
+                      who + ": " + std::to_string(entries.size())
+                        + " entries, the limit is "
+                        + std::to_string(limits::max_batch_events));
+  uint64_t prev = 0;
+  uint64_t next = core.last_seq() + 1;
+  for (auto& e : entries) {
+    if (e.origin_hash != core.origin())
+      return make_error(errc::invalid_argument,
+                        who + ": an entry of daemon " + hex_u64(e.origin_hash));
+    if (e.payload.size() > limits::max_event_payload)
+      return make_error(errc::limit_exceeded,
+                        who + ": daemon_seq " + std::to_string(e.daemon_seq)
+                          + " carries " + std::to_string(e.payload.size())
+                          + " bytes, the limit is "
+                          + std::to_string(limits::max_event_payload));
+    if (e.daemon_seq <= prev)
+      return make_error(errc::invalid_argument,
+                        who + ": daemon_seq " + std::to_string(e.daemon_seq)
+                          + " follows " + std::to_string(prev));
+    prev = e.daemon_seq;
+    if (e.daemon_seq <= core.last_seq())
+      continue;
+    if (e.daemon_seq != next)
+      return make_error(errc::invalid_argument,
+                        who + ": gap, daemon_seq " + std::to_string(next)
+                          + " expected, " + std::to_string(e.daemon_seq)
+                          + " given");
+    ++next;
+  }
+  return {};
+}
+
+// Standby only: applies the entries as recovery does (dedup marks, chain)
+// and logs them like live input; answered once the log holds them.
+caf::result<uint64_t> replay(daemon_ptr self,
+                             const std::vector<log_entry>& entries) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  if (st.stopping)
+    return stopping_error(self);
+  if (st.phase != daemon_phase::standby)
+    return wrong_phase_error("replay", daemon_phase::standby, st.phase,
+                             core.origin());
+  if (auto err = check_replay(core, entries))
+    return err;
+  log_batch logged;
+  logged.origin_hash = core.origin();
+  for (auto& e : entries) {
+    if (e.daemon_seq <= core.last_seq())
+      continue;
+    core.replay(e);
+    if (core.logging())
+      logged.add(e, bytes_view{e.payload});
+  }
+  note_progress(self);
+  auto last = core.last_seq();
+  if (logged.empty() || !st.cfg.log) {
+    settle(self);
+    return last;
+  }
+  auto generation = st.log_generation;
+  auto first = logged.daemon_seqs.front();
+  ++st.in_flight;
+  auto rp = self->make_response_promise<uint64_t>();
+  self
+    ->request(st.cfg.log, caf::infinite, append_atom::value, std::move(logged))
+    .then(
+      [self, rp, last](uint64_t) mutable {
+        --self->state.in_flight;
+        rp.deliver(last);
+        note_progress(self);
+        settle(self);
+      },
+      [self, rp, generation, first](caf::error& err) mutable {
+        --self->state.in_flight;
+        append_failed(self, generation, first, err);
+        rp.deliver(make_error(errc::io_error,
+                              "event log write failed, the replayed entries "
+                              "were not applied: "
+                                + describe(err)));
+        settle(self);
+      });
+  return rp;
 }
 
 daemon_actor::behavior_type daemon_impl(daemon_ptr self,
@@ -467,6 +754,9 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
     self->send(st.cfg.log, attach_atom::value, core.origin(), core.epoch());
   if (st.cfg.snapshot_every.count() > 0)
     self->delayed_send(self, st.cfg.snapshot_every, tick_atom::value);
+  enter(self, core.failed()    ? daemon_phase::failed
+              : st.cfg.standby ? daemon_phase::standby
+                               : daemon_phase::running);
   return {
     [=](deliver_atom, const event_batch& evs) -> caf::result<delivery_batch> {
       auto rp = self->make_response_promise<delivery_batch>();
@@ -512,6 +802,10 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
     },
     [=](resume_atom, bool accept_loss) -> caf::result<daemon_info> {
       auto& core = core_of(self);
+      if (auto phase = self->state.phase;
+          phase == daemon_phase::standby || phase == daemon_phase::frozen)
+        return wrong_phase_error("resume", daemon_phase::failed, phase,
+                                 core.origin());
       if (!core.failed())
         return make_info(self);
       if (self->state.in_flight > 0 || barrier_pending(self->state))
@@ -541,6 +835,8 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
             spdlog::warn("daemon origin={} resumed at daemon_seq {}{}",
                          hex_u64(core.origin()), core.last_seq(),
                          accept_loss ? " (loss accepted)" : "");
+            if (st.phase == daemon_phase::failed)
+              enter(self, daemon_phase::running);
             rp.deliver(make_info(self));
             settle(self);
           },
@@ -563,6 +859,22 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
       settle(self);
       self->delayed_send(self, self->state.cfg.snapshot_every,
                          tick_atom::value);
+    },
+    [=](freeze_atom) -> caf::result<daemon_info> {
+      return freeze(self);
+    },
+    [=](release_atom) -> caf::result<uint64_t> {
+      return release(self);
+    },
+    [=](forward_atom, const caf::actor& target) -> caf::result<uint64_t> {
+      return forward(self, target);
+    },
+    [=](activate_atom) -> caf::result<daemon_info> {
+      return activate(self);
+    },
+    [=](replay_atom,
+        const std::vector<log_entry>& entries) -> caf::result<uint64_t> {
+      return replay(self, entries);
     },
   };
 }

@@ -22,6 +22,13 @@
 // (store_actor.hpp). The daemon lends it the core with request(...).await,
 // which suspends this actor's mailbox, not the thread: other actors run
 // meanwhile, and input to this daemon waits in its mailbox, in order.
+//
+// Phases (actors/daemon_phase.hpp): the actor holds its daemon's phase and
+// tells the supervisor each change. A frozen daemon holds new input, each
+// batch with its producer's reply handle, until release applies it or
+// forward hands it to another actor, which then answers the producers. A
+// standby daemon refuses deliveries and applies replayed log entries,
+// logging them like live input.
 
 #include <chrono>
 #include <memory>
@@ -48,6 +55,13 @@ struct daemon_actor_config {
   /// The daemon's life (daemon_record.hpp): every log entry and snapshot
   /// it makes carries it.
   uint64_t epoch = 1;
+  /// Start in phase standby (a migration target: replayed log entries only)
+  /// instead of running.
+  bool standby = false;
+  /// What a frozen daemon holds at most; input beyond either bound is
+  /// refused with limit_exceeded.
+  size_t frozen_max_events = 100000;
+  size_t frozen_max_bytes = 64u << 20;
 };
 
 daemon_actor spawn_daemon_actor(caf::actor_system& sys,

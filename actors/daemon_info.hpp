@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "actors/daemon_phase.hpp"
 #include "identity/entity_id.hpp"
 
 namespace mesh {
@@ -38,10 +39,10 @@ struct daemon_info {
   std::string kind;
   /// Last input daemon_seq applied.
   uint64_t last_seq = 0;
-  /// "running" or "failed".
-  std::string state;
+  /// Where the daemon is in its life (actors/daemon_phase.hpp).
+  daemon_phase phase = daemon_phase::starting;
   uint64_t epoch = 0;
-  /// Why the daemon failed (empty while running).
+  /// Why the daemon failed (empty unless phase is failed).
   std::string reason;
 };
 

@@ -57,6 +57,12 @@ using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using broken_atom = caf::atom_constant<caf::atom("broken")>;
+using freeze_atom = caf::atom_constant<caf::atom("freeze")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using forward_atom = caf::atom_constant<caf::atom("forward")>;
+using activate_atom = caf::atom_constant<caf::atom("activate")>;
+using replay_atom = caf::atom_constant<caf::atom("replay")>;
+using phase_atom = caf::atom_constant<caf::atom("phase")>;
 
 // -- inspection ---------------------------------------------------------------
 
@@ -122,8 +128,9 @@ typename Inspector::result_type inspect(Inspector& f, daemon_stats& x) {
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, daemon_info& x) {
+  enum_byte<daemon_phase> phase{x.phase, last_daemon_phase};
   return f(caf::meta::type_name("daemon_info"), x.origin_hash, x.id, x.kind,
-           x.last_seq, x.state, x.epoch, x.reason);
+           x.last_seq, phase.raw, phase.check(), x.epoch, x.reason);
 }
 
 template<class Inspector>
@@ -216,7 +223,25 @@ using daemon_actor = caf::typed_actor<
   // the loss of logged inputs (see daemon_core::resume).
   caf::replies_to<resume_atom, bool>::with<daemon_info>,
   // The log asks for a snapshot (this daemon holds compaction back).
-  caf::reacts_to<compact_atom>, caf::reacts_to<tick_atom>>;
+  caf::reacts_to<compact_atom>, caf::reacts_to<tick_atom>,
+  // -- phases (actors/daemon_phase.hpp); wrong_phase from any other phase --
+  // running -> frozen: new input is held from now on. Answered once the
+  // input that arrived before is applied and durable: last_seq is then the
+  // cut-over point.
+  caf::replies_to<freeze_atom>::with<daemon_info>,
+  // frozen -> running: applies the held input in arrival order; answers how
+  // many batches were held.
+  caf::replies_to<release_atom>::with<uint64_t>,
+  // Hands the held input, each batch with its producer's reply handle, to
+  // the given actor (one that takes deliver_atom like a daemon actor); it
+  // answers the producers. Stays frozen. Answers how many batches went.
+  caf::replies_to<forward_atom, caf::actor>::with<uint64_t>,
+  // standby -> running.
+  caf::replies_to<activate_atom>::with<daemon_info>,
+  // Standby only: applies log entries of this daemon in daemon_seq order
+  // (entries it already holds are skipped; a gap or another origin refuses
+  // the whole call) and logs them; answers last_seq once they are durable.
+  caf::replies_to<replay_atom, std::vector<log_entry>>::with<uint64_t>>;
 
 /// The node's supervisor: lifecycle and daemon table.
 using supervisor_actor = caf::typed_actor<
@@ -233,7 +258,17 @@ using supervisor_actor = caf::typed_actor<
   caf::replies_to<stop_atom, uint64_t>::with<bool>,
   caf::replies_to<resume_atom, uint64_t, bool>::with<daemon_info>,
   caf::reacts_to<failed_atom, uint64_t, std::string>,
-  caf::replies_to<shutdown_atom>::with<bool>>;
+  caf::replies_to<shutdown_atom>::with<bool>,
+  // -- phases: handed to the daemon's actor, which answers (see daemon_actor)
+  caf::replies_to<freeze_atom, uint64_t>::with<daemon_info>,
+  caf::replies_to<release_atom, uint64_t>::with<uint64_t>,
+  caf::replies_to<forward_atom, uint64_t, daemon_actor>::with<uint64_t>,
+  caf::replies_to<activate_atom, uint64_t>::with<daemon_info>,
+  caf::replies_to<replay_atom, uint64_t,
+                  std::vector<log_entry>>::with<uint64_t>,
+  // From a daemon actor: its phase changed (only its own table entry is
+  // updated, and only by its current actor).
+  caf::reacts_to<phase_atom, daemon_info>>;
 
 /// Loads the meshd type-id block into `cfg` (add_message_types), so that
 /// every message above can be serialized (sent to another node). Part of

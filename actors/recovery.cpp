@@ -124,7 +124,7 @@ daemon_info broken_daemon(uint64_t origin, const caf::error& why) {
   daemon_info info;
   info.origin_hash = origin;
   info.kind = "?";
-  info.state = "failed";
+  info.phase = daemon_phase::failed;
   info.reason = "daemon record unreadable: " + describe(why);
   return info;
 }

@@ -30,8 +30,12 @@ class keypair;
 /// refused (invalid_argument) rather than half understood: a newer node's
 /// request never runs with its meaning silently dropped.
 struct spawn_flags {
+  /// Start in phase standby (a migration target: restored, not routable,
+  /// replayed log entries only) instead of running. Its daemon record is
+  /// written when it is activated.
+  static constexpr uint32_t standby = 1;
   /// Every bit this node understands.
-  static constexpr uint32_t known = 0;
+  static constexpr uint32_t known = standby;
 };
 
 struct spawn_spec {

@@ -93,7 +93,7 @@ caf::result<snapshot_done> resume_job(store_ptr self, daemon_core& core,
 
 caf::result<uint64_t> save_job(store_ptr self, daemon_core& core,
                                const bytes& initial_snapshot,
-                               uint64_t known_epoch) {
+                               uint64_t known_epoch, bool write_record) {
   auto& store = self->state.cfg.store;
   if (!store)
     return make_error(errc::invalid_argument, "no store to write a record to");
@@ -119,9 +119,10 @@ caf::result<uint64_t> save_job(store_ptr self, daemon_core& core,
     if (auto err = store->save_snapshot(origin, *stamped))
       return err;
   }
-  if (auto err = store->save_daemon(origin, core.kind(), core.identity(),
-                                    core.epoch()))
-    return err;
+  if (write_record)
+    if (auto err = store->save_daemon(origin, core.kind(), core.identity(),
+                                      core.epoch()))
+      return err;
   return core.epoch();
 }
 
@@ -170,8 +171,19 @@ store_actor::behavior_type store_impl(store_ptr self, store_actor_config cfg) {
       return core_lease{std::move(*built)};
     },
     [=](save_atom, core_lease& lease, const bytes& initial_snapshot,
-        uint64_t known_epoch) -> caf::result<uint64_t> {
-      return save_job(self, *lease.core, initial_snapshot, known_epoch);
+        uint64_t known_epoch, bool write_record) -> caf::result<uint64_t> {
+      return save_job(self, *lease.core, initial_snapshot, known_epoch,
+                      write_record);
+    },
+    [=](record_atom, core_lease& lease) -> caf::result<bool> {
+      auto& store = self->state.cfg.store;
+      if (!store)
+        return true;
+      auto& core = *lease.core;
+      if (auto err = store->save_daemon(core.origin(), core.kind(),
+                                        core.identity(), core.epoch()))
+        return err;
+      return true;
     },
     [=](forget_atom, uint64_t origin, uint64_t epoch) -> caf::result<bool> {
       auto& store = self->state.cfg.store;

@@ -50,6 +50,7 @@ using save_atom = caf::atom_constant<caf::atom("save")>;
 using rebuild_atom = caf::atom_constant<caf::atom("rebuild")>;
 using rollback_atom = caf::atom_constant<caf::atom("rollback")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
+using record_atom = caf::atom_constant<caf::atom("record")>;
 
 /// A daemon's core lent to the store actor for one job. The lender does not
 /// touch it until the answer arrives.
@@ -102,9 +103,13 @@ using store_actor = caf::typed_actor<
   // Starts a new life of the lent core on disk: gives it the next epoch
   // (one above the given epoch the supervisor knows and above the record or
   // tombstone on disk), writes the initial snapshot stamped with that epoch
-  // when one is given (spawn_from_snapshot), then the record. Answers the
-  // epoch. Only on a durable node.
-  caf::replies_to<save_atom, core_lease, bytes, uint64_t>::with<uint64_t>,
+  // when one is given (spawn_from_snapshot), then, when the flag says so,
+  // the record. Answers the epoch. Only on a durable node.
+  caf::replies_to<save_atom, core_lease, bytes, uint64_t, bool>::with<uint64_t>,
+  // Writes the record of a standby daemon being activated (its epoch was
+  // given by save_atom). Reads only the core's kind, identity and epoch,
+  // which never change, so its actor may run meanwhile.
+  caf::replies_to<record_atom, core_lease>::with<bool>,
   // Retires a stopped daemon's life of the given epoch: a tombstone
   // replaces its record and its snapshot goes. False (nothing touched) when
   // the record belongs to a newer life.

@@ -1,6 +1,7 @@
 #include "actors/supervisor_actor.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -31,6 +32,11 @@ struct entry {
   /// its actor died. `info` then says why.
   daemon_actor actor;
   daemon_info info;
+  /// A standby daemon whose record is written when it is activated: until
+  /// then it is a migration's copy, not a daemon of this node, and a crash
+  /// discards it (start-up deletes its snapshot as an orphan and ignores
+  /// its log entries). Null otherwise.
+  std::shared_ptr<daemon_core> pending_record;
 };
 
 struct supervisor_state {
@@ -81,7 +87,8 @@ caf::error failed_error(const daemon_info& info) {
 }
 
 // Starts the actor for a built core and lists it.
-daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
+daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core,
+                         bool standby = false) {
   auto& st = self->state;
   auto origin = core->origin();
   daemon_actor_config dcfg;
@@ -93,6 +100,7 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
   dcfg.snapshot_every = st.cfg.snapshot_every;
   dcfg.epoch = core->epoch();
+  dcfg.standby = standby;
   auto& known = st.epochs[origin];
   known = std::max(known, core->epoch());
   entry e;
@@ -100,7 +108,9 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   e.info.id = core->identity().id();
   e.info.kind = core->kind();
   e.info.last_seq = core->last_seq();
-  e.info.state = core->failed() ? "failed" : "running";
+  e.info.phase = core->failed() ? daemon_phase::failed
+                 : standby      ? daemon_phase::standby
+                                : daemon_phase::running;
   e.info.reason = core->failed() ? core->failure() : std::string{};
   e.info.epoch = core->epoch();
   e.actor = spawn_daemon_actor(self->system(), std::move(dcfg));
@@ -136,7 +146,8 @@ using spawn_reply = std::function<void(caf::expected<daemon_info>)>;
 // otherwise recorded (on the store actor's thread) when `persist` and
 // started. The first daemon of an identity is left untouched.
 void admit(sup_ptr self, std::shared_ptr<daemon_core> core,
-           bytes initial_snapshot, bool persist, spawn_reply reply) {
+           bytes initial_snapshot, bool persist, bool standby,
+           spawn_reply reply) {
   auto& st = self->state;
   auto origin = core->origin();
   if (auto it = st.table.find(origin);
@@ -149,10 +160,12 @@ void admit(sup_ptr self, std::shared_ptr<daemon_core> core,
                               + hex_u64(origin) + " is already running"));
     return;
   }
-  auto start = [self, core, reply, origin]() {
-    auto info = start_daemon(self, core);
-    spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin),
-                 info.kind);
+  auto start = [self, core, reply, origin, standby]() {
+    auto info = start_daemon(self, core, standby);
+    if (standby && self->state.cfg.store)
+      self->state.table[origin].pending_record = core;
+    spdlog::info("daemon spawned origin={} kind={}{}", hex_u64(origin),
+                 info.kind, standby ? " (standby)" : "");
     reply(std::move(info));
   };
   if (!persist) {
@@ -167,11 +180,11 @@ void admit(sup_ptr self, std::shared_ptr<daemon_core> core,
   }
   // A new life: the store actor picks its epoch (one above the highest
   // known in memory or on disk), stamps the initial snapshot with it and
-  // writes the record.
+  // writes the record (a standby daemon's only when it is activated).
   st.starting.insert(origin);
   self
     ->request(st.store, caf::infinite, save_atom::value, core_lease{core},
-              std::move(initial_snapshot), known_epoch(st, origin))
+              std::move(initial_snapshot), known_epoch(st, origin), !standby)
     .then(
       [self, start, origin](uint64_t) {
         self->state.starting.erase(origin);
@@ -202,10 +215,12 @@ caf::result<daemon_info> do_spawn(sup_ptr self, spawn_spec& spec) {
   };
   // The spec's snapshot travels on to admit(); the build reads it first.
   auto initial = std::make_shared<bytes>(spec.initial_snapshot);
+  bool standby = (spec.flags & spawn_flags::standby) != 0;
   self->request(st.store, caf::infinite, build_atom::value, std::move(spec))
     .then(
-      [self, initial, reply](core_lease& built) {
-        admit(self, std::move(built.core), std::move(*initial), true, reply);
+      [self, initial, standby, reply](core_lease& built) {
+        admit(self, std::move(built.core), std::move(*initial), true, standby,
+              reply);
       },
       [reply](caf::error& err) {
         reply(std::move(err));
@@ -226,7 +241,7 @@ void adopt_recovered(sup_ptr self) {
   }
   for (auto& core : cores) {
     auto origin = core->origin();
-    admit(self, std::move(core), bytes{}, false,
+    admit(self, std::move(core), bytes{}, false, false,
           [origin](caf::expected<daemon_info> info) {
             if (!info)
               spdlog::error("recovered daemon origin={} could not start: {}",
@@ -381,6 +396,33 @@ caf::result<daemon_info> do_resume(sup_ptr self, uint64_t origin,
   return rp;
 }
 
+// -- phases -------------------------------------------------------------------
+
+// The actor of a listed daemon, for the phase requests it answers itself.
+caf::expected<daemon_actor> actor_of(sup_ptr self, uint64_t origin) {
+  auto& st = self->state;
+  if (auto err = refuse(st))
+    return err;
+  auto it = st.table.find(origin);
+  if (it == st.table.end())
+    return no_daemon(origin);
+  if (!it->second.actor)
+    return failed_error(it->second.info);
+  return it->second.actor;
+}
+
+// A daemon actor changed phase: its table entry follows, unless the sender
+// is not (or no longer) the actor listed for that origin.
+void note_phase(sup_ptr self, const daemon_info& info) {
+  auto it = self->state.table.find(info.origin_hash);
+  if (it == self->state.table.end() || !it->second.actor
+      || it->second.actor.address() != self->current_sender())
+    return;
+  it->second.info.phase = info.phase;
+  it->second.info.reason = info.reason;
+  it->second.info.last_seq = info.last_seq;
+}
+
 // Stops every daemon (each hands over its final snapshot), then writes the
 // snapshots with one flush on the store actor's thread and closes the log.
 void begin_shutdown(sup_ptr self, caf::typed_response_promise<bool> rp) {
@@ -525,7 +567,7 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
     for (auto& [origin, e] : self->state.table) {
       if (e.actor && e.actor.address() == dm.source) {
         e.actor = daemon_actor{};
-        e.info.state = "failed";
+        e.info.phase = daemon_phase::failed;
         e.info.reason = "daemon actor terminated: " + caf::to_string(dm.reason);
         spdlog::error("daemon origin={} kind={}: {}; meshctl resume rebuilds "
                       "it from its snapshot and the event log",
@@ -553,7 +595,7 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       auto& st = self->state;
       if (st.state == phase::shutting_down || st.table.count(info.origin_hash))
         return;
-      info.state = "failed";
+      info.phase = daemon_phase::failed;
       auto& known = st.epochs[info.origin_hash];
       known = std::max(known, info.epoch);
       st.table[info.origin_hash] = entry{daemon_actor{}, std::move(info)};
@@ -565,6 +607,10 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
         return no_daemon(origin);
       if (!it->second.actor)
         return failed_error(it->second.info);
+      if (it->second.info.phase == daemon_phase::standby)
+        return make_error(errc::wrong_phase,
+                          "daemon " + hex_u64(origin)
+                            + " is in standby: not routable until activated");
       return it->second.actor;
     },
     [=](list_atom) -> caf::result<std::vector<daemon_info>> {
@@ -611,12 +657,75 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
     [=](failed_atom, uint64_t origin, const std::string& why) {
       auto it = self->state.table.find(origin);
       if (it != self->state.table.end()) {
-        it->second.info.state = "failed";
+        it->second.info.phase = daemon_phase::failed;
         it->second.info.reason = why;
       }
     },
     [=](shutdown_atom) -> caf::result<bool> {
       return do_shutdown(self);
+    },
+    [=](freeze_atom a, uint64_t origin) -> caf::result<daemon_info> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a);
+    },
+    [=](release_atom a, uint64_t origin) -> caf::result<uint64_t> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a);
+    },
+    [=](forward_atom a, uint64_t origin,
+        const daemon_actor& target) -> caf::result<uint64_t> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a, caf::actor_cast<caf::actor>(target));
+    },
+    [=](activate_atom a, uint64_t origin) -> caf::result<daemon_info> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      auto& e = self->state.table[origin];
+      if (!e.pending_record || e.info.phase != daemon_phase::standby)
+        return self->delegate(*h, a);
+      // The record first (on the store actor's thread): an activated
+      // daemon is one of this node's and must come back after a crash.
+      auto core = std::move(e.pending_record);
+      auto rp = self->make_response_promise<daemon_info>();
+      self
+        ->request(self->state.store, caf::infinite, record_atom::value,
+                  core_lease{core})
+        .then(
+          [self, rp, h = *h, a](bool) mutable {
+            self->request(h, caf::infinite, a)
+              .then(
+                [rp](daemon_info& info) mutable {
+                  rp.deliver(info);
+                },
+                [rp](caf::error& err) mutable {
+                  rp.deliver(err);
+                });
+          },
+          [self, rp, origin, core](caf::error& err) mutable {
+            // Still in standby: a later activate tries the record again.
+            if (auto it = self->state.table.find(origin);
+                it != self->state.table.end())
+              it->second.pending_record = core;
+            rp.deliver(err);
+          });
+      return rp;
+    },
+    [=](replay_atom a, uint64_t origin,
+        std::vector<log_entry>& entries) -> caf::result<uint64_t> {
+      auto h = actor_of(self, origin);
+      if (!h)
+        return h.error();
+      return self->delegate(*h, a, std::move(entries));
+    },
+    [=](phase_atom, const daemon_info& info) {
+      note_phase(self, info);
     },
   };
 }

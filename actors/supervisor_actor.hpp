@@ -1,10 +1,15 @@
 #pragma once
 
 // One per node: the lifecycle (registering -> ready -> shutting_down) and the
-// daemon table (origin_hash -> actor, identity, kind, epoch). Being an actor,
-// it serializes spawns against shutdown: a spawn that arrives after shutdown
-// started is refused, one that arrived before is stopped by it, so no daemon
-// is ever left behind.
+// daemon table (origin_hash -> actor, identity, kind, epoch, phase). Being an
+// actor, it serializes spawns against shutdown: a spawn that arrives after
+// shutdown started is refused, one that arrived before is stopped by it, so
+// no daemon is ever left behind.
+//
+// Phases (actors/daemon_phase.hpp): each daemon actor tells the supervisor
+// its phase changes; requests that change a phase (freeze, release,
+// forward, activate, replay) are handed to the daemon's actor, which checks
+// and answers them. A daemon in standby is not routable: lookup refuses it.
 //
 // It spawns and owns the node's store actor (store_actor.hpp): a spawn's
 // factory and restore, the daemon record written before the daemon runs, the

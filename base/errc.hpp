@@ -45,7 +45,8 @@ enum class errc : uint8_t {
   unauthenticated,
   /// The daemon lives on another node now.
   moved,
-  /// A migration step arrived in the wrong phase.
+  /// A request arrived in a phase of the daemon (or migration) that does not
+  /// take it (actors/daemon_phase.hpp).
   wrong_phase,
   /// The daemon is already being migrated.
   already_migrating,

@@ -114,7 +114,8 @@ struct DaemonInfo {
   entityId @1 :Data;
   kind @2 :Text;
   lastSeq @3 :UInt64;
-  # The daemon's phase as text ("running", "failed", ...).
+  # The daemon's phase: "starting", "running", "standby", "frozen",
+  # "failed" or "stopped" (actors/daemon_phase.hpp).
   state @4 :Text;
   epoch @5 :UInt64;
   # Why the daemon failed; empty while it runs.

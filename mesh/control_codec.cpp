@@ -46,7 +46,8 @@ void fill(s::DaemonInfo::Builder out, const daemon_entry& info) {
   out.setEntityId(kj::arrayPtr(info.id.data(), info.id.size()));
   out.setKind(text_of(info.kind));
   out.setLastSeq(info.last_seq);
-  out.setState(text_of(info.state));
+  // The schema keeps its text field `state`: it carries the phase's name.
+  out.setState(to_string(info.phase));
   out.setEpoch(info.epoch);
   out.setReason(text_of(info.reason));
 }
@@ -118,7 +119,12 @@ caf::expected<daemon_entry> read(s::DaemonInfo::Reader in) {
   std::copy(id.begin(), id.end(), info.id.begin());
   info.kind = to_string(in.getKind());
   info.last_seq = in.getLastSeq();
-  info.state = to_string(in.getState());
+  auto phase = parse_daemon_phase(to_string(in.getState()));
+  if (!phase)
+    return make_error(errc::corrupt_data, "daemon " + hex_u64(info.origin_hash)
+                                            + " has an unknown phase '"
+                                            + to_string(in.getState()) + "'");
+  info.phase = *phase;
   info.epoch = in.getEpoch();
   info.reason = to_string(in.getReason());
   return info;
@@ -568,20 +574,6 @@ auto with_reader(const wire_bytes& data, const char* what, Fn fn)
   }
 }
 
-// DaemonInfo.state: the daemon's phase as text. daemon_info carries either
-// a `daemon_phase phase` (shown through its to_string) or, in older builds,
-// a `std::string state`; the phase wins when both are there.
-template<class Info>
-auto state_text(const Info& x, int)
-  -> decltype(std::string{to_string(x.phase)}) {
-  return std::string{to_string(x.phase)};
-}
-
-template<class Info>
-auto state_text(const Info& x, long) -> decltype(std::string{x.state}) {
-  return x.state;
-}
-
 // The version a node speaking `node` agrees on with a client speaking
 // `client`: the newest both speak.
 caf::expected<uint16_t> agree(version_range client, version_range node) {
@@ -612,14 +604,14 @@ daemon_entry to_entry(const daemon_info& info) {
   out.id = info.id;
   out.kind = info.kind;
   out.last_seq = info.last_seq;
-  out.state = state_text(info, 0);
+  out.phase = info.phase;
   out.epoch = info.epoch;
   out.reason = info.reason;
   return out;
 }
 
 bool is_failed(const daemon_entry& d) {
-  return d.state == "failed";
+  return d.phase == daemon_phase::failed;
 }
 
 wire_bytes encode(const request& req, uint64_t id, version_range speaks) {

@@ -66,8 +66,9 @@ inline constexpr int max_nesting_depth = 16;
 /// Bytes as they travel inside the CAF message.
 using wire_bytes = std::vector<char>;
 
-/// A daemon as the protocol shows it (DaemonInfo): the node's daemon_info
-/// with its state (phase) as text, so that clients need no runtime types.
+/// A daemon as the protocol shows it (DaemonInfo). The wire carries the
+/// phase by name (the schema's text field `state`), so adding a phase never
+/// changes the schema; a name this client does not know is corrupt_data.
 struct daemon_entry {
   uint64_t origin_hash = 0;
   /// All zero when the daemon's record is damaged and its key unknown.
@@ -75,8 +76,7 @@ struct daemon_entry {
   std::string kind;
   /// Last input daemon_seq applied.
   uint64_t last_seq = 0;
-  /// The daemon's phase as text: "running", "failed", ...
-  std::string state;
+  daemon_phase phase = daemon_phase::running;
   uint64_t epoch = 0;
   /// Why the daemon failed (empty while running).
   std::string reason;

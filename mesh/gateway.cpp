@@ -725,7 +725,8 @@ void handlers::operator()(resume_request x) {
       if (!is_failed(entry))
         return g->answer(j, fail(errc::wrong_phase,
                                  "daemon " + hex_u64(x.daemon_id)
-                                   + " is not failed (state " + entry.state
+                                   + " is not failed (phase "
+                                   + to_string(entry.phase)
                                    + "): nothing to resume"));
       g->ask<daemon_info>(
         g->rt().supervisor(),

@@ -74,7 +74,7 @@ TEST_CASE("a throwing snapshot() fails that snapshot, not the daemon") {
   CHECK(describe(s.error()).find("snapshot") != std::string::npos);
   // The daemon keeps serving with its state.
   CHECK(n.send(id, "2") == std::string{"7"});
-  CHECK(n.listed(id).state == "running");
+  CHECK(n.listed(id).phase == daemon_phase::running);
   n.plan->at = where::nowhere;
   CHECK(n.rt->snapshot(id));
 }
@@ -91,7 +91,7 @@ TEST_CASE("a throwing process() of any type is a rejection and a rebuild") {
   CHECK(is(r.error(), errc::process_failed));
   n.plan->at = where::nowhere;
   CHECK(n.send(id, "1") == std::string{"6"});
-  CHECK(n.listed(id).state == "running");
+  CHECK(n.listed(id).phase == daemon_phase::running);
 }
 
 TEST_CASE("a restore() that throws during a rebuild leaves the daemon "
@@ -107,7 +107,7 @@ TEST_CASE("a restore() that throws during a rebuild leaves the daemon "
   auto r = n.rt->deliver(id, {0, 0, to_bytes("bad")});
   REQUIRE(!r);
   auto info = n.listed(id);
-  CHECK(info.state == "failed");
+  CHECK(info.phase == daemon_phase::failed);
   CHECK(info.reason.find("restore") != std::string::npos);
   // Input is refused with the reason, not daemon_not_found.
   auto again = n.send(id, "1");
@@ -117,7 +117,7 @@ TEST_CASE("a restore() that throws during a rebuild leaves the daemon "
   n.plan->at = where::nowhere;
   auto resumed = n.rt->resume(id, false);
   REQUIRE(resumed);
-  CHECK(resumed->state == "running");
+  CHECK(resumed->phase == daemon_phase::running);
   CHECK(n.send(id, "1") == std::string{"6"});
 }
 
@@ -129,7 +129,7 @@ TEST_CASE("a factory that throws during a rebuild leaves the daemon failed") {
   *n.factory_throws = true;
   CHECK(!n.rt->deliver(id, {0, 0, to_bytes("bad")}));
   auto info = n.listed(id);
-  CHECK(info.state == "failed");
+  CHECK(info.phase == daemon_phase::failed);
   CHECK(info.reason.find("factory") != std::string::npos);
 }
 
@@ -166,7 +166,7 @@ TEST_CASE("a daemon whose factory throws at recovery is listed as failed") {
   *n.factory_throws = true;
   n.restart();
   auto info = n.listed(id);
-  CHECK(info.state == "failed");
+  CHECK(info.phase == daemon_phase::failed);
   CHECK(info.reason.find("factory") != std::string::npos);
   auto r = n.send(id, "1");
   REQUIRE(!r);
@@ -174,7 +174,7 @@ TEST_CASE("a daemon whose factory throws at recovery is listed as failed") {
   // With the factory fixed, the next start brings it back intact.
   *n.factory_throws = false;
   n.restart();
-  CHECK(n.listed(id).state == "running");
+  CHECK(n.listed(id).phase == daemon_phase::running);
   CHECK(n.send(id, "1") == std::string{"6"});
 }
 
@@ -274,11 +274,11 @@ TEST_CASE("a daemon actor that dies is listed as failed, never as running") {
   do {
     listed = f.list();
     REQUIRE(listed.size() == 1);
-    if (listed[0].state == "failed")
+    if (listed[0].phase == daemon_phase::failed)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds{2});
   } while (std::chrono::steady_clock::now() < deadline);
-  CHECK(listed[0].state == "failed");
+  CHECK(listed[0].phase == daemon_phase::failed);
   CHECK(listed[0].reason.find("terminated") != std::string::npos);
   auto gone = f.lookup(info.origin_hash);
   REQUIRE(!gone);
@@ -308,5 +308,5 @@ TEST_CASE("the supervisor drops unexpected messages and keeps serving") {
   auto listed = f.list();
   REQUIRE(listed.size() == 1);
   CHECK(listed[0].origin_hash == info.origin_hash);
-  CHECK(listed[0].state == "running");
+  CHECK(listed[0].phase == daemon_phase::running);
 }

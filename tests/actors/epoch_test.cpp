@@ -169,7 +169,7 @@ TEST_CASE("a re-spawned identity killed with SIGKILL holds none of the "
   restarted_node node{dir.path()};
   auto info = node.rt->info(origin);
   REQUIRE(info);
-  CHECK(info->state == "running");
+  CHECK(info->phase == daemon_phase::running);
   CHECK(info->epoch == 2);
   CHECK(info->last_seq == 1);
   CHECK(test::sum_total(*node.rt, origin) == 100);
@@ -200,7 +200,7 @@ TEST_CASE("spawn_from_snapshot with an older snapshot, SIGKILL, restart: "
   restarted_node node{dir.path()};
   auto info = node.rt->info(origin);
   REQUIRE(info);
-  CHECK(info->state == "running");
+  CHECK(info->phase == daemon_phase::running);
   CHECK(info->epoch == 2);
   CHECK(info->last_seq == 6);
   CHECK(test::sum_total(*node.rt, origin) == 115);
@@ -296,7 +296,7 @@ TEST_CASE("a stop racing a re-spawn never deletes the new life's record") {
   node.restart();
   auto info = node.rt->info(origin);
   REQUIRE(info);
-  CHECK(info->state == "running");
+  CHECK(info->phase == daemon_phase::running);
   CHECK(info->epoch == 2);
   CHECK(test::sum_total(*node.rt, origin) == 7);
 }
@@ -392,7 +392,7 @@ TEST_CASE("an old-format data directory opens and its daemons come back "
   }
   node.start();
   auto info = node.listed(origin);
-  CHECK(info.state == "running");
+  CHECK(info.phase == daemon_phase::running);
   CHECK(info.epoch == 1);
   CHECK(info.last_seq == 4);
   CHECK(node.total(origin) == 10);
@@ -489,7 +489,7 @@ TEST_CASE("log entries claiming a newer epoch than the record are reported "
   test::log_capture logs;
   node.start();
   auto info = node.listed(origin);
-  CHECK(info.state == "running");
+  CHECK(info.phase == daemon_phase::running);
   CHECK(info.epoch == 1);
   CHECK(info.last_seq == 2);
   CHECK(node.total(origin) == 3);

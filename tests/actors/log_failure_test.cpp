@@ -110,13 +110,13 @@ TEST_CASE("a failed log write fails only its batch; the daemon rolls back "
         == (*first)[0].outputs[0].link.sequence + 1);
   auto info = n.rt->info(id);
   REQUIRE(info);
-  CHECK(info->state == "running");
+  CHECK(info->phase == daemon_phase::running);
   CHECK(info->last_seq == 2);
   // What is on disk agrees with memory.
   n.restart();
   CHECK(n.total(id) == 7);
   CHECK(n.rt->info(id)->last_seq == 2);
-  CHECK(n.rt->info(id)->state == "running");
+  CHECK(n.rt->info(id)->phase == daemon_phase::running);
 }
 
 TEST_CASE("a failed batch rolls back dedup marks: the producer can resend") {
@@ -164,7 +164,7 @@ TEST_CASE("concurrent batches with failures never leave a gap in the log") {
   n.restart();
   auto info = n.rt->info(id);
   REQUIRE(info);
-  CHECK(info->state == "running");
+  CHECK(info->phase == daemon_phase::running);
   CHECK(n.total(id) == applied);
 }
 

@@ -83,6 +83,7 @@ struct samples {
   log_batch make(tag<log_batch>) {
     log_batch b;
     b.origin_hash = 0xabc;
+    b.epoch = 4;
     b.data = some_bytes(5, 90);
     b.ends = {41, 90};
     b.daemon_seqs = {6, 7};
@@ -91,6 +92,7 @@ struct samples {
   log_entry make(tag<log_entry>) {
     log_entry e;
     e.origin_hash = 1;
+    e.epoch = 6;
     e.daemon_seq = 2;
     e.producer_id = 3;
     e.producer_seq = 4;
@@ -115,7 +117,7 @@ struct samples {
     i.id = keypair::generate().id();
     i.kind = "counter";
     i.last_seq = 9;
-    i.state = "failed";
+    i.phase = daemon_phase::frozen;
     i.epoch = 3;
     i.reason = "why";
     return i;
@@ -130,6 +132,9 @@ struct samples {
     spawn_spec s{"counter", keypair::generate(), some_bytes(2, 64)};
     s.flags = 0x80000001;
     return s;
+  }
+  caf::actor make(tag<caf::actor>) {
+    return dummy;
   }
   template<class... Sigs>
   caf::typed_actor<Sigs...> make(tag<caf::typed_actor<Sigs...>>) {
@@ -152,6 +157,9 @@ bool same(const std::string& x, const std::string& y) {
 }
 bool same(const bytes& x, const bytes& y) {
   return x == y;
+}
+bool same(const caf::actor& x, const caf::actor& y) {
+  return x.address() == y.address();
 }
 template<class... Sigs>
 bool same(const caf::typed_actor<Sigs...>& x,
@@ -196,12 +204,14 @@ bool same(const delivery_batch& x, const delivery_batch& y) {
   return true;
 }
 bool same(const log_batch& x, const log_batch& y) {
-  return x.origin_hash == y.origin_hash && x.data == y.data && x.ends == y.ends
+  return x.origin_hash == y.origin_hash && x.epoch == y.epoch
+         && x.data == y.data && x.ends == y.ends
          && x.daemon_seqs == y.daemon_seqs;
 }
 bool same(const log_entry& x, const log_entry& y) {
-  return x.origin_hash == y.origin_hash && x.daemon_seq == y.daemon_seq
-         && x.producer_id == y.producer_id && x.producer_seq == y.producer_seq
+  return x.origin_hash == y.origin_hash && x.epoch == y.epoch
+         && x.daemon_seq == y.daemon_seq && x.producer_id == y.producer_id
+         && x.producer_seq == y.producer_seq
          && x.received_at_ns == y.received_at_ns && x.state == y.state
          && x.payload == y.payload;
 }
@@ -213,7 +223,7 @@ bool same(const daemon_stats& x, const daemon_stats& y) {
 }
 bool same(const daemon_info& x, const daemon_info& y) {
   return x.origin_hash == y.origin_hash && x.id == y.id && x.kind == y.kind
-         && x.last_seq == y.last_seq && x.state == y.state && x.epoch == y.epoch
+         && x.last_seq == y.last_seq && x.phase == y.phase && x.epoch == y.epoch
          && x.reason == y.reason;
 }
 bool same(const spawn_spec& x, const spawn_spec& y) {

@@ -106,14 +106,14 @@ TEST_CASE("a damaged log record fails only its daemon, which resumes only "
   test::log_capture logs;
   n.start();
   auto info = n.listed(a);
-  CHECK(info.state == "failed");
+  CHECK(info.phase == daemon_phase::failed);
   CHECK_THAT(info.reason, Catch::Contains("log gap after daemon_seq 49")
                             && Catch::Contains("inputs 50..50 are lost"));
   // One error line names the daemon and the gap.
   CHECK(logs.count("error", hex_u64(a)) >= 1);
   CHECK(logs.count("error", "log gap after daemon_seq 49") == 1);
   // The other daemon starts normally with every input.
-  CHECK(n.listed(b).state == "running");
+  CHECK(n.listed(b).phase == daemon_phase::running);
   CHECK(n.send(b, "1") == std::string{"101"});
   // Input to the failed daemon is refused with the reason.
   auto refused = n.send(a, "1");
@@ -124,18 +124,18 @@ TEST_CASE("a damaged log record fails only its daemon, which resumes only "
   REQUIRE(!plain);
   CHECK(is(plain.error(), errc::daemon_failed));
   CHECK_THAT(describe(plain.error()), Catch::Contains("50..100"));
-  CHECK(n.listed(a).state == "failed");
+  CHECK(n.listed(a).phase == daemon_phase::failed);
   // Accepting it continues from the last good state: 49 inputs, never the
   // 50 logged after the gap.
   auto resumed = n.rt->resume(a, true);
   REQUIRE(resumed);
-  CHECK(resumed->state == "running");
+  CHECK(resumed->phase == daemon_phase::running);
   CHECK(n.send(a, "1") == std::string{"50"});
   // The decision is durable: the next start does not fail it again nor
   // replay the stale entries.
   n.stop();
   n.start();
-  CHECK(n.listed(a).state == "running");
+  CHECK(n.listed(a).phase == daemon_phase::running);
   CHECK(n.send(a, "1") == std::string{"51"});
   CHECK(n.send(b, "1") == std::string{"102"});
 }
@@ -165,10 +165,10 @@ TEST_CASE("a log that starts after a daemon's snapshot is a gap") {
   }
   n.start();
   auto info = n.listed(a);
-  CHECK(info.state == "failed");
+  CHECK(info.phase == daemon_phase::failed);
   CHECK_THAT(info.reason, Catch::Contains("log gap after daemon_seq 20")
                             && Catch::Contains("inputs 21..25 are lost"));
-  CHECK(n.listed(b).state == "running");
+  CHECK(n.listed(b).phase == daemon_phase::running);
   CHECK(n.send(b, "1") == std::string{"6"});
   REQUIRE(n.rt->resume(a, true));
   CHECK(n.send(a, "1") == std::string{"21"});
@@ -188,7 +188,7 @@ TEST_CASE("an emptied log beside daemon records is reported in one error "
   CHECK(logs.count("error", "1 daemon record(s) exist") == 1);
   // Nothing proves whose inputs went: the daemon comes back from its
   // snapshot.
-  CHECK(n.listed(a).state == "running");
+  CHECK(n.listed(a).phase == daemon_phase::running);
   CHECK(n.send(a, "1") == std::string{"8"});
 }
 
@@ -213,17 +213,17 @@ TEST_CASE("a damaged snapshot or daemon record is listed as failed with the "
   CHECK(all->size() == 4);
   CHECK(n.rt->daemon_count() == 4);
   auto s = n.listed(snap);
-  CHECK(s.state == "failed");
+  CHECK(s.phase == daemon_phase::failed);
   CHECK_THAT(s.reason, Catch::Contains("snapshot damaged"));
   CHECK(s.kind == "sum");
   auto r = n.listed(rec);
-  CHECK(r.state == "failed");
+  CHECK(r.phase == daemon_phase::failed);
   CHECK_THAT(r.reason, Catch::Contains("daemon record unreadable"));
   auto l = n.listed(loose);
-  CHECK(l.state == "failed");
+  CHECK(l.phase == daemon_phase::failed);
   CHECK_THAT(l.reason, Catch::Contains("daemon record unreadable")
                          && Catch::Contains("permissions"));
-  CHECK(n.listed(fine).state == "running");
+  CHECK(n.listed(fine).phase == daemon_phase::running);
   CHECK(n.send(fine, "1") == std::string{"4"});
   for (auto id : {snap, rec, loose}) {
     CHECK(logs.count("error", hex_u64(id)) == 1);
@@ -252,6 +252,6 @@ TEST_CASE("records lost where no gap says whose are reported in one error "
   test::log_capture logs;
   n.start();
   CHECK(logs.count("error", "lost about 2000 record(s)") == 1);
-  CHECK(n.listed(a).state == "running");
+  CHECK(n.listed(a).phase == daemon_phase::running);
   CHECK(n.send(a, "1") == std::string{"1001"});
 }

@@ -622,11 +622,11 @@ TEST_CASE("restart policy once: a second failure stops the daemon as failed") {
   CHECK(describe(r.error()).find("failed") != std::string::npos);
   auto info = f.rt->info(id);
   REQUIRE(info);
-  CHECK(info->state == "failed");
+  CHECK(info->phase == daemon_phase::failed);
   auto list = f.rt->daemons();
   REQUIRE(list);
   REQUIRE(list->size() == 1);
-  CHECK((*list)[0].state == "failed");
+  CHECK((*list)[0].phase == daemon_phase::failed);
   CHECK((*list)[0].reason.find("restart limit") != std::string::npos);
 }
 
@@ -638,10 +638,10 @@ TEST_CASE("restart policy bounded allows max_restarts within the window") {
   auto id = f.spawn();
   for (int i = 0; i < 3; ++i) {
     CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
-    CHECK(f.rt->info(id)->state == "running");
+    CHECK(f.rt->info(id)->phase == daemon_phase::running);
   }
   CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
-  CHECK(f.rt->info(id)->state == "failed");
+  CHECK(f.rt->info(id)->phase == daemon_phase::failed);
 }
 
 TEST_CASE("restart policy bounded forgets failures older than the window") {
@@ -654,7 +654,7 @@ TEST_CASE("restart policy bounded forgets failures older than the window") {
     CHECK(!f.rt->deliver(id, {0, 0, to_bytes("bad")}));
     std::this_thread::sleep_for(std::chrono::milliseconds{80});
   }
-  CHECK(f.rt->info(id)->state == "running");
+  CHECK(f.rt->info(id)->phase == daemon_phase::running);
   CHECK(f.rt->stats(id)->restarts == 3);
 }
 

@@ -387,7 +387,7 @@ TEST_CASE("a spawn whose factory still runs when shutdown starts is stopped "
   REQUIRE(listed);
   REQUIRE(listed->size() == 1);
   CHECK(listed->front().origin_hash == spawned->origin_hash);
-  CHECK(listed->front().state == "running");
+  CHECK(listed->front().phase == daemon_phase::running);
 }
 
 TEST_CASE("a stop still waiting for its daemon when shutdown starts removes "

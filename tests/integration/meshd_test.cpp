@@ -104,7 +104,7 @@ TEST_CASE("deploy --count prints one id per line") {
     CHECK(id.rfind("0x", 0) == 0);
 }
 
-TEST_CASE("daemons prints a table of id, kind, seq and state") {
+TEST_CASE("daemons prints a table of id, kind, seq and phase") {
   temp_dir dir;
   meshd_node node{dir.path(), dir / "data"};
   node.start();
@@ -120,11 +120,11 @@ TEST_CASE("daemons prints a table of id, kind, seq and state") {
   CHECK(header.rfind("ID", 0) == 0);
   CHECK(header.find("KIND") != std::string::npos);
   CHECK(header.find("SEQ") != std::string::npos);
-  CHECK(header.find("STATE") != std::string::npos);
+  CHECK(header.find("PHASE") != std::string::npos);
   int rows = 0;
-  for (std::string id, kind, seq, state; in >> id >> kind >> seq >> state;) {
+  for (std::string id, kind, seq, phase; in >> id >> kind >> seq >> phase;) {
     ++rows;
-    CHECK(state == "running");
+    CHECK(phase == "running");
     if (id == counter) {
       CHECK(kind == "counter");
       CHECK(seq == "2");
@@ -138,6 +138,7 @@ TEST_CASE("daemons prints a table of id, kind, seq and state") {
   auto json = node.ok({"--json", "daemons"});
   CHECK(json.rfind("{\"daemons\":[", 0) == 0);
   CHECK(json.find("\"id\":\"" + counter + "\"") != std::string::npos);
+  CHECK(json.find("\"phase\":\"running\"") != std::string::npos);
 }
 
 TEST_CASE("kinds lists the example kinds") {
@@ -490,7 +491,7 @@ TEST_CASE("daemons lists a daemon with a damaged snapshot as failed with the "
   // A running daemon is not resumed; an unknown one is not found.
   auto running = node.ctl({"resume", healthy});
   CHECK(running.code == 1);
-  CHECK(running.err.find("is not failed (state running)") != std::string::npos);
+  CHECK(running.err.find("is not failed (phase running)") != std::string::npos);
   auto unknown = node.ctl({"resume", "0x00000000000004d2"});
   CHECK(unknown.code == 1);
   CHECK(unknown.err.find("daemon_not_found") != std::string::npos);

@@ -45,7 +45,7 @@ daemon_entry sample_info(uint64_t origin) {
     d.id[i] = static_cast<uint8_t>(i + origin);
   d.kind = "counter";
   d.last_seq = 42;
-  d.state = "running";
+  d.phase = daemon_phase::running;
   d.epoch = 3;
   return d;
 }
@@ -55,7 +55,7 @@ void check_info(const daemon_entry& x, const daemon_entry& y) {
   CHECK(x.id == y.id);
   CHECK(x.kind == y.kind);
   CHECK(x.last_seq == y.last_seq);
-  CHECK(x.state == y.state);
+  CHECK(x.phase == y.phase);
   CHECK(x.epoch == y.epoch);
   CHECK(x.reason == y.reason);
 }
@@ -146,11 +146,11 @@ TEST_CASE("daemons response round-trips every field") {
 
 TEST_CASE("daemons response round-trips a failed daemon's reason") {
   auto failed = sample_info(7);
-  failed.state = "failed";
+  failed.phase = daemon_phase::failed;
   failed.reason = "snapshot damaged: checksum mismatch";
   auto x = round_trip<daemons_response>(daemons_response{{failed}});
   REQUIRE(x.daemons.size() == 1);
-  CHECK(x.daemons[0].state == "failed");
+  CHECK(x.daemons[0].phase == daemon_phase::failed);
   CHECK(x.daemons[0].reason == "snapshot damaged: checksum mismatch");
 }
 

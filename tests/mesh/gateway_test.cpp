@@ -190,7 +190,7 @@ TEST_CASE("deploy spawns count daemons that daemons then lists") {
   REQUIRE(listed.daemons.size() == 3);
   for (auto& d : listed.daemons) {
     CHECK(ids.count(d.origin_hash) == 1);
-    CHECK(d.state == "running");
+    CHECK(d.phase == daemon_phase::running);
   }
 }
 

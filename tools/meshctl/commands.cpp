@@ -96,8 +96,10 @@ std::string json_daemon(const daemon_entry& d) {
   return "{\"id\":" + json_id(d.origin_hash) + ",\"entity_id\":\""
          + to_hex(bytes_view{d.id.data(), d.id.size()})
          + "\",\"kind\":" + meshseg::json_string(d.kind)
-         + ",\"seq\":" + std::to_string(d.last_seq)
-         + ",\"state\":" + meshseg::json_string(d.state)
+         + ",\"seq\":" + std::to_string(d.last_seq) + ",\"phase\":"
+         + meshseg::json_string(to_string(d.phase))
+         // "state": the same value under the key older scripts read.
+         + ",\"state\":" + meshseg::json_string(to_string(d.phase))
          + ",\"epoch\":" + std::to_string(d.epoch)
          + ",\"reason\":" + meshseg::json_string(d.reason) + "}";
 }
@@ -176,12 +178,12 @@ int run_daemons(session& s) {
                                 [](const daemon_entry& d) {
                                   return !d.reason.empty();
                                 });
-  std::vector<std::vector<std::string>> rows{{"ID", "KIND", "SEQ", "STATE"}};
+  std::vector<std::vector<std::string>> rows{{"ID", "KIND", "SEQ", "PHASE"}};
   if (any_failed)
     rows.front().push_back("REASON");
   for (const auto& d : res->daemons) {
-    rows.push_back(
-      {hex_u64(d.origin_hash), d.kind, std::to_string(d.last_seq), d.state});
+    rows.push_back({hex_u64(d.origin_hash), d.kind, std::to_string(d.last_seq),
+                    to_string(d.phase)});
     if (any_failed)
       rows.back().push_back(d.reason);
   }
@@ -410,7 +412,8 @@ int run_resume(session& s, const resume_args& args) {
   if (s.json)
     s.out << "{\"resumed\":" << json_id(args.daemon_id)
           << ",\"seq\":" << d.last_seq
-          << ",\"state\":" << meshseg::json_string(d.state)
+          << ",\"phase\":" << meshseg::json_string(to_string(d.phase))
+          << ",\"state\":" << meshseg::json_string(to_string(d.phase))
           << ",\"accept_loss\":" << (args.accept_loss ? "true" : "false") << "}"
           << std::endl;
   else

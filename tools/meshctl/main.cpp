@@ -72,7 +72,7 @@ Examples:
 Payloads starting with '-' go after '--': meshctl ... send ID -- -5)";
 
 constexpr const char* resume_footer
-  = R"('meshctl daemons' lists failed daemons with STATE failed and a REASON.
+  = R"('meshctl daemons' lists failed daemons with PHASE failed and a REASON.
 resume rebuilds such a daemon from its snapshot and the event log and makes
 it serve again:
   resumed 0x1a2b3c4d5e6f7081 at seq 1200
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
   auto id_check = daemon_id_validator();
 
   auto* daemons = app.add_subcommand("daemons", "List the node's daemons: id, "
-                                                "kind, last applied seq, state "
+                                                "kind, last applied seq, phase "
                                                 "(and why, for failed ones)");
   daemons->callback([&] {
     command = run_daemons;
