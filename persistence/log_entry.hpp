@@ -18,6 +18,7 @@ namespace mesh {
 struct log_entry {
   enum class status : uint8_t { accepted = 0, rejected = 1 };
   uint64_t origin_hash = 0;
+  uint64_t epoch = 0;
   uint64_t daemon_seq = 0;
   uint64_t producer_id = 0;
   uint64_t producer_seq = 0;
