@@ -340,6 +340,14 @@ struct segment::impl {
   // each chunk's entries are copied out under mtx (the index may grow
   // meanwhile), its payloads without it (records once written never change
   // until the next compaction, which compact_mtx keeps out).
+  // The end of a compaction, with the append lock: copies the records from
+  // position `pos` on (appended since the catch-up) into `w`, fsyncs and
+  // publishes it, opens its files, flips the manifest and makes it live
+  // with `out` as the index. Returns the number of records kept.
+  caf::expected<size_t> switch_to(generation_writer& w, size_t pos,
+                                  entry_table& out,
+                                  const std::string& manifest_tmp);
+
   caf::error copy_unlocked(generation_writer& w, size_t& pos, size_t end,
                            entry_table& out) {
     constexpr size_t chunk = entry_table::chunk;
@@ -773,8 +781,8 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   step(d.opts, "compaction_bulk_synced");
   // Catch up with what was appended meanwhile, still without the lock, so
   // the switch below copies only a short tail.
-  constexpr size_t short_tail = 4096;
-  for (int round = 0; round < 4; ++round) {
+  constexpr size_t short_tail = 256;
+  for (int round = 0; round < 8; ++round) {
     size_t end;
     {
       std::lock_guard<std::mutex> guard{d.mtx};
@@ -788,24 +796,61 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
       return err;
   }
   step(d.opts, "compaction_caught_up");
-  // Switch: appends wait from here to the manifest flip. sync_mtx keeps a
-  // policy fsync from syncing the old files after the flip.
+  // The manifest naming the new generation, ready before the switch. Its
+  // base_seq only counts when the new generation is empty, and then no
+  // record was appended since it was taken.
+  uint64_t base_seq;
+  {
+    std::lock_guard<std::mutex> guard{d.mtx};
+    base_seq = d.next_seq;
+  }
+  auto man = write_manifest_temp(d.fs, d.dir, sf::manifest{new_gen, base_seq},
+                                 d.opts);
+  if (!man)
+    return man.error();
+  auto old_gen = d.gen;
+  auto flipped = d.switch_to(**w, pos, out, *man);
+  if (!flipped) {
+    (void)d.fs->remove(*man); // gone already when the rename happened
+    return flipped.error();
+  }
+  // The old generation goes after the switch, without the append lock.
+  // Readers still scanning it keep its files open.
+  if (auto rm = d.fs->remove_all(d.gen_dir(old_gen)))
+    d.warn("segment " + d.dir
+           + ": could not remove old generation: " + describe(rm));
+  else
+    (void)d.fs->sync_dir(d.dir);
+  return compaction_result{drop, *flipped, new_gen};
+}
+
+std::unique_ptr<segment_reader> segment::reader() const {
+  return std::make_unique<segment_reader>(impl_->readers);
+}
+
+caf::expected<size_t>
+segment::impl::switch_to(generation_writer& w, size_t pos, entry_table& out,
+                         const std::string& manifest_tmp) {
+  auto& d = *this;
+  auto new_gen = w.gen();
+  // Appends wait from here to the manifest flip. sync_mtx keeps a policy
+  // fsync from syncing the old files after the flip.
   std::lock_guard<std::mutex> sguard{d.sync_mtx};
   std::lock_guard<std::mutex> guard{d.mtx};
   if (auto err = d.refuse())
     return err;
-  if (auto err = (*w)->add(d.index.slice(pos), d.dat.get(), d.dat_len, out))
+  if (auto err = w.add(d.index.slice(pos), d.dat.get(), d.dat_len, out))
     return err;
-  if (auto err = (*w)->flush())
+  if (auto err = w.flush())
     return err;
   step(d.opts, "generation_written");
-  if (auto err = (*w)->sync())
+  if (auto err = w.sync())
     return err;
   step(d.opts, "generation_synced");
-  if (auto err = (*w)->publish())
+  if (auto err = w.publish())
     return err;
   step(d.opts, "generation_renamed");
-  auto new_dat_len = (*w)->dat_len();
+  auto new_dat_len = w.dat_len();
   // Open the new files before the flip: failing here leaves the old
   // generation live and untouched (the writer removes the new one).
   std::shared_ptr<file_handle> appenders[3];
@@ -815,8 +860,7 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   if (auto err = d.open_gen_files(d.gen_dir(new_gen), true, reading))
     return err;
   bool renamed = false;
-  auto err = write_manifest(d.fs, d.dir, sf::manifest{new_gen, d.next_seq},
-                            d.opts, renamed);
+  auto err = commit_manifest(d.fs, d.dir, manifest_tmp, d.opts, renamed);
   if (err && !renamed)
     return err;
   if (err) {
@@ -829,8 +873,7 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
            + " not durable: " + describe(err));
   }
   // From here on the new generation is live: the writer must not remove it.
-  (*w)->release();
-  auto old_gen = d.gen;
+  w.release();
   d.gen = new_gen;
   d.dat = appenders[0];
   d.idx = appenders[1];
@@ -841,26 +884,14 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
   d.ts_len = d.index.size() * sf::ts_record_size;
   d.publish_generation(reading);
   step(d.opts, "manifest_flipped");
-  if (!err) {
-    // Readers still scanning the old generation keep its files open.
-    if (auto rm = d.fs->remove_all(d.gen_dir(old_gen)))
-      d.warn("segment " + d.dir
-             + ": could not remove old generation: " + describe(rm));
-    else
-      (void)d.fs->sync_dir(d.dir);
-    // The new generation was fsynced in full before the flip.
-    uint64_t prev = d.durable.load();
-    uint64_t target = d.next_seq - 1;
-    while (prev < target && !d.durable.compare_exchange_weak(prev, target)) {
-    }
-  }
   if (err)
     return err;
-  return compaction_result{drop, d.index.size(), new_gen};
-}
-
-std::unique_ptr<segment_reader> segment::reader() const {
-  return std::make_unique<segment_reader>(impl_->readers);
+  // The new generation was fsynced in full before the flip.
+  uint64_t prev = d.durable.load();
+  uint64_t target = d.next_seq - 1;
+  while (prev < target && !d.durable.compare_exchange_weak(prev, target)) {
+  }
+  return d.index.size();
 }
 
 caf::expected<log_record> segment::read(uint64_t seq) const {

@@ -224,6 +224,18 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
                           const sf::manifest& m, const segment_options& opts,
                           bool& renamed);
 
+// The two halves of write_manifest, for a compaction that prepares the temp
+// file before its switch: write_manifest_temp writes and fsyncs a temp file
+// (removed again on failure) and returns its path; commit_manifest renames
+// it over the manifest (removing it when the rename fails) and fsyncs the
+// directory.
+caf::expected<std::string>
+write_manifest_temp(file_system* fs, const std::string& dir,
+                    const sf::manifest& m, const segment_options& opts);
+caf::error commit_manifest(file_system* fs, const std::string& dir,
+                           const std::string& tmp, const segment_options& opts,
+                           bool& renamed);
+
 // Builds a new generation directory v<gen> in steps, so a compaction can copy
 // the bulk of the log while appends continue and add the records appended
 // meanwhile at the end. The files live in v<gen>.tmp until publish() renames
@@ -252,7 +264,8 @@ public:
   // Writes what add() buffered to the files.
   caf::error flush();
 
-  // Writes what is buffered and fsyncs the three files and v<gen>.tmp.
+  // Writes what is buffered and fsyncs the three files, and v<gen>.tmp the
+  // first time.
   caf::error sync();
 
   // Renames v<gen>.tmp to v<gen> and fsyncs the log directory. Call after
@@ -289,6 +302,8 @@ private:
   bool published_ = false;
   bool discarded_ = false;
   bool released_ = false;
+  // The directory entries of the three files are durable.
+  bool dir_synced_ = false;
 };
 
 // Writes `entries` (payloads read from `src`, checksums verified on the way)

@@ -197,14 +197,12 @@ caf::error refuse_stranded(const std::string& dir,
                         "them with meshseg verify --repair --force");
 }
 
-// Replaces the manifest atomically: temp file (written and fsynced), rename,
-// fsync of the directory. `renamed` tells the caller whether the rename
-// happened, i.e. whether a failure is before or after the point of no return.
-caf::error write_manifest(file_system* fs, const std::string& dir,
-                          const sf::manifest& m, const segment_options& opts,
-                          bool& renamed) {
+// Writes (and fsyncs) a manifest temp file for commit_manifest; returns its
+// path. On failure nothing is left behind.
+caf::expected<std::string>
+write_manifest_temp(file_system* fs, const std::string& dir,
+                    const sf::manifest& m, const segment_options& opts) {
   static std::atomic<uint64_t> counter{0};
-  renamed = false;
   uint8_t buf[sf::manifest_size];
   sf::encode_manifest(m, buf);
   auto tmp = path_join(dir, "manifest.tmp." + std::to_string(::getpid()) + "."
@@ -214,6 +212,15 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
     return err;
   }
   step(opts, "manifest_temp_written");
+  return tmp;
+}
+
+// Renames a temp file of write_manifest_temp over the manifest and fsyncs
+// the directory. `renamed` tells whether the rename happened.
+caf::error commit_manifest(file_system* fs, const std::string& dir,
+                           const std::string& tmp, const segment_options& opts,
+                           bool& renamed) {
+  renamed = false;
   if (auto err = fs->rename(tmp, path_join(dir, sf::manifest_name))) {
     (void)fs->remove(tmp);
     return err;
@@ -221,6 +228,19 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
   renamed = true;
   step(opts, "manifest_renamed");
   return fs->sync_dir(dir);
+}
+
+// Replaces the manifest atomically: temp file (written and fsynced), rename,
+// fsync of the directory. `renamed` tells the caller whether the rename
+// happened, i.e. whether a failure is before or after the point of no return.
+caf::error write_manifest(file_system* fs, const std::string& dir,
+                          const sf::manifest& m, const segment_options& opts,
+                          bool& renamed) {
+  renamed = false;
+  auto tmp = write_manifest_temp(fs, dir, m, opts);
+  if (!tmp)
+    return tmp.error();
+  return commit_manifest(fs, dir, *tmp, opts, renamed);
 }
 
 // -- generation_writer --------------------------------------------------------
@@ -322,7 +342,12 @@ caf::error generation_writer::sync() {
   for (auto& f : files_)
     if (auto err = f->sync())
       return err;
-  return fs_->sync_dir(tmp_dir_);
+  if (dir_synced_)
+    return {};
+  if (auto err = fs_->sync_dir(tmp_dir_))
+    return err;
+  dir_synced_ = true;
+  return {};
 }
 
 caf::error generation_writer::publish() {
