@@ -8,6 +8,14 @@
 
 namespace mesh {
 
+namespace {
+
+// Largest max_bytes a request may ask for: a page is held in memory whole
+// and, across nodes, sent as one message.
+constexpr uint64_t max_page_bytes = uint64_t{64} << 20;
+
+} // namespace
+
 bool in_range(const log_entry& e, const log_range_request& req) {
   return e.origin_hash == req.origin_hash && e.epoch == req.epoch
          && e.daemon_seq >= req.from_daemon_seq
@@ -23,6 +31,11 @@ caf::error check(const log_range_request& req) {
   if (req.max_bytes == 0)
     return make_error(errc::invalid_argument,
                       "log range read with max_bytes 0");
+  if (req.max_bytes > max_page_bytes)
+    return make_error(errc::limit_exceeded, "log range read with max_bytes "
+                                              + std::to_string(req.max_bytes)
+                                              + " exceeds the limit of "
+                                              + std::to_string(max_page_bytes));
   return {};
 }
 
@@ -31,6 +44,8 @@ caf::expected<log_range> read_log_range(segment_reader& reader,
   if (auto err = check(req))
     return err;
   log_range out;
+  // TODO(perf): the scan passes every other daemon's records from
+  // from_log_seq on; a per-origin index of log seqs would let it skip them.
   uint64_t bytes_out = 0;
   bool full = false;
   caf::error bad;

@@ -23,8 +23,8 @@ struct log_range_request {
   /// Inclusive daemon_seq bounds; from_daemon_seq <= to_daemon_seq.
   uint64_t from_daemon_seq = 0;
   uint64_t to_daemon_seq = 0;
-  /// Payload bytes one answer carries at most; an answer always carries at
-  /// least one entry when one is there, however large.
+  /// Payload bytes one answer carries at most (1 B to 64 MiB); an answer
+  /// always carries at least one entry when one is there, however large.
   uint64_t max_bytes = 1u << 20;
   /// The log seq to scan from: 0 for the first page, then the next_log_seq
   /// of the previous answer.
@@ -49,7 +49,8 @@ struct log_range {
 /// True when `e` belongs to the range `req` asks for.
 bool in_range(const log_entry& e, const log_range_request& req);
 
-/// invalid_argument when the bounds are empty or max_bytes is 0.
+/// invalid_argument when the bounds are empty or max_bytes is 0,
+/// limit_exceeded when max_bytes is above 64 MiB.
 caf::error check(const log_range_request& req);
 
 /// Reads one page of `req` through `reader`. corrupt_data when a record in

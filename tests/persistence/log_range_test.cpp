@@ -245,7 +245,8 @@ TEST_CASE("a range read returns only the entries of the epoch it names") {
   CHECK(page->complete);
 }
 
-TEST_CASE("a range read refuses empty bounds and a zero byte budget") {
+TEST_CASE("a range read refuses empty bounds and a byte budget of 0 or "
+          "above 64 MiB") {
   log_fixture f;
   auto reader = f.seg->reader();
   auto bad = read_log_range(*reader, range(origin_a, 5, 4));
@@ -254,6 +255,10 @@ TEST_CASE("a range read refuses empty bounds and a zero byte budget") {
   bad = read_log_range(*reader, range(origin_a, 1, 4, 0));
   REQUIRE(!bad);
   CHECK(is(bad.error(), errc::invalid_argument));
+  bad = read_log_range(*reader, range(origin_a, 1, 4, (64u << 20) + 1));
+  REQUIRE(!bad);
+  CHECK(is(bad.error(), errc::limit_exceeded));
+  CHECK(read_log_range(*reader, range(origin_a, 1, 4, 64u << 20)));
 }
 
 TEST_CASE("a range read over a record that is not a log entry fails with "
