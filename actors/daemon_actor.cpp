@@ -1,6 +1,7 @@
 #include "actors/daemon_actor.hpp"
 
 #include <deque>
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -14,7 +15,6 @@
 #include "actors/daemon_core.hpp"
 #include "actors/limits.hpp"
 #include "base/errc.hpp"
-#include "persistence/node_store.hpp"
 #include "persistence/segment.hpp"
 #include "snapshot/snapshot.hpp"
 
@@ -74,6 +74,9 @@ struct daemon_state {
   std::optional<stop_request> stopping;
   std::deque<held_batch> held;
   bool settling = false;
+  /// The core is lent to the store actor (a snapshot, resume or rollback
+  /// job): nothing else may start until its answer.
+  bool storing = false;
   static inline const char* name = "mesh.daemon";
 };
 
@@ -102,56 +105,35 @@ void report_failure(daemon_ptr self) {
                core.failure());
 }
 
-// Takes a snapshot now (no append may be in flight) and encodes it; its
-// through_seq goes to `through`.
-caf::expected<bytes> encode_now(daemon_ptr self, uint64_t& through) {
-  auto& core = core_of(self);
-  auto snap = core.take_snapshot(snapshot_kind::local, unix_now_ns());
-  if (!snap)
-    return std::move(snap.error());
-  through = snap->through_seq;
-  return encode_snapshot(*snap, core.identity());
-}
+using snapshot_continuation = std::function<void(caf::expected<snapshot_done>)>;
 
-// Takes a snapshot now (no append may be in flight) and persists it.
-caf::expected<bytes> persist_snapshot(daemon_ptr self) {
+// Takes a snapshot (no append may be in flight) on the store actor's thread
+// and records what it did; `then` runs once it is done. The mailbox is
+// suspended meanwhile (await), so nothing touches the lent core.
+void run_snapshot(daemon_ptr self, snapshot_use use,
+                  snapshot_continuation then) {
   auto& st = self->state;
-  auto& core = core_of(self);
-  if (core.failed())
-    return failed_error(core);
-  uint64_t through = 0;
-  auto encoded = encode_now(self, through);
-  if (!encoded)
-    return encoded.error();
-  if (st.cfg.store) {
-    if (auto err = st.cfg.store->save_snapshot(core.origin(), *encoded))
-      return err;
-    st.persisted_seq = through;
-    if (st.cfg.log)
-      self->send(st.cfg.log, snapped_atom::value, core.origin(), through);
-  }
-  st.last_snapshot = std::chrono::steady_clock::now();
-  return encoded;
-}
-
-// An automatic snapshot. Without a node_store nothing would keep an encoded
-// snapshot, so only the rebuild base moves (which bounds the journal).
-void auto_snapshot(daemon_ptr self) {
-  auto& st = self->state;
-  auto& core = core_of(self);
-  if (core.failed() || core.journal_size() == 0)
-    return;
-  caf::error err;
-  if (st.cfg.store) {
-    if (auto r = persist_snapshot(self); !r)
-      err = std::move(r.error());
-  } else {
-    err = core.rebase();
-    st.last_snapshot = std::chrono::steady_clock::now();
-  }
-  if (err)
-    spdlog::warn("auto-snapshot of daemon origin={} failed: {}",
-                 hex_u64(core.origin()), describe(err));
+  st.storing = true;
+  self
+    ->request(st.cfg.store, caf::infinite, snapshot_atom::value,
+              core_lease{st.cfg.core}, use)
+    .await(
+      [self, then](snapshot_done& done) {
+        auto& st = self->state;
+        st.storing = false;
+        st.last_snapshot = std::chrono::steady_clock::now();
+        if (done.written) {
+          st.persisted_seq = done.through_seq;
+          if (st.cfg.log)
+            self->send(st.cfg.log, snapped_atom::value, core_of(self).origin(),
+                       core_of(self).epoch(), done.through_seq);
+        }
+        then(std::move(done));
+      },
+      [self, then](caf::error& err) {
+        self->state.storing = false;
+        then(std::move(err));
+      });
 }
 
 // Marks a snapshot due when the policy says so; settle() takes it.
@@ -180,7 +162,7 @@ daemon_info make_info(daemon_ptr self) {
   info.last_seq = core.last_seq();
   info.state = core.failed() ? "failed" : "running";
   info.reason = core.failed() ? core.failure() : std::string{};
-  info.epoch = self->state.cfg.epoch;
+  info.epoch = core.epoch();
   return info;
 }
 
@@ -188,7 +170,8 @@ void settle(daemon_ptr self);
 
 // The log refused or failed the append of daemon_seq first..: roll back to
 // what the log holds, once per failure (later batches of the same
-// generation fail with it and are only answered).
+// generation fail with it and are only answered). The rebuild runs on the
+// store actor's thread; input waits in the mailbox until it is done.
 void append_failed(daemon_ptr self, uint64_t generation, uint64_t first,
                    const caf::error& err) {
   auto& st = self->state;
@@ -197,19 +180,41 @@ void append_failed(daemon_ptr self, uint64_t generation, uint64_t first,
     return;
   ++st.log_generation;
   bool was_failed = core.failed();
-  auto rolled = core.rollback_to(first - 1);
-  spdlog::error("daemon origin={}: log write of daemon_seq {} on failed ({}); "
-                "rolled back to daemon_seq {}{}",
-                hex_u64(core.origin()), first, describe(err), first - 1,
-                rolled ? ": " + describe(rolled) : std::string{});
-  if (!was_failed && core.failed())
-    report_failure(self);
+  auto why = describe(err);
+  auto done = [self, first, was_failed, why](const caf::error& rolled) {
+    auto& core = core_of(self);
+    self->state.storing = false;
+    spdlog::error("daemon origin={}: log write of daemon_seq {} on failed "
+                  "({}); rolled back to daemon_seq {}{}",
+                  hex_u64(core.origin()), first, why, first - 1,
+                  rolled ? ": " + describe(rolled) : std::string{});
+    if (!was_failed && core.failed())
+      report_failure(self);
+    settle(self);
+  };
+  st.storing = true;
+  self
+    ->request(st.cfg.store, caf::infinite, rollback_atom::value,
+              core_lease{st.cfg.core}, first - 1)
+    .await(
+      [done](bool) {
+        done(caf::error{});
+      },
+      [done](caf::error& rolled) {
+        done(rolled);
+      });
 }
+
+void apply_from(daemon_ptr self, const event_batch& evs, size_t i, uint64_t now,
+                bool was_failed, delivery_batch out, log_batch entries,
+                reply_to reply);
+void restart_then_apply(daemon_ptr self, const event_batch& evs, size_t next,
+                        uint64_t now, bool was_failed, delivery_batch out,
+                        log_batch entries, reply_to reply);
 
 // Applies `evs` and answers through `reply`, after their log append when
 // there is a log.
 void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
-  auto& st = self->state;
   auto& core = core_of(self);
   if (core.failed()) {
     reply(failed_error(core));
@@ -235,10 +240,27 @@ void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
     entries.data.reserve(evs.size() * log_entry_header_size
                          + evs.payload_bytes());
   }
-  bool was_failed = core.failed();
-  auto now = unix_now_ns();
-  for (size_t i = 0; i < evs.size(); ++i)
+  apply_from(self, evs, 0, unix_now_ns(), core.failed(), std::move(out),
+             std::move(entries), std::move(reply));
+}
+
+// Applies evs[i..] in order, then appends them to the log. A rejected event
+// leaves its rebuild pending (daemon_core::set_deferred_rebuild): the core is
+// lent to the store actor for it, and the rest of the batch follows once it
+// is done. Only then is the batch copied, so the common path copies nothing.
+void apply_from(daemon_ptr self, const event_batch& evs, size_t i, uint64_t now,
+                bool was_failed, delivery_batch out, log_batch entries,
+                reply_to reply) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  for (; i < evs.size(); ++i) {
     core.apply(evs[i], now, out, entries);
+    if (core.rebuild_pending()) {
+      restart_then_apply(self, evs, i + 1, now, was_failed, std::move(out),
+                         std::move(entries), std::move(reply));
+      return;
+    }
+  }
   if (!was_failed && core.failed())
     report_failure(self);
   note_progress(self);
@@ -270,78 +292,148 @@ void deliver(daemon_ptr self, const event_batch& evs, reply_to reply) {
       });
 }
 
-void take_waiting_snapshots(daemon_ptr self) {
+/// The rest of a batch that waits for a rebuild.
+struct batch_rest {
+  event_batch evs;
+  size_t next;
+  uint64_t now;
+  bool was_failed;
+  delivery_batch out;
+  log_batch entries;
+  reply_to reply;
+};
+
+void restart_then_apply(daemon_ptr self, const event_batch& evs, size_t next,
+                        uint64_t now, bool was_failed, delivery_batch out,
+                        log_batch entries, reply_to reply) {
   auto& st = self->state;
+  auto rest = std::make_shared<batch_rest>(
+    batch_rest{evs, next, now, was_failed, std::move(out), std::move(entries),
+               std::move(reply)});
+  auto resume = [self, rest] {
+    self->state.storing = false;
+    apply_from(self, rest->evs, rest->next, rest->now, rest->was_failed,
+               std::move(rest->out), std::move(rest->entries),
+               std::move(rest->reply));
+    settle(self);
+  };
+  st.storing = true;
+  self
+    ->request(st.cfg.store, caf::infinite, restart_atom::value,
+              core_lease{st.cfg.core})
+    .await(
+      [resume](bool) {
+        resume();
+      },
+      [self, resume](caf::error& err) {
+        core_of(self).fail("rebuild could not run: " + describe(err));
+        resume();
+      });
+}
+
+// Starts the snapshot that requests (or the policy) wait for; returns
+// false when none was started. settle() goes on once it is done.
+bool start_waiting_snapshot(daemon_ptr self) {
+  auto& st = self->state;
+  auto& core = core_of(self);
   auto waiters = std::move(st.snapshot_waiters);
   st.snapshot_waiters.clear();
   bool due = st.snapshot_due;
   st.snapshot_due = false;
   if (waiters.empty()) {
-    if (due)
-      auto_snapshot(self);
-    return;
+    if (!due || core.failed() || core.journal_size() == 0)
+      return false;
+    run_snapshot(self, snapshot_use::automatic,
+                 [self](caf::expected<snapshot_done> r) {
+                   if (!r)
+                     spdlog::warn("auto-snapshot of daemon origin={} failed: "
+                                  "{}",
+                                  hex_u64(core_of(self).origin()),
+                                  describe(r.error()));
+                   settle(self);
+                 });
+    return true;
   }
-  auto r = persist_snapshot(self);
-  for (auto& rp : waiters) {
-    if (r)
-      rp.deliver(*r);
-    else
-      rp.deliver(r.error());
+  if (core.failed()) {
+    for (auto& rp : waiters)
+      rp.deliver(failed_error(core));
+    return false;
   }
+  run_snapshot(self, snapshot_use::persist,
+               [self, waiters](caf::expected<snapshot_done> r) mutable {
+                 for (size_t i = 0; i < waiters.size(); ++i) {
+                   if (!r)
+                     waiters[i].deliver(r.error());
+                   else if (i + 1 < waiters.size())
+                     waiters[i].deliver(r->encoded);
+                   else
+                     waiters[i].deliver(std::move(r->encoded));
+                 }
+                 settle(self);
+               });
+  return true;
 }
 
-void finish_stop(daemon_ptr self) {
+// Answers the stop request (after its final snapshot, if any) and exits.
+void complete_stop(daemon_ptr self, caf::expected<snapshot_done> final) {
   auto& st = self->state;
   auto& core = core_of(self);
   auto req = std::move(*st.stopping);
   st.stopping.reset();
-  caf::error err;
-  bytes handed_over;
-  // Nothing new since the snapshot on disk: nothing to write.
-  bool changed = st.cfg.store && !core.failed()
-                 && core.last_seq() != st.persisted_seq;
-  if (req.final_snapshot && changed) {
-    uint64_t through = 0;
-    // Handed over: the caller writes it, with the other daemons' ones.
-    auto r = req.handover ? encode_now(self, through) : persist_snapshot(self);
-    if (!r) {
-      err = std::move(r.error());
-      spdlog::error("final snapshot of daemon origin={} failed: {}",
-                    hex_u64(core.origin()), describe(err));
-    } else if (req.handover) {
-      handed_over = std::move(*r);
-    }
-  }
+  if (!final)
+    spdlog::error("final snapshot of daemon origin={} failed: {}",
+                  hex_u64(core.origin()), describe(final.error()));
   for (auto& h : st.held)
     h.reply(make_error(errc::daemon_not_found,
                        "daemon " + hex_u64(core.origin()) + " stopped"));
   st.held.clear();
   // Answer first: a reply returned after quit() is not sent.
   if (req.handover) {
-    if (err)
-      req.handover->deliver(err);
+    if (!final)
+      req.handover->deliver(final.error());
     else
-      req.handover->deliver(std::move(handed_over));
-  } else if (err) {
-    req.rp.deliver(err);
+      req.handover->deliver(std::move(final->encoded));
+  } else if (!final) {
+    req.rp.deliver(final.error());
   } else {
     req.rp.deliver(true);
   }
   self->quit();
 }
 
+void finish_stop(daemon_ptr self) {
+  auto& st = self->state;
+  auto& core = core_of(self);
+  // Nothing new since the snapshot on disk: nothing to write.
+  bool changed = st.cfg.durable && !core.failed()
+                 && core.last_seq() != st.persisted_seq;
+  if (!st.stopping->final_snapshot || !changed) {
+    complete_stop(self, snapshot_done{});
+    return;
+  }
+  // Handed over: the caller writes it, with the other daemons' ones.
+  auto use = st.stopping->handover ? snapshot_use::handover
+                                   : snapshot_use::persist;
+  run_snapshot(self, use, [self](caf::expected<snapshot_done> r) {
+    complete_stop(self, std::move(r));
+  });
+}
+
 // Runs the work that waits for the log (snapshots, stop) as soon as no
-// append is in flight, then the input held meanwhile, in arrival order.
+// append is in flight, then the input held meanwhile, in arrival order. A
+// store job in flight pauses it; the job's answer resumes it.
 void settle(daemon_ptr self) {
   auto& st = self->state;
-  if (st.settling)
+  if (st.settling || st.storing)
     return;
   st.settling = true;
-  for (;;) {
+  // A held batch may have lent the core out (a rebuild): stop there.
+  while (!st.storing) {
     if (barrier_pending(st)) {
       if (st.in_flight > 0)
         break;
-      take_waiting_snapshots(self);
+      if (start_waiting_snapshot(self))
+        break;
       if (st.stopping) {
         finish_stop(self);
         break;
@@ -372,11 +464,14 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   auto& core = core_of(self);
+  core.set_epoch(st.cfg.epoch);
   st.persisted_seq = core.base_seq();
   // Log entries are built only when there is a log to write them to.
   core.set_logging(static_cast<bool>(st.cfg.log));
+  // A rejected event's rebuild runs on the store actor's thread.
+  core.set_deferred_rebuild(true);
   if (st.cfg.log)
-    self->send(st.cfg.log, attach_atom::value, core.origin());
+    self->send(st.cfg.log, attach_atom::value, core.origin(), core.epoch());
   if (st.cfg.snapshot_every.count() > 0)
     self->delayed_send(self, st.cfg.snapshot_every, tick_atom::value);
   return {
@@ -436,20 +531,39 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
       if (self->state.in_flight > 0 || barrier_pending(self->state))
         return make_error(errc::wrong_phase, "daemon " + hex_u64(core.origin())
                                                + " is busy; try again");
-      if (auto err = core.resume(accept_loss))
-        return err;
       // The resumed state (and any skipped seqs) is durable before new
-      // input: otherwise the next start would find the same damage.
-      if (self->state.cfg.store) {
-        if (auto r = persist_snapshot(self); !r) {
-          core.fail("snapshot after resume failed: " + describe(r.error()));
-          return r.error();
-        }
-      }
-      spdlog::warn("daemon origin={} resumed at daemon_seq {}{}",
-                   hex_u64(core.origin()), core.last_seq(),
-                   accept_loss ? " (loss accepted)" : "");
-      return make_info(self);
+      // input: otherwise the next start would find the same damage. Both
+      // run on the store actor's thread.
+      auto rp = self->make_response_promise<daemon_info>();
+      auto& st = self->state;
+      st.storing = true;
+      self
+        ->request(st.cfg.store, caf::infinite, resume_atom::value,
+                  core_lease{st.cfg.core}, accept_loss)
+        .await(
+          [self, rp, accept_loss](snapshot_done& done) mutable {
+            auto& st = self->state;
+            auto& core = core_of(self);
+            st.storing = false;
+            if (done.written) {
+              st.persisted_seq = done.through_seq;
+              st.last_snapshot = std::chrono::steady_clock::now();
+              if (st.cfg.log)
+                self->send(st.cfg.log, snapped_atom::value, core.origin(),
+                           core.epoch(), done.through_seq);
+            }
+            spdlog::warn("daemon origin={} resumed at daemon_seq {}{}",
+                         hex_u64(core.origin()), core.last_seq(),
+                         accept_loss ? " (loss accepted)" : "");
+            rp.deliver(make_info(self));
+            settle(self);
+          },
+          [self, rp](caf::error& err) mutable {
+            self->state.storing = false;
+            rp.deliver(err);
+            settle(self);
+          });
+      return rp;
     },
     [=](compact_atom) {
       // The log wants this daemon's old entries covered by a snapshot.

@@ -15,6 +15,13 @@
 // requested, asked for by the log, or final) waits until every append in
 // flight is answered, and input arriving meanwhile is held and applied, in
 // arrival order, right after it. The pause is one group commit.
+//
+// Nothing here blocks a scheduler thread on the disk or on user code of
+// unbounded cost: snapshots (the user's snapshot(), encoding, signing,
+// writing), resume and rollback run on the store actor's thread
+// (store_actor.hpp). The daemon lends it the core with request(...).await,
+// which suspends this actor's mailbox, not the thread: other actors run
+// meanwhile, and input to this daemon waits in its mailbox, in order.
 
 #include <chrono>
 #include <memory>
@@ -22,19 +29,24 @@
 #include <caf/fwd.hpp>
 
 #include "actors/messages.hpp"
+#include "actors/store_actor.hpp"
 
 namespace mesh {
 
 class daemon_core;
-class node_store;
 
 struct daemon_actor_config {
   std::shared_ptr<daemon_core> core;
-  log_actor log;                     // null: no durable log
-  std::shared_ptr<node_store> store; // null: snapshots are not persisted
-  supervisor_actor supervisor;       // told when the daemon fails
+  log_actor log; // null: no durable log
+  /// Runs the snapshots, resume and rollback (required).
+  store_actor store;
+  /// The node has a node_store: snapshots are persisted.
+  bool durable = false;
+  supervisor_actor supervisor; // told when the daemon fails
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
+  /// The daemon's life (daemon_record.hpp): every log entry and snapshot
+  /// it makes carries it.
   uint64_t epoch = 1;
 };
 

@@ -253,6 +253,7 @@ bool daemon_core::apply(const event_ref& ev, uint64_t now_ns,
   if (logging_) {
     log_entry head;
     head.origin_hash = origin_;
+    head.epoch = epoch_;
     head.daemon_seq = seq;
     head.producer_id = ev.producer_id;
     head.producer_seq = ev.producer_seq;
@@ -261,9 +262,21 @@ bool daemon_core::apply(const event_ref& ev, uint64_t now_ns,
                         : log_entry::status::rejected;
     log.add(head, ev.payload);
   }
-  if (!result)
-    rebuild(why);
+  if (!result) {
+    if (defer_rebuild_)
+      pending_rebuild_ = std::move(why);
+    else
+      rebuild(why);
+  }
   return true;
+}
+
+bool daemon_core::finish_rebuild() {
+  if (!pending_rebuild_)
+    return !failed_;
+  auto why = std::move(*pending_rebuild_);
+  pending_rebuild_.reset();
+  return rebuild(why);
 }
 
 caf::error daemon_core::rebuild_instance() {
@@ -366,6 +379,7 @@ caf::error daemon_core::rollback_to(uint64_t seq) {
 
 void daemon_core::fail(std::string why, uint64_t lost_through) {
   failed_ = true;
+  pending_rebuild_.reset();
   failure_ = std::move(why);
   lost_through_ = lost_through;
 }
@@ -447,6 +461,7 @@ caf::expected<snapshot> daemon_core::take_snapshot(snapshot_kind kind,
   for (auto& [pid, pm] : marks_)
     s.dedup_marks.push_back({pid, pm.hwm, pm.applied_at});
   s.created_at_ns = now_ns;
+  s.epoch = epoch_;
   set_base(s.state, s.state_version);
   stats_.snapshots_taken++;
   return s;

@@ -65,6 +65,15 @@ public:
   /// and takes over the chain head, dedup marks and through_seq.
   caf::error restore(const snapshot& snap);
 
+  /// The daemon's life on this node (daemon_record.hpp): every log entry
+  /// and snapshot it makes carries it. Set before the daemon serves.
+  void set_epoch(uint64_t epoch) {
+    epoch_ = epoch;
+  }
+  uint64_t epoch() const {
+    return epoch_;
+  }
+
   /// Whether apply() builds log entries (on when the daemon has an event
   /// log; off saves a payload copy per event). On by default.
   void set_logging(bool on) {
@@ -73,6 +82,23 @@ public:
   bool logging() const {
     return logging_;
   }
+
+  /// When on, apply() leaves the rebuild after a rejected event pending
+  /// instead of running it (the factory, restore and a replay of the
+  /// journal: user code of unbounded cost); the caller runs it with
+  /// finish_rebuild() before the next apply(), wherever it likes (the daemon
+  /// actor: on the store actor's thread). Off by default.
+  void set_deferred_rebuild(bool on) {
+    defer_rebuild_ = on;
+  }
+  /// A rejected event left a rebuild pending; apply() must not be called
+  /// until finish_rebuild() ran.
+  bool rebuild_pending() const {
+    return pending_rebuild_.has_value();
+  }
+  /// Runs the pending rebuild under the restart policy. Returns false when
+  /// the daemon failed instead (limit reached or rebuild failed).
+  bool finish_rebuild();
 
   /// Applies one inbound event (dedup, seq, process, outputs or rebuild) and
   /// appends its answer to `out`. When logging is on and the event got a
@@ -221,6 +247,10 @@ private:
   /// not allocated per event.
   causal_event input_;
   bool logging_ = true;
+  uint64_t epoch_ = 1;
+  bool defer_rebuild_ = false;
+  /// Why the event that left a rebuild pending was rejected.
+  std::optional<std::string> pending_rebuild_;
   std::deque<std::chrono::steady_clock::time_point> restart_times_;
   daemon_stats stats_;
   bool failed_ = false;

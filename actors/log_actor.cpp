@@ -80,6 +80,10 @@ struct queued {
   caf::error err;
 };
 
+/// One life of a daemon: (origin, epoch). A new life restarts daemon_seq, so
+/// contiguity and compaction are tracked per life.
+using life_key = std::pair<uint64_t, uint64_t>;
+
 struct log_state {
   log_actor_config cfg;
   std::vector<queued> queue;
@@ -87,15 +91,15 @@ struct log_state {
   /// Set by a failed fsync: what reached the disk is unknown, so nothing
   /// more is written until the node restarts and recovery looks.
   caf::error broken;
-  // Per origin: (daemon_seq, log_seq) of entries newer than its snapshot.
-  std::map<uint64_t, std::deque<std::pair<uint64_t, uint64_t>>> live;
-  // Per origin: the daemon_seq its next batch must start with. Set after a
+  // Per life: (daemon_seq, log_seq) of entries newer than its snapshot.
+  std::map<life_key, std::deque<std::pair<uint64_t, uint64_t>>> live;
+  // Per life: the daemon_seq its next batch must start with. Set after a
   // batch of it was written or failed; absent = any.
-  std::map<uint64_t, uint64_t> next_dseq;
-  // Per origin: its daemon actor, and the log's next_seq when it was last
+  std::map<life_key, uint64_t> next_dseq;
+  // Per life: its daemon actor, and the log's next_seq when it was last
   // asked to snapshot.
-  std::map<uint64_t, caf::strong_actor_ptr> daemons;
-  std::map<uint64_t, uint64_t> asked_at;
+  std::map<life_key, caf::strong_actor_ptr> daemons;
+  std::map<life_key, uint64_t> asked_at;
   uint64_t checked_at = 0;
   // Reused by every write: the views handed to the segment.
   std::vector<bytes_view> views;
@@ -120,18 +124,23 @@ struct log_state {
 
 using log_ptr = log_actor::stateful_pointer<log_state>;
 
+life_key life_of(const log_batch& b) {
+  return {b.origin_hash, b.epoch};
+}
+
 // Asks the daemons whose old entries keep the log from compacting to
 // snapshot, at most once per compact_after records appended.
 void ask_laggards(log_ptr self, uint64_t first, uint64_t next) {
   auto& st = self->state;
   auto horizon = first + st.cfg.compact_after;
-  for (auto& [origin, q] : st.live) {
+  for (auto& [life, q] : st.live) {
+    auto origin = life.first;
     if (q.empty() || q.front().second >= horizon)
       continue;
-    auto d = st.daemons.find(origin);
+    auto d = st.daemons.find(life);
     if (d == st.daemons.end() || !d->second)
       continue;
-    auto& asked = st.asked_at[origin];
+    auto& asked = st.asked_at[life];
     if (asked != 0 && next - asked < st.cfg.compact_after)
       continue;
     asked = next;
@@ -218,6 +227,12 @@ void start_compaction(log_ptr self, uint64_t cut) {
       });
 }
 
+template<class Map, class Pred>
+void erase_lives(Map& m, Pred ended) {
+  for (auto it = m.begin(); it != m.end();)
+    it = ended(it->first) ? m.erase(it) : std::next(it);
+}
+
 void maybe_compact(log_ptr self) {
   auto& st = self->state;
   if (!st.cfg.seg || st.broken || st.closing)
@@ -232,7 +247,7 @@ void maybe_compact(log_ptr self) {
   if (next - first < st.cfg.compact_after)
     return;
   uint64_t cut = next;
-  for (auto& [origin, q] : st.live)
+  for (auto& [life, q] : st.live)
     if (!q.empty())
       cut = std::min(cut, q.front().second);
   expire_pins(self);
@@ -245,14 +260,15 @@ void maybe_compact(log_ptr self) {
   start_compaction(self, cut);
 }
 
-// The lowest log seq that must stay for a pin of `origin` from daemon_seq
-// `from`. Exact when the log knows where that daemon_seq is (its entries
-// newer than its snapshot, or none logged yet from `from` on); otherwise
-// everything the log holds now, which is more than needed but never less.
-uint64_t pin_hold(log_ptr self, uint64_t origin, uint64_t from) {
+// The lowest log seq that must stay for a pin of one life from daemon_seq
+// `from`. Exact when the log knows where that daemon_seq is (the life's
+// entries newer than its snapshot, or none logged yet from `from` on);
+// otherwise everything the log holds now, which is more than needed but
+// never less.
+uint64_t pin_hold(log_ptr self, const life_key& life, uint64_t from) {
   auto& st = self->state;
   auto& seg = *st.cfg.seg;
-  if (auto it = st.live.find(origin);
+  if (auto it = st.live.find(life);
       it != st.live.end() && !it->second.empty()) {
     auto& q = it->second;
     if (q.front().first > from)
@@ -262,7 +278,7 @@ uint64_t pin_hold(log_ptr self, uint64_t origin, uint64_t from) {
         return lseq;
     return seg.next_seq();
   }
-  if (auto n = st.next_dseq.find(origin);
+  if (auto n = st.next_dseq.find(life);
       n != st.next_dseq.end() && n->second <= from)
     return seg.next_seq();
   return seg.first_seq();
@@ -281,7 +297,7 @@ caf::result<uint64_t> pin(log_ptr self, log_pin& p) {
                       "this node keeps no event log to pin");
   expire_pins(self);
   auto origin = p.origin_hash;
-  auto hold = pin_hold(self, origin, p.from_daemon_seq);
+  auto hold = pin_hold(self, {origin, p.epoch}, p.from_daemon_seq);
   auto it = st.pins.find(origin);
   if (it != st.pins.end()) {
     if (it->second.pin.owner != p.owner)
@@ -343,9 +359,9 @@ void on_expire(log_ptr self, uint64_t origin) {
 }
 
 // The daemon_seq a batch must start with, given what was decided so far.
-bool in_order(const std::map<uint64_t, uint64_t>& next_dseq,
+bool in_order(const std::map<life_key, uint64_t>& next_dseq,
               const log_batch& b) {
-  auto it = next_dseq.find(b.origin_hash);
+  auto it = next_dseq.find(life_of(b));
   return it == next_dseq.end() || b.daemon_seqs.front() == it->second;
 }
 
@@ -374,11 +390,11 @@ caf::error write_group(log_ptr self, const std::vector<size_t>& which) {
   auto seq = *r - st.views.size();
   for (auto i : which) {
     auto& q = st.queue[i];
-    auto& live = st.live[q.batch.origin_hash];
+    auto& live = st.live[life_of(q.batch)];
     for (auto dseq : q.batch.daemon_seqs)
       live.emplace_back(dseq, ++seq);
     q.last = seq;
-    st.next_dseq[q.batch.origin_hash] = q.batch.daemon_seqs.back() + 1;
+    st.next_dseq[life_of(q.batch)] = q.batch.daemon_seqs.back() + 1;
   }
   return {};
 }
@@ -395,13 +411,13 @@ void write_batches(log_ptr self, const std::vector<size_t>& which) {
     auto& q = st.queue[i];
     auto origin = q.batch.origin_hash;
     if (!in_order(st.next_dseq, q.batch)) {
-      q.err = out_of_order(q.batch, st.next_dseq[origin]);
+      q.err = out_of_order(q.batch, st.next_dseq[life_of(q.batch)]);
       continue;
     }
     one[0] = i;
     if (auto err = write_group(self, one)) {
       q.err = std::move(err);
-      st.next_dseq[origin] = q.batch.daemon_seqs.front();
+      st.next_dseq[life_of(q.batch)] = q.batch.daemon_seqs.front();
       spdlog::error("event log append of daemon origin={} daemon_seq {}..{} "
                     "failed: {}",
                     hex_u64(origin), q.batch.daemon_seqs.front(),
@@ -427,7 +443,7 @@ void flush(log_ptr self) {
   std::vector<size_t> group;
   size_t group_bytes = 0;
   // Where each daemon's log will end once `group` is written.
-  std::map<uint64_t, uint64_t> after_group;
+  std::map<life_key, uint64_t> after_group;
   auto write_pending = [&] {
     write_batches(self, group);
     group.clear();
@@ -444,17 +460,17 @@ void flush(log_ptr self) {
     if (!group.empty()
         && group_bytes + q.batch.data.size() > st.cfg.max_group_bytes)
       write_pending();
-    auto origin = q.batch.origin_hash;
+    auto life = life_of(q.batch);
     std::optional<uint64_t> expected;
-    if (auto a = after_group.find(origin); a != after_group.end())
+    if (auto a = after_group.find(life); a != after_group.end())
       expected = a->second;
-    else if (auto n = st.next_dseq.find(origin); n != st.next_dseq.end())
+    else if (auto n = st.next_dseq.find(life); n != st.next_dseq.end())
       expected = n->second;
     if (expected && q.batch.daemon_seqs.front() != *expected) {
       q.err = out_of_order(q.batch, *expected);
       continue;
     }
-    after_group[origin] = q.batch.daemon_seqs.back() + 1;
+    after_group[life] = q.batch.daemon_seqs.back() + 1;
     group.push_back(i);
     group_bytes += q.batch.data.size();
     ++written;
@@ -521,8 +537,8 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
         caf::anon_send_exit(compactor, caf::exit_reason::user_shutdown);
       });
   }
-  for (auto& [origin, dseq, lseq] : self->state.cfg.pending)
-    self->state.live[origin].emplace_back(dseq, lseq);
+  for (auto& [origin, epoch, dseq, lseq] : self->state.cfg.pending)
+    self->state.live[{origin, epoch}].emplace_back(dseq, lseq);
   self->state.cfg.pending.clear();
   return {
     [=](append_atom, log_batch& entries) -> caf::result<uint64_t> {
@@ -542,8 +558,8 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
     [=](flush_atom) {
       flush(self);
     },
-    [=](snapped_atom, uint64_t origin, uint64_t through) {
-      auto it = self->state.live.find(origin);
+    [=](snapped_atom, uint64_t origin, uint64_t epoch, uint64_t through) {
+      auto it = self->state.live.find({origin, epoch});
       if (it == self->state.live.end())
         return;
       auto& q = it->second;
@@ -551,19 +567,24 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
         q.pop_front();
       maybe_compact(self);
     },
-    [=](forget_atom, uint64_t origin) {
+    [=](forget_atom, uint64_t origin, uint64_t epoch) {
       // Write what is queued first: a flush after the erase would bring the
       // stopped daemon's entries back into `live` and pin compaction.
       flush(self);
       auto& st = self->state;
-      st.live.erase(origin);
-      st.next_dseq.erase(origin);
-      st.daemons.erase(origin);
-      st.asked_at.erase(origin);
+      // Lives up to `epoch` only: a newer life of the identity, spawned
+      // while this one stopped, keeps its entries and its attachment.
+      auto ended = [origin, epoch](const life_key& k) {
+        return k.first == origin && k.second <= epoch;
+      };
+      erase_lives(st.live, ended);
+      erase_lives(st.next_dseq, ended);
+      erase_lives(st.daemons, ended);
+      erase_lives(st.asked_at, ended);
       maybe_compact(self);
     },
-    [=](attach_atom, uint64_t origin) {
-      self->state.daemons[origin] = self->current_sender();
+    [=](attach_atom, uint64_t origin, uint64_t epoch) {
+      self->state.daemons[{origin, epoch}] = self->current_sender();
     },
     [=](read_atom, uint64_t origin,
         uint64_t after) -> caf::result<std::vector<log_entry>> {

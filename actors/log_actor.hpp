@@ -50,8 +50,8 @@ struct log_actor_config {
   /// Largest number of payload bytes one segment write of a group commit
   /// carries; a larger queue is written in several.
   size_t max_group_bytes = 16u << 20;
-  /// (origin, daemon_seq, log_seq) of entries recovered at start-up.
-  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> pending;
+  /// (origin, epoch, daemon_seq, log_seq) of entries recovered at start-up.
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>> pending;
 };
 
 log_actor spawn_log_actor(caf::actor_system& sys, log_actor_config cfg);

@@ -107,9 +107,9 @@ typename Inspector::result_type inspect(Inspector& f, delivery& x) {
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, log_entry& x) {
   enum_byte<log_entry::status> state{x.state, log_entry::status::rejected};
-  return f(caf::meta::type_name("log_entry"), x.origin_hash, x.daemon_seq,
-           x.producer_id, x.producer_seq, x.received_at_ns, state.raw,
-           state.check(), x.payload);
+  return f(caf::meta::type_name("log_entry"), x.origin_hash, x.epoch,
+           x.daemon_seq, x.producer_id, x.producer_seq, x.received_at_ns,
+           state.raw, state.check(), x.payload);
 }
 
 template<class Inspector>
@@ -160,8 +160,8 @@ typename Inspector::result_type inspect(Inspector& f, delivery_batch& x) {
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, log_batch& x) {
-  return f(caf::meta::type_name("log_batch"), x.origin_hash, x.data, x.ends,
-           x.daemon_seqs);
+  return f(caf::meta::type_name("log_batch"), x.origin_hash, x.epoch, x.data,
+           x.ends, x.daemon_seqs);
 }
 
 template<class Inspector>
@@ -215,15 +215,17 @@ using log_actor = caf::typed_actor<
   caf::replies_to<append_atom, log_batch>::with<uint64_t>,
   // Internal: writes everything queued so far.
   caf::reacts_to<flush_atom>,
-  // A daemon's snapshot covers its entries through daemon_seq.
-  caf::reacts_to<snapped_atom, uint64_t, uint64_t>,
-  // A daemon was stopped: its entries no longer hold back compaction.
-  caf::reacts_to<forget_atom, uint64_t>,
-  // The sender is the daemon actor of this origin: the log asks it to
-  // snapshot when its old entries hold compaction back.
-  caf::reacts_to<attach_atom, uint64_t>,
-  // The entries of one daemon with daemon_seq above the given one, in log
-  // order.
+  // A daemon's snapshot (origin, epoch) covers its entries of that epoch
+  // through daemon_seq.
+  caf::reacts_to<snapped_atom, uint64_t, uint64_t, uint64_t>,
+  // A daemon (origin, epoch) was stopped: its entries of that epoch and
+  // older no longer hold back compaction.
+  caf::reacts_to<forget_atom, uint64_t, uint64_t>,
+  // The sender is the daemon actor of this (origin, epoch): the log asks it
+  // to snapshot when its old entries hold compaction back.
+  caf::reacts_to<attach_atom, uint64_t, uint64_t>,
+  // The entries of one daemon (all epochs) with daemon_seq above the given
+  // one, in log order.
   caf::replies_to<read_atom, uint64_t, uint64_t>::with<std::vector<log_entry>>,
   // One page of a range read of one daemon's entries of one epoch, served on
   // the log's reader thread beside the appender (persistence/log_range.hpp).

@@ -1,5 +1,6 @@
 #include "actors/recovery.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include <spdlog/spdlog.h>
@@ -18,6 +19,15 @@ daemon_replay::daemon_replay(std::shared_ptr<daemon_core> core)
   : core_(std::move(core)) {}
 
 void daemon_replay::feed(const log_entry& e) {
+  if (e.epoch != core_->epoch()) {
+    if (e.epoch < core_->epoch()) {
+      ++older_;
+    } else {
+      ++newer_;
+      newest_epoch_ = std::max(newest_epoch_, e.epoch);
+    }
+    return;
+  }
   if (core_->failed())
     return;
   if (gap_) {
@@ -58,20 +68,29 @@ load_daemon(const recovery_context& ctx, uint64_t origin) {
   auto rec = ctx.store->load_daemon(origin);
   if (!rec)
     return rec.error();
-  auto kind = rec->kind;
+  return load_daemon(ctx, origin, std::move(*rec));
+}
+
+std::shared_ptr<daemon_core> load_daemon(const recovery_context& ctx,
+                                         uint64_t origin, daemon_record rec) {
+  auto kind = rec.kind;
+  auto epoch = rec.epoch;
   auto fail = [&](const std::string& why) {
-    return daemon_core::failed_core(kind, std::move(rec->identity), why);
+    auto core = daemon_core::failed_core(kind, std::move(rec.identity), why);
+    core->set_epoch(epoch);
+    return core;
   };
   auto inst = ctx.make(kind);
   if (!inst)
     return fail(describe(inst.error()));
   auto make = ctx.make;
   auto core = std::make_shared<daemon_core>(
-    kind, rec->identity.clone(),
+    kind, rec.identity.clone(),
     [make, kind] {
       return make(kind);
     },
     std::move(*inst), ctx.policy);
+  core->set_epoch(epoch);
   auto raw = ctx.store->load_snapshot(origin);
   if (!raw) {
     if (is(raw.error(), errc::not_found))
@@ -82,6 +101,20 @@ load_daemon(const recovery_context& ctx, uint64_t origin) {
   auto snap = decode_snapshot(*raw, &id);
   if (!snap)
     return fail("snapshot damaged: " + describe(snap.error()));
+  auto snap_epoch = snapshot_epoch(*snap);
+  if (snap_epoch > epoch)
+    return fail("snapshot claims epoch " + std::to_string(snap_epoch)
+                + ", newer than the record's " + std::to_string(epoch)
+                + "; it is not applied");
+  if (snap_epoch < epoch) {
+    // An earlier life's snapshot that its stop did not get to delete: this
+    // life started without one (a life that starts from a snapshot has it
+    // stamped with its own epoch).
+    spdlog::warn("daemon origin={} epoch={}: ignoring the snapshot of "
+                 "earlier epoch {}",
+                 hex_u64(origin), epoch, snap_epoch);
+    return core;
+  }
   if (auto err = core->restore(*snap))
     return fail(describe(err));
   return core;
@@ -110,18 +143,27 @@ caf::expected<recovered_node> recover_node(const recovery_context& ctx,
                   "snapshots is lost",
                   ctx.store->log_dir(), origins->size());
   std::map<uint64_t, daemon_replay> replays;
-  // Daemons without a usable core: all their entries are kept.
+  // Daemons without a usable core: their entries are kept (all epochs when
+  // the record is unreadable, the record's epoch otherwise).
   std::map<uint64_t, bool> unrecovered;
+  // Per unreadable record: the highest epoch in the log, the best guess of
+  // the life a stop of it ends.
+  std::map<uint64_t, uint64_t> broken_epochs;
   for (auto origin : *origins) {
-    auto core = load_daemon(ctx, origin);
-    if (!core) {
-      out.broken.push_back(broken_daemon(origin, core.error()));
+    auto file = ctx.store->load_daemon_file(origin);
+    if (!file) {
+      out.broken.push_back(broken_daemon(origin, file.error()));
       unrecovered[origin] = true;
+      broken_epochs[origin] = legacy_epoch;
       continue;
     }
-    if ((*core)->failed())
+    // A stopped daemon: its entries hold nothing back.
+    if (file->is_tombstone())
+      continue;
+    auto core = load_daemon(ctx, origin, std::move(*file->live));
+    if (core->failed())
       unrecovered[origin] = true;
-    replays.emplace(origin, daemon_replay{std::move(*core)});
+    replays.emplace(origin, daemon_replay{std::move(core)});
   }
   uint64_t undecodable = 0;
   auto err = seg.for_each(0, [&](const log_record& r) {
@@ -135,11 +177,16 @@ caf::expected<recovered_node> recover_node(const recovery_context& ctx,
       return true;
     }
     auto it = replays.find(e->origin_hash);
-    if (unrecovered.count(e->origin_hash)) {
-      out.pending.emplace_back(e->origin_hash, e->daemon_seq, r.seq);
-    } else if (it != replays.end()
-               && e->daemon_seq > it->second.core()->base_seq()) {
-      out.pending.emplace_back(e->origin_hash, e->daemon_seq, r.seq);
+    if (auto b = broken_epochs.find(e->origin_hash); b != broken_epochs.end())
+      b->second = std::max(b->second, e->epoch);
+    bool own_epoch = it != replays.end()
+                     && e->epoch == it->second.core()->epoch();
+    if (it == replays.end() && unrecovered.count(e->origin_hash)) {
+      out.pending.emplace_back(e->origin_hash, e->epoch, e->daemon_seq, r.seq);
+    } else if (own_epoch
+               && (unrecovered.count(e->origin_hash)
+                   || e->daemon_seq > it->second.core()->base_seq())) {
+      out.pending.emplace_back(e->origin_hash, e->epoch, e->daemon_seq, r.seq);
     }
     if (it != replays.end())
       it->second.feed(*e);
@@ -149,8 +196,18 @@ caf::expected<recovered_node> recover_node(const recovery_context& ctx,
     return err;
   if (undecodable > 8)
     spdlog::error("event log: {} records are not log entries", undecodable);
+  for (auto& b : out.broken)
+    b.epoch = broken_epochs[b.origin_hash];
   for (auto& [origin, rp] : replays) {
     out.replayed += rp.replayed();
+    out.older += rp.older();
+    out.newer += rp.newer();
+    if (rp.newer() > 0)
+      spdlog::error("daemon origin={} epoch={}: {} logged entries claim a "
+                    "newer epoch (up to {}) than its record; they are not "
+                    "applied",
+                    hex_u64(origin), rp.core()->epoch(), rp.newer(),
+                    rp.newest_epoch());
     auto core = rp.finish();
     if (core->failed())
       spdlog::error("daemon origin={} kind={} comes back failed: {}",

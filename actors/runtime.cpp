@@ -258,13 +258,20 @@ struct runtime::impl {
 
   using builder = std::function<caf::expected<std::shared_ptr<daemon_core>>()>;
 
-  caf::expected<daemon_info> submit(builder build, bool persist,
-                                    bytes initial = {}) {
+  static spawn_request_ptr make_request(builder build, bool persist,
+                                        bytes initial = {}) {
     auto req = std::make_shared<spawn_request>();
     req->build = std::move(build);
     req->persist = persist;
     req->initial_snapshot = std::move(initial);
-    return ask_sup<daemon_info>(spawn_atom::value, std::move(req));
+    return req;
+  }
+
+  caf::expected<daemon_info> submit(builder build, bool persist,
+                                    bytes initial = {}) {
+    return ask_sup<daemon_info>(spawn_atom::value,
+                                make_request(std::move(build), persist,
+                                             std::move(initial)));
   }
 
   /// A fresh daemon of `kind` under `id`, restored from `snap` when given.
@@ -559,6 +566,15 @@ std::vector<std::string> runtime::kinds() const {
 
 const runtime_options& runtime::options() const {
   return impl_->opts;
+}
+
+supervisor_actor runtime::supervisor() const {
+  return impl_->sup;
+}
+
+spawn_request_ptr runtime::spawn_request_for(const std::string& kind) {
+  return impl::make_request(impl_->make_builder(kind, keypair::generate()),
+                            true);
 }
 
 } // namespace mesh

@@ -32,6 +32,7 @@
 #include "actors/batch.hpp"
 #include "actors/daemon.hpp"
 #include "actors/daemon_info.hpp"
+#include "actors/messages.hpp"
 #include "base/bytes.hpp"
 #include "identity/fwd.hpp"
 #include "persistence/segment.hpp"
@@ -183,6 +184,14 @@ public:
   std::vector<std::string> kinds() const;
 
   const runtime_options& options() const;
+
+  /// The node's supervisor, for callers that speak the actor protocol
+  /// (actors/messages.hpp) instead of blocking here: the gateway.
+  supervisor_actor supervisor() const;
+
+  /// What spawn(kind) sends the supervisor (a fresh identity), for callers
+  /// that send it themselves: (spawn_atom, this) -> daemon_info.
+  spawn_request_ptr spawn_request_for(const std::string& kind);
 
   struct impl;
 

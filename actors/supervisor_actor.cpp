@@ -1,6 +1,9 @@
 #include "actors/supervisor_actor.hpp"
 
+#include <algorithm>
 #include <map>
+#include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -13,9 +16,9 @@
 
 #include "actors/daemon_actor.hpp"
 #include "actors/daemon_core.hpp"
+#include "actors/store_actor.hpp"
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
-#include "persistence/node_store.hpp"
 
 namespace mesh {
 
@@ -35,6 +38,22 @@ struct supervisor_state {
   log_actor log;
   phase state = phase::registering;
   std::map<uint64_t, entry> table;
+  /// Per origin, the highest epoch this supervisor has seen (spawned,
+  /// recovered, stopped). With a store, the record or tombstone on disk
+  /// counts too (the store actor adds it when it writes a new record).
+  std::map<uint64_t, uint64_t> epochs;
+  /// Runs builds, record writes and removals, the shutdown batch.
+  store_actor store;
+  /// Spawns and stops accepted and not finished yet (their jobs on the
+  /// store actor's thread run). A shutdown waits for them: a spawn then
+  /// either runs (and is stopped by the shutdown) or failed, and a stop has
+  /// removed its record before the store actor closes.
+  size_t busy = 0;
+  /// Origins of spawns whose record is being written: a second spawn of
+  /// the same identity is refused meanwhile.
+  std::set<uint64_t> starting;
+  /// A shutdown waiting for the spawns in flight.
+  std::optional<caf::typed_response_promise<bool>> deferred_shutdown;
   static inline const char* name = "mesh.supervisor";
 };
 
@@ -68,11 +87,14 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   daemon_actor_config dcfg;
   dcfg.core = core;
   dcfg.log = st.log;
-  dcfg.store = st.cfg.store;
+  dcfg.store = st.store;
+  dcfg.durable = st.cfg.store != nullptr;
   dcfg.supervisor = caf::actor_cast<supervisor_actor>(self);
   dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
   dcfg.snapshot_every = st.cfg.snapshot_every;
-  dcfg.epoch = 1;
+  dcfg.epoch = core->epoch();
+  auto& known = st.epochs[origin];
+  known = std::max(known, core->epoch());
   entry e;
   e.info.origin_hash = origin;
   e.info.id = core->identity().id();
@@ -80,7 +102,7 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   e.info.last_seq = core->last_seq();
   e.info.state = core->failed() ? "failed" : "running";
   e.info.reason = core->failed() ? core->failure() : std::string{};
-  e.info.epoch = 1;
+  e.info.epoch = core->epoch();
   e.actor = spawn_daemon_actor(self->system(), std::move(dcfg));
   self->monitor(e.actor);
   auto info = e.info;
@@ -88,55 +110,139 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core) {
   return info;
 }
 
+// The highest epoch of `origin` this supervisor knows in memory; the store
+// actor adds what the disk knows (a record or a tombstone) when it writes
+// the new life's record.
+uint64_t known_epoch(const supervisor_state& st, uint64_t origin) {
+  auto it = st.epochs.find(origin);
+  return it == st.epochs.end() ? 0 : it->second;
+}
+
+void begin_shutdown(sup_ptr self, caf::typed_response_promise<bool> rp);
+
+// One spawn or stop finished: a shutdown waiting for it goes on.
+void op_finished(sup_ptr self) {
+  auto& st = self->state;
+  if (--st.busy > 0 || !st.deferred_shutdown)
+    return;
+  auto rp = std::move(*st.deferred_shutdown);
+  st.deferred_shutdown.reset();
+  begin_shutdown(self, std::move(rp));
+}
+
+using spawn_reply = std::function<void(caf::expected<daemon_info>)>;
+
+// A built core: refused when its identity runs (or is being recorded),
+// otherwise recorded (on the store actor's thread) and started.
+void register_built(sup_ptr self, spawn_request_ptr req,
+                    std::shared_ptr<daemon_core> core, spawn_reply reply) {
+  auto& st = self->state;
+  auto origin = core->origin();
+  if (auto it = st.table.find(origin);
+      it != st.table.end() || st.starting.count(origin) > 0) {
+    bool same = it != st.table.end()
+                && it->second.info.id == core->identity().id();
+    reply(make_error(errc::already_registered,
+                     same ? "daemon " + hex_u64(origin) + " is already running"
+                          : "another identity with origin hash "
+                              + hex_u64(origin) + " is already running"));
+    return;
+  }
+  auto start = [self, core, reply, origin]() {
+    auto info = start_daemon(self, core);
+    spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin),
+                 info.kind);
+    reply(std::move(info));
+  };
+  if (!req->persist) {
+    // Recovered: the core has the epoch of its record.
+    start();
+    return;
+  }
+  if (!st.cfg.store) {
+    core->set_epoch(known_epoch(st, origin) + 1);
+    start();
+    return;
+  }
+  // A new life: the store actor picks its epoch (one above the highest
+  // known in memory or on disk), stamps the initial snapshot with it and
+  // writes the record.
+  st.starting.insert(origin);
+  self
+    ->request(st.store, caf::infinite, save_atom::value, core_lease{core},
+              std::move(req->initial_snapshot), known_epoch(st, origin))
+    .then(
+      [self, start, origin](uint64_t) {
+        self->state.starting.erase(origin);
+        start();
+      },
+      [self, reply, origin](caf::error& err) {
+        self->state.starting.erase(origin);
+        reply(std::move(err));
+      });
+}
+
+// The factory and restore run on the store actor's thread; the daemon is
+// listed once it is built and recorded.
 caf::result<daemon_info> do_spawn(sup_ptr self, spawn_request_ptr req) {
   auto& st = self->state;
   if (auto err = refuse(st))
     return err;
-  auto built = req->build();
-  if (!built)
-    return built.error();
-  auto& core = **built;
-  auto origin = core.origin();
-  if (auto it = st.table.find(origin); it != st.table.end()) {
-    bool same = it->second.info.id == core.identity().id();
-    return make_error(errc::already_registered,
-                      same ? "daemon " + hex_u64(origin) + " is already running"
-                           : "another identity with origin hash "
-                               + hex_u64(origin) + " is already running");
-  }
-  if (req->persist && st.cfg.store) {
-    if (!req->initial_snapshot.empty())
-      if (auto err = st.cfg.store->save_snapshot(origin, req->initial_snapshot))
-        return err;
-    if (auto err = st.cfg.store->save_daemon(origin, core.kind(),
-                                             core.identity()))
-      return err;
-  }
-  auto info = start_daemon(self, std::move(*built));
-  spdlog::info("daemon spawned origin={} kind={}", hex_u64(origin), info.kind);
-  return info;
+  auto rp = self->make_response_promise<daemon_info>();
+  ++st.busy;
+  spawn_reply reply = [self, rp](caf::expected<daemon_info> r) mutable {
+    if (r)
+      rp.deliver(std::move(*r));
+    else
+      rp.deliver(std::move(r.error()));
+    op_finished(self);
+  };
+  self->request(st.store, caf::infinite, build_atom::value, req)
+    .then(
+      [self, req, reply](core_lease& built) {
+        register_built(self, req, std::move(built.core), reply);
+      },
+      [reply](caf::error& err) {
+        reply(std::move(err));
+      });
+  return rp;
 }
 
-// Stops one daemon: its actor (if any), its record and snapshot, its log
-// entries' hold on compaction.
+// Stops one daemon: its actor (if any), its record (a tombstone of its epoch
+// replaces it) and snapshot, its log entries' hold on compaction. Only the
+// stopped life is touched: a new life spawned while the actor stopped has a
+// higher epoch, and its record, snapshot and log entries stay.
 caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
   auto& st = self->state;
   auto it = st.table.find(origin);
   if (it == st.table.end())
     return no_daemon(origin);
   auto actor = it->second.actor;
+  auto epoch = it->second.info.epoch;
   st.table.erase(it);
   auto rp = self->make_response_promise<bool>();
-  auto finish = [self, rp, origin]() mutable {
-    if (self->state.cfg.store)
-      if (auto err = self->state.cfg.store->remove_daemon(origin)) {
-        rp.deliver(err);
-        return;
-      }
-    if (self->state.log)
-      self->send(self->state.log, forget_atom::value, origin);
-    spdlog::info("daemon stopped origin={}", hex_u64(origin));
-    rp.deliver(true);
+  ++st.busy;
+  auto finish = [self, rp, origin, epoch]() mutable {
+    self
+      ->request(self->state.store, caf::infinite, forget_atom::value, origin,
+                epoch)
+      .then(
+        [self, rp, origin, epoch](bool retired) mutable {
+          if (!retired)
+            spdlog::info("daemon origin={} epoch={}: a newer life was spawned "
+                         "meanwhile; its record stays",
+                         hex_u64(origin), epoch);
+          if (self->state.log)
+            self->send(self->state.log, forget_atom::value, origin, epoch);
+          spdlog::info("daemon stopped origin={} epoch={}", hex_u64(origin),
+                       epoch);
+          rp.deliver(true);
+          op_finished(self);
+        },
+        [self, rp](caf::error& err) mutable {
+          rp.deliver(err);
+          op_finished(self);
+        });
   };
   if (!actor) {
     finish();
@@ -154,7 +260,44 @@ caf::result<bool> do_stop(sup_ptr self, uint64_t origin) {
   return rp;
 }
 
-// A failed daemon without an actor: rebuilt from its snapshot and the log.
+// Starts a rebuilt core for `origin`, unless the daemon was stopped or
+// started again meanwhile, or the node is shutting down.
+void start_rebuilt(sup_ptr self, caf::typed_response_promise<daemon_info> rp,
+                   uint64_t origin, bool accept_loss,
+                   std::shared_ptr<daemon_core> core) {
+  auto& st = self->state;
+  if (auto err = refuse(st)) {
+    rp.deliver(err);
+    return;
+  }
+  auto it = st.table.find(origin);
+  if (it == st.table.end() || it->second.actor) {
+    rp.deliver(no_daemon(origin));
+    return;
+  }
+  if (core->failed()) {
+    // Its durable state shows a loss: the daemon runs in failed state,
+    // and its own resume decides whether the loss is accepted.
+    start_daemon(self, core);
+    self
+      ->request(st.table[origin].actor, std::chrono::minutes{1},
+                resume_atom::value, accept_loss)
+      .then(
+        [rp](daemon_info& i) mutable {
+          rp.deliver(std::move(i));
+        },
+        [rp](caf::error& err) mutable {
+          rp.deliver(err);
+        });
+    return;
+  }
+  rp.deliver(start_daemon(self, core));
+  spdlog::warn("daemon origin={} rebuilt from its snapshot and the log",
+               hex_u64(origin));
+}
+
+// A failed daemon without an actor: rebuilt from its snapshot and the log,
+// on the store actor's thread.
 caf::result<daemon_info> rebuild_daemon(sup_ptr self, uint64_t origin,
                                         bool accept_loss) {
   auto& st = self->state;
@@ -166,36 +309,17 @@ caf::result<daemon_info> rebuild_daemon(sup_ptr self, uint64_t origin,
               uint64_t{0})
     .then(
       [self, rp, origin, accept_loss](std::vector<log_entry>& es) mutable {
-        auto& st = self->state;
-        auto it = st.table.find(origin);
-        if (it == st.table.end() || it->second.actor) {
-          rp.deliver(no_daemon(origin));
-          return;
-        }
-        auto core = st.cfg.rebuild(origin, es);
-        if (!core) {
-          rp.deliver(core.error());
-          return;
-        }
-        if ((*core)->failed()) {
-          // Its durable state shows a loss: the daemon runs in failed state,
-          // and its own resume decides whether the loss is accepted.
-          start_daemon(self, *core);
-          self
-            ->request(st.table[origin].actor, std::chrono::minutes{1},
-                      resume_atom::value, accept_loss)
-            .then(
-              [rp](daemon_info& i) mutable {
-                rp.deliver(std::move(i));
-              },
-              [rp](caf::error& err) mutable {
-                rp.deliver(err);
-              });
-          return;
-        }
-        rp.deliver(start_daemon(self, *core));
-        spdlog::warn("daemon origin={} rebuilt from its snapshot and the log",
-                     hex_u64(origin));
+        self
+          ->request(self->state.store, caf::infinite, rebuild_atom::value,
+                    origin, std::move(es))
+          .then(
+            [self, rp, origin, accept_loss](core_lease& built) mutable {
+              start_rebuilt(self, rp, origin, accept_loss,
+                            std::move(built.core));
+            },
+            [rp](caf::error& err) mutable {
+              rp.deliver(err);
+            });
       },
       [rp](caf::error& err) mutable {
         rp.deliver(err);
@@ -230,35 +354,10 @@ caf::result<daemon_info> do_resume(sup_ptr self, uint64_t origin,
   return rp;
 }
 
-using final_snapshots = std::vector<std::pair<uint64_t, bytes>>;
-
-// Writes the final snapshots of a shutdown on a thread of its own (they are
-// blocking file writes; the log closes meanwhile) with one flush for all of
-// them; answers with one "origin (reason)" per snapshot that failed.
-caf::behavior snapshot_writer(caf::event_based_actor* self,
-                              std::shared_ptr<node_store> store,
-                              std::shared_ptr<final_snapshots> snaps) {
-  return {
-    [=](snapshot_atom) -> std::vector<std::string> {
-      std::vector<std::string> failed;
-      auto errs = store->save_snapshots(*snaps);
-      for (size_t i = 0; i < errs.size(); ++i)
-        if (errs[i]) {
-          spdlog::error("final snapshot of daemon origin={} failed: {}",
-                        hex_u64((*snaps)[i].first), describe(errs[i]));
-          failed.push_back(hex_u64((*snaps)[i].first) + " (" + describe(errs[i])
-                           + ")");
-        }
-      self->quit();
-      return failed;
-    },
-  };
-}
-
-caf::result<bool> do_shutdown(sup_ptr self) {
+// Stops every daemon (each hands over its final snapshot), then writes the
+// snapshots with one flush on the store actor's thread and closes the log.
+void begin_shutdown(sup_ptr self, caf::typed_response_promise<bool> rp) {
   auto& st = self->state;
-  st.state = phase::shutting_down;
-  auto rp = self->make_response_promise<bool>();
   // Origins whose final snapshot failed, with the reason.
   auto failures = std::make_shared<std::vector<std::string>>();
   // What the daemons handed over, written together once all have stopped.
@@ -301,20 +400,17 @@ caf::result<bool> do_shutdown(sup_ptr self) {
             done();
           });
     }
-    auto store = self->state.cfg.store;
-    if (snaps->empty() || !store) {
-      done();
-      return;
-    }
-    auto writer = self->spawn<caf::detached>(snapshot_writer, store, snaps);
-    self->request(writer, std::chrono::minutes{4}, snapshot_atom::value)
+    // The store actor quits after this last job.
+    self
+      ->request(self->state.store, std::chrono::minutes{4}, close_atom::value,
+                std::move(*snaps))
       .then(
         [done, failures](std::vector<std::string>& failed) mutable {
           failures->insert(failures->end(), failed.begin(), failed.end());
           done();
         },
         [done, failures](caf::error& err) mutable {
-          failures->push_back("(snapshot writer: " + describe(err) + ")");
+          failures->push_back("(store actor: " + describe(err) + ")");
           done();
         });
   };
@@ -326,7 +422,7 @@ caf::result<bool> do_shutdown(sup_ptr self) {
       ++*remaining;
   if (*remaining == 0) {
     finish();
-    return rp;
+    return;
   }
   auto stopped = [remaining, finish]() mutable {
     if (--*remaining == 0)
@@ -356,16 +452,37 @@ caf::result<bool> do_shutdown(sup_ptr self) {
       .then(
         [stopped, snaps, o](bytes& encoded) mutable {
           if (!encoded.empty())
-            snaps->emplace_back(o, std::move(encoded));
+            snaps->items.emplace_back(o, std::move(encoded));
           stopped();
         },
         failed);
   }
+}
+
+caf::result<bool> do_shutdown(sup_ptr self) {
+  auto& st = self->state;
+  if (st.deferred_shutdown)
+    return make_error(errc::shutting_down, "already shutting down");
+  st.state = phase::shutting_down;
+  auto rp = self->make_response_promise<bool>();
+  // Spawns and stops accepted before the shutdown finish first: the
+  // shutdown stops the spawned daemons too.
+  if (st.busy > 0)
+    st.deferred_shutdown = rp;
+  else
+    begin_shutdown(self, rp);
   return rp;
 }
 
 supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
   self->state.cfg = std::move(cfg);
+  store_actor_config scfg;
+  scfg.store = self->state.cfg.store;
+  scfg.rebuild = self->state.cfg.rebuild;
+  self->state.store = spawn_store_actor(self->system(), std::move(scfg));
+  // Linked: should either die abnormally, the other goes with it (a node
+  // without its store can make nothing durable). A shutdown closes it.
+  self->link_to(self->state.store);
   // Nothing but shutdown ends the supervisor: a stray message is logged and
   // dropped (the sender of a request gets unexpected_message).
   self->set_default_handler(
@@ -406,6 +523,8 @@ supervisor_actor::behavior_type sup_impl(sup_ptr self, supervisor_config cfg) {
       if (st.state == phase::shutting_down || st.table.count(info.origin_hash))
         return;
       info.state = "failed";
+      auto& known = st.epochs[info.origin_hash];
+      known = std::max(known, info.epoch);
       st.table[info.origin_hash] = entry{daemon_actor{}, std::move(info)};
     },
     [=](lookup_atom, uint64_t origin) -> caf::result<daemon_actor> {

@@ -2,7 +2,10 @@
 # (docs/protocol.md). One Request travels as the bytes of one CAF message
 # (request_atom, std::vector<char>); the gateway answers with the bytes of
 # one Response. Evolve by appending fields and union members; never
-# renumber or change a field's type.
+# renumber or change a field's type. A new request type is one union member
+# here (its request and its response, under the same name), its binding in
+# control_codec.cpp, its handler in gateway.cpp and its client command
+# (docs/protocol.md, "How to add a request").
 
 @0xef399487b86b0780;
 
@@ -10,8 +13,8 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("mesh::control::schema");
 
 struct Request {
-  # Must equal mesh::control::protocol_version; the gateway answers any
-  # other value with unsupported_version.
+  # The newest protocol version the client speaks. Version 1 clients send
+  # only this field; the node then treats minVersion as equal to it.
   version @0 :UInt16;
 
   union {
@@ -25,6 +28,11 @@ struct Request {
     stop @8 :DaemonRef;
     resume @9 :Resume;
   }
+
+  # Since version 2. Chosen by the client, echoed in the Response.
+  requestId @10 :UInt64;
+  # Since version 2: the oldest protocol version the client speaks.
+  minVersion @11 :UInt16;
 }
 
 struct Deploy {
@@ -75,7 +83,23 @@ struct Response {
     stop @8 :Void;
     # The daemon as it runs again.
     resume @9 :DaemonInfo;
+    # Since version 2: the daemon lives on another node now; ask there.
+    # Never sent to a version 1 client (it gets error `moved` instead).
+    moved @12 :Moved;
   }
+
+  # Since version 2: the Request's requestId.
+  requestId @10 :UInt64;
+  # Since version 2: the version this response is written in, agreed from
+  # both sides' ranges. 0 from a node that predates negotiation.
+  version @11 :UInt16;
+}
+
+struct Moved {
+  # Where the daemon runs now: the node's address (host:port).
+  node @0 :Text;
+  # The daemon's epoch there (its life counter in the mesh).
+  epoch @1 :UInt64;
 }
 
 struct Error {
@@ -90,7 +114,7 @@ struct DaemonInfo {
   entityId @1 :Data;
   kind @2 :Text;
   lastSeq @3 :UInt64;
-  # "running" or "failed".
+  # The daemon's phase as text ("running", "failed", ...).
   state @4 :Text;
   epoch @5 :UInt64;
   # Why the daemon failed; empty while it runs.

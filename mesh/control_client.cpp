@@ -101,15 +101,91 @@ struct control_client::impl {
   caf::actor caller;
   std::string address;
   std::chrono::milliseconds timeout;
+  control::version_range speaks;
+  uint64_t next_id = 0;
+  uint16_t version = 0;
 
   impl(caf::actor_system& s, caf::actor c, std::string addr,
-       std::chrono::milliseconds t)
-    : sys(s), caller(std::move(c)), address(std::move(addr)), timeout(t) {}
+       std::chrono::milliseconds t, control::version_range v)
+    : sys(s),
+      caller(std::move(c)),
+      address(std::move(addr)),
+      timeout(t),
+      speaks(v) {}
 
   ~impl() {
     caf::anon_send_exit(caller, caf::exit_reason::user_shutdown);
   }
+
+  // One exchange of bytes, decoded.
+  caf::expected<control::response_frame> exchange(wire_bytes bytes);
+
+  // One request: encodes with a fresh id, checks the answer is its answer.
+  caf::expected<control::response> call(const control::request& req);
 };
+
+caf::expected<control::response_frame>
+control_client::impl::exchange(wire_bytes bytes) {
+  caf::expected<control::response_frame> result = make_error(errc::timeout,
+                                                             "no answer");
+  caf::scoped_actor self{sys};
+  self->request(caller, timeout, request_atom::value, std::move(bytes))
+    .receive(
+      [&](wire_bytes& res) {
+        auto decoded = control::decode_response(res);
+        if (!decoded)
+          result = make_error(errc::corrupt_data,
+                              "bad response from " + address + ": "
+                                + describe(decoded.error()));
+        else
+          result = std::move(*decoded);
+      },
+      [&](caf::error& err) {
+        if (err == caf::sec::request_timeout)
+          result = make_error(errc::timeout,
+                              "no answer from " + address + " within "
+                                + std::to_string(timeout.count()) + " ms");
+        else
+          result = std::move(err);
+      });
+  return result;
+}
+
+caf::expected<control::response>
+control_client::impl::call(const control::request& req) {
+  auto id = ++next_id;
+  auto res = exchange(control::encode(req, id, speaks));
+  if (!res)
+    return std::move(res.error());
+  // A node that predates negotiation speaks version 1 only and answers
+  // anything else unsupported_version, without a version of its own.
+  auto* err = std::get_if<control::error_response>(&res->body);
+  if (err != nullptr && err->code == errc::unsupported_version
+      && res->version == 0 && speaks.min <= 1 && speaks.max > 1) {
+    speaks = {1, 1};
+    res = exchange(control::encode(req, id, speaks));
+    if (!res)
+      return std::move(res.error());
+    err = std::get_if<control::error_response>(&res->body);
+  }
+  auto answered_in = res->version == 0 ? uint16_t{1} : res->version;
+  // An error reads the same in every version; the node's own words (a
+  // version it refused names both ranges) say more than ours would.
+  if (err != nullptr)
+    return std::move(res->body);
+  if (!speaks.contains(answered_in))
+    return make_error(errc::unsupported_version,
+                      address + " answered in control protocol "
+                        + std::to_string(answered_in) + ", this client speaks "
+                        + control::to_string(speaks));
+  if (answered_in >= 2 && res->id != id)
+    return make_error(errc::corrupt_data, address + " answered request "
+                                            + std::to_string(id)
+                                            + " with the response to request "
+                                            + std::to_string(res->id));
+  version = answered_in;
+  return std::move(res->body);
+}
 
 control_client::control_client(std::unique_ptr<impl> ptr)
   : impl_(std::move(ptr)) {}
@@ -122,7 +198,8 @@ control_client::~control_client() = default;
 
 caf::expected<control_client>
 control_client::connect(caf::actor_system& sys, const std::string& host,
-                        uint16_t port, std::chrono::milliseconds timeout) {
+                        uint16_t port, std::chrono::milliseconds timeout,
+                        control::version_range speaks) {
   auto address = host + ":" + std::to_string(port);
   if (!sys.has_middleman())
     return make_error(errc::invalid_argument,
@@ -156,42 +233,21 @@ control_client::connect(caf::actor_system& sys, const std::string& host,
     return std::move(gw.error());
   auto caller = sys.spawn(caller_actor, std::move(*gw), address);
   return control_client{
-    std::make_unique<impl>(sys, std::move(caller), address, timeout)};
+    std::make_unique<impl>(sys, std::move(caller), address, timeout, speaks)};
 }
 
 caf::expected<control::response>
 control_client::call(const control::request& req) {
-  return call_raw(control::encode(req));
+  return impl_->call(req);
 }
 
-caf::expected<control::response>
+caf::expected<control::response_frame>
 control_client::call_raw(control::wire_bytes bytes) {
-  caf::expected<control::response> result = make_error(errc::timeout,
-                                                       "no answer");
-  caf::scoped_actor self{impl_->sys};
-  self
-    ->request(impl_->caller, impl_->timeout, request_atom::value,
-              std::move(bytes))
-    .receive(
-      [&](wire_bytes& res) {
-        auto decoded = control::decode_response(res);
-        if (!decoded)
-          result = make_error(errc::corrupt_data,
-                              "bad response from " + impl_->address + ": "
-                                + describe(decoded.error()));
-        else
-          result = std::move(*decoded);
-      },
-      [&](caf::error& err) {
-        if (err == caf::sec::request_timeout)
-          result = make_error(errc::timeout,
-                              "no answer from " + impl_->address + " within "
-                                + std::to_string(impl_->timeout.count())
-                                + " ms");
-        else
-          result = std::move(err);
-      });
-  return result;
+  return impl_->exchange(std::move(bytes));
+}
+
+uint16_t control_client::version() const {
+  return impl_->version;
 }
 
 const std::string& control_client::address() const {

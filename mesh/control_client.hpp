@@ -10,10 +10,17 @@
 //                                                std::chrono::seconds{10});
 //   auto res = client->call(mesh::control::daemons_request{});
 //
+// Each call carries a fresh request id, which the node's response must
+// echo, and the range of protocol versions the client speaks; the node
+// answers in the newest version both speak (docs/protocol.md, "Versions").
+//
 // Transport failures are caf::errors: target_unavailable (cannot connect,
 // or the node went away while a request was in flight) and timeout. A
+// response that is not the answer to the request (another id, a version
+// outside the client's range) is corrupt_data / unsupported_version. A
 // request the node refused comes back as a control::error_response inside
-// the response, not as a transport error.
+// the response, not as a transport error; a daemon that lives on another
+// node now comes back as a control::moved_response.
 
 #include <chrono>
 #include <cstdint>
@@ -30,20 +37,30 @@ namespace mesh {
 class control_client {
 public:
   /// Connects to the gateway at `host`:`port`. The actor system must have
-  /// the middleman loaded. Errors: target_unavailable, naming the address.
+  /// the middleman loaded. `speaks` is the range of protocol versions the
+  /// client claims (tests claim others). Errors: target_unavailable, naming
+  /// the address.
   static caf::expected<control_client>
   connect(caf::actor_system& sys, const std::string& host, uint16_t port,
-          std::chrono::milliseconds timeout);
+          std::chrono::milliseconds timeout,
+          control::version_range speaks = control::supported_versions);
 
   control_client(control_client&&) noexcept;
   control_client& operator=(control_client&&) noexcept;
   ~control_client();
 
-  /// Sends `req` and waits up to the timeout for the response.
+  /// Sends `req` and waits up to the timeout for the response. A node that
+  /// predates version negotiation (it answers version 2 requests with
+  /// unsupported_version and no version of its own) is asked again in
+  /// version 1 when the client speaks it, and from then on in version 1.
   caf::expected<control::response> call(const control::request& req);
 
-  /// Sends already encoded bytes (tests use this to send garbage).
-  caf::expected<control::response> call_raw(control::wire_bytes bytes);
+  /// Sends already encoded bytes (tests use this to send garbage) and
+  /// decodes the answer without checking its id or version.
+  caf::expected<control::response_frame> call_raw(control::wire_bytes bytes);
+
+  /// The version the node answered the last call in (0 before any).
+  uint16_t version() const;
 
   /// "host:port", for messages.
   const std::string& address() const;

@@ -7,6 +7,7 @@
 
 #include <caf/message.hpp>
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
 #include <kj/exception.h>
@@ -40,7 +41,7 @@ void fill(s::Error::Builder out, const error_response& err) {
   out.setMessage(text_of(err.message));
 }
 
-void fill(s::DaemonInfo::Builder out, const daemon_info& info) {
+void fill(s::DaemonInfo::Builder out, const daemon_entry& info) {
   out.setOriginHash(info.origin_hash);
   out.setEntityId(kj::arrayPtr(info.id.data(), info.id.size()));
   out.setKind(text_of(info.kind));
@@ -51,7 +52,7 @@ void fill(s::DaemonInfo::Builder out, const daemon_info& info) {
 }
 
 void fill(capnp::List<s::DaemonInfo>::Builder out,
-          const std::vector<daemon_info>& infos) {
+          const std::vector<daemon_entry>& infos) {
   for (size_t i = 0; i < infos.size(); ++i)
     fill(out[i], infos[i]);
 }
@@ -92,95 +93,6 @@ void fill(s::Stats::Builder out, const daemon_stats& st) {
   out.setLastSeq(st.last_seq);
 }
 
-struct request_filler {
-  s::Request::Builder out;
-
-  void operator()(const daemons_request&) {
-    out.setDaemons();
-  }
-  void operator()(const kinds_request&) {
-    out.setKinds();
-  }
-  void operator()(const deploy_request& x) {
-    auto d = out.initDeploy();
-    d.setKind(text_of(x.kind));
-    d.setCount(x.count);
-  }
-  void operator()(const send_request& x) {
-    auto snd = out.initSend();
-    snd.setDaemonId(x.daemon_id);
-    auto evs = snd.initEvents(x.events.size());
-    for (size_t i = 0; i < x.events.size(); ++i) {
-      evs[i].setProducerId(x.events[i].producer_id);
-      evs[i].setProducerSeq(x.events[i].producer_seq);
-      evs[i].setPayload(data_of(x.events[i].payload));
-    }
-  }
-  void operator()(const high_water_request& x) {
-    auto hw = out.initHighWater();
-    hw.setDaemonId(x.daemon_id);
-    hw.setProducerId(x.producer_id);
-  }
-  void operator()(const stats_request& x) {
-    out.initStats().setDaemonId(x.daemon_id);
-  }
-  void operator()(const snapshot_request& x) {
-    out.initSnapshot().setDaemonId(x.daemon_id);
-  }
-  void operator()(const stop_request& x) {
-    out.initStop().setDaemonId(x.daemon_id);
-  }
-  void operator()(const resume_request& x) {
-    auto r = out.initResume();
-    r.setDaemonId(x.daemon_id);
-    r.setAcceptLoss(x.accept_loss);
-  }
-};
-
-struct response_filler {
-  s::Response::Builder out;
-
-  void operator()(const error_response& x) {
-    fill(out.initError(), x);
-  }
-  void operator()(const daemons_response& x) {
-    fill(out.initDaemons(x.daemons.size()), x.daemons);
-  }
-  void operator()(const kinds_response& x) {
-    auto kinds = out.initKinds(x.kinds.size());
-    for (size_t i = 0; i < x.kinds.size(); ++i)
-      kinds.set(i, text_of(x.kinds[i]));
-  }
-  void operator()(const deploy_response& x) {
-    auto d = out.initDeploy();
-    fill(d.initDaemons(x.daemons.size()), x.daemons);
-    if (x.failure)
-      fill(d.initFailure(), *x.failure);
-  }
-  void operator()(const send_response& x) {
-    auto ds = out.initSend(x.deliveries.size());
-    for (size_t i = 0; i < x.deliveries.size(); ++i)
-      fill(ds[i], x.deliveries[i]);
-  }
-  void operator()(const high_water_response& x) {
-    out.setHighWater(x.producer_seq);
-  }
-  void operator()(const stats_response& x) {
-    fill(out.initStats(), x.stats);
-  }
-  void operator()(const snapshot_response& x) {
-    auto snap = out.initSnapshot();
-    snap.setSnapshot(data_of(x.snapshot));
-    snap.setThroughSeq(x.through_seq);
-  }
-  void operator()(const stop_response&) {
-    out.setStop();
-  }
-  void operator()(const resume_response& x) {
-    fill(out.initResume(), x.daemon);
-  }
-};
-
 // -- helpers: reading ---------------------------------------------------------
 
 bytes to_bytes(capnp::Data::Reader data) {
@@ -195,8 +107,8 @@ error_response read(s::Error::Reader in) {
   return {static_cast<errc>(in.getCode()), to_string(in.getMessage())};
 }
 
-caf::expected<daemon_info> read(s::DaemonInfo::Reader in) {
-  daemon_info info;
+caf::expected<daemon_entry> read(s::DaemonInfo::Reader in) {
+  daemon_entry info;
   info.origin_hash = in.getOriginHash();
   auto id = in.getEntityId();
   if (id.size() != info.id.size())
@@ -212,9 +124,9 @@ caf::expected<daemon_info> read(s::DaemonInfo::Reader in) {
   return info;
 }
 
-caf::expected<std::vector<daemon_info>>
+caf::expected<std::vector<daemon_entry>>
 read(capnp::List<s::DaemonInfo>::Reader in) {
-  std::vector<daemon_info> out;
+  std::vector<daemon_entry> out;
   out.reserve(in.size());
   for (auto x : in) {
     auto info = read(x);
@@ -271,113 +183,355 @@ daemon_stats read(s::Stats::Reader in) {
   return st;
 }
 
+// -- bindings: one per request type -------------------------------------------
+//
+// binding<T> ties request type T to its union member: `request_tag` and
+// `response_tag` (the same name in Request and Response), how the request is
+// written and read, and how its response is written and read. The generic
+// code below (encode, decode, name_of) finds a type's binding through the
+// `request` variant; nothing else names the request types.
+
+template<class T>
+struct binding;
+
+template<>
+struct binding<daemons_request> {
+  static constexpr auto request_tag = s::Request::DAEMONS;
+  static constexpr auto response_tag = s::Response::DAEMONS;
+  static void write(s::Request::Builder out, const daemons_request&) {
+    out.setDaemons();
+  }
+  static caf::expected<daemons_request> read(s::Request::Reader) {
+    return daemons_request{};
+  }
+  static void write(s::Response::Builder out, const daemons_response& x) {
+    fill(out.initDaemons(x.daemons.size()), x.daemons);
+  }
+  static caf::expected<daemons_response> read(s::Response::Reader in) {
+    auto infos = control::read(in.getDaemons());
+    if (!infos)
+      return std::move(infos.error());
+    return daemons_response{std::move(*infos)};
+  }
+};
+
+template<>
+struct binding<kinds_request> {
+  static constexpr auto request_tag = s::Request::KINDS;
+  static constexpr auto response_tag = s::Response::KINDS;
+  static void write(s::Request::Builder out, const kinds_request&) {
+    out.setKinds();
+  }
+  static caf::expected<kinds_request> read(s::Request::Reader) {
+    return kinds_request{};
+  }
+  static void write(s::Response::Builder out, const kinds_response& x) {
+    auto kinds = out.initKinds(x.kinds.size());
+    for (size_t i = 0; i < x.kinds.size(); ++i)
+      kinds.set(i, text_of(x.kinds[i]));
+  }
+  static caf::expected<kinds_response> read(s::Response::Reader in) {
+    kinds_response out;
+    for (auto k : in.getKinds())
+      out.kinds.emplace_back(to_string(k));
+    return out;
+  }
+};
+
+template<>
+struct binding<deploy_request> {
+  static constexpr auto request_tag = s::Request::DEPLOY;
+  static constexpr auto response_tag = s::Response::DEPLOY;
+  static void write(s::Request::Builder out, const deploy_request& x) {
+    auto d = out.initDeploy();
+    d.setKind(text_of(x.kind));
+    d.setCount(x.count);
+  }
+  static caf::expected<deploy_request> read(s::Request::Reader in) {
+    auto d = in.getDeploy();
+    return deploy_request{to_string(d.getKind()), d.getCount()};
+  }
+  static void write(s::Response::Builder out, const deploy_response& x) {
+    auto d = out.initDeploy();
+    fill(d.initDaemons(x.daemons.size()), x.daemons);
+    if (x.failure)
+      fill(d.initFailure(), *x.failure);
+  }
+  static caf::expected<deploy_response> read(s::Response::Reader in) {
+    auto d = in.getDeploy();
+    auto infos = control::read(d.getDaemons());
+    if (!infos)
+      return std::move(infos.error());
+    deploy_response out;
+    out.daemons = std::move(*infos);
+    if (d.hasFailure())
+      out.failure = control::read(d.getFailure());
+    return out;
+  }
+};
+
+template<>
+struct binding<send_request> {
+  static constexpr auto request_tag = s::Request::SEND;
+  static constexpr auto response_tag = s::Response::SEND;
+  static void write(s::Request::Builder out, const send_request& x) {
+    auto snd = out.initSend();
+    snd.setDaemonId(x.daemon_id);
+    auto evs = snd.initEvents(x.events.size());
+    for (size_t i = 0; i < x.events.size(); ++i) {
+      evs[i].setProducerId(x.events[i].producer_id);
+      evs[i].setProducerSeq(x.events[i].producer_seq);
+      evs[i].setPayload(data_of(x.events[i].payload));
+    }
+  }
+  static caf::expected<send_request> read(s::Request::Reader in) {
+    auto snd = in.getSend();
+    send_request out;
+    out.daemon_id = snd.getDaemonId();
+    auto evs = snd.getEvents();
+    out.events.reserve(evs.size());
+    for (auto ev : evs)
+      out.events.push_back(inbound_event{ev.getProducerId(),
+                                         ev.getProducerSeq(),
+                                         to_bytes(ev.getPayload())});
+    return out;
+  }
+  static void write(s::Response::Builder out, const send_response& x) {
+    auto ds = out.initSend(x.deliveries.size());
+    for (size_t i = 0; i < x.deliveries.size(); ++i)
+      fill(ds[i], x.deliveries[i]);
+  }
+  static caf::expected<send_response> read(s::Response::Reader in) {
+    send_response out;
+    auto ds = in.getSend();
+    out.deliveries.reserve(ds.size());
+    for (auto x : ds) {
+      auto d = control::read(x);
+      if (!d)
+        return std::move(d.error());
+      out.deliveries.emplace_back(std::move(*d));
+    }
+    return out;
+  }
+};
+
+template<>
+struct binding<high_water_request> {
+  static constexpr auto request_tag = s::Request::HIGH_WATER;
+  static constexpr auto response_tag = s::Response::HIGH_WATER;
+  static void write(s::Request::Builder out, const high_water_request& x) {
+    auto hw = out.initHighWater();
+    hw.setDaemonId(x.daemon_id);
+    hw.setProducerId(x.producer_id);
+  }
+  static caf::expected<high_water_request> read(s::Request::Reader in) {
+    auto hw = in.getHighWater();
+    return high_water_request{hw.getDaemonId(), hw.getProducerId()};
+  }
+  static void write(s::Response::Builder out, const high_water_response& x) {
+    out.setHighWater(x.producer_seq);
+  }
+  static caf::expected<high_water_response> read(s::Response::Reader in) {
+    return high_water_response{in.getHighWater()};
+  }
+};
+
+template<>
+struct binding<stats_request> {
+  static constexpr auto request_tag = s::Request::STATS;
+  static constexpr auto response_tag = s::Response::STATS;
+  static void write(s::Request::Builder out, const stats_request& x) {
+    out.initStats().setDaemonId(x.daemon_id);
+  }
+  static caf::expected<stats_request> read(s::Request::Reader in) {
+    return stats_request{in.getStats().getDaemonId()};
+  }
+  static void write(s::Response::Builder out, const stats_response& x) {
+    fill(out.initStats(), x.stats);
+  }
+  static caf::expected<stats_response> read(s::Response::Reader in) {
+    return stats_response{control::read(in.getStats())};
+  }
+};
+
+template<>
+struct binding<snapshot_request> {
+  static constexpr auto request_tag = s::Request::SNAPSHOT;
+  static constexpr auto response_tag = s::Response::SNAPSHOT;
+  static void write(s::Request::Builder out, const snapshot_request& x) {
+    out.initSnapshot().setDaemonId(x.daemon_id);
+  }
+  static caf::expected<snapshot_request> read(s::Request::Reader in) {
+    return snapshot_request{in.getSnapshot().getDaemonId()};
+  }
+  static void write(s::Response::Builder out, const snapshot_response& x) {
+    auto snap = out.initSnapshot();
+    snap.setSnapshot(data_of(x.snapshot));
+    snap.setThroughSeq(x.through_seq);
+  }
+  static caf::expected<snapshot_response> read(s::Response::Reader in) {
+    auto snap = in.getSnapshot();
+    return snapshot_response{to_bytes(snap.getSnapshot()),
+                             snap.getThroughSeq()};
+  }
+};
+
+template<>
+struct binding<stop_request> {
+  static constexpr auto request_tag = s::Request::STOP;
+  static constexpr auto response_tag = s::Response::STOP;
+  static void write(s::Request::Builder out, const stop_request& x) {
+    out.initStop().setDaemonId(x.daemon_id);
+  }
+  static caf::expected<stop_request> read(s::Request::Reader in) {
+    return stop_request{in.getStop().getDaemonId()};
+  }
+  static void write(s::Response::Builder out, const stop_response&) {
+    out.setStop();
+  }
+  static caf::expected<stop_response> read(s::Response::Reader) {
+    return stop_response{};
+  }
+};
+
+template<>
+struct binding<resume_request> {
+  static constexpr auto request_tag = s::Request::RESUME;
+  static constexpr auto response_tag = s::Response::RESUME;
+  static void write(s::Request::Builder out, const resume_request& x) {
+    auto r = out.initResume();
+    r.setDaemonId(x.daemon_id);
+    r.setAcceptLoss(x.accept_loss);
+  }
+  static caf::expected<resume_request> read(s::Request::Reader in) {
+    auto r = in.getResume();
+    return resume_request{r.getDaemonId(), r.getAcceptLoss()};
+  }
+  static void write(s::Response::Builder out, const resume_response& x) {
+    fill(out.initResume(), x.daemon);
+  }
+  static caf::expected<resume_response> read(s::Response::Reader in) {
+    auto info = control::read(in.getResume());
+    if (!info)
+      return std::move(info.error());
+    return resume_response{std::move(*info)};
+  }
+};
+
+// -- generic code over the request variant ------------------------------------
+
 caf::error unknown_union(const char* what, unsigned tag) {
   return make_error(errc::unsupported_version,
                     std::string{"unknown "} + what + " type (union tag "
                       + std::to_string(tag) + "); this build speaks protocol "
-                      + std::to_string(protocol_version));
+                      + to_string(supported_versions));
 }
 
-caf::expected<request> read(s::Request::Reader in) {
-  if (in.getVersion() != protocol_version)
-    return make_error(errc::unsupported_version,
-                      "request speaks control protocol "
-                        + std::to_string(in.getVersion())
-                        + ", this build speaks "
-                        + std::to_string(protocol_version));
-  switch (in.which()) {
-    case s::Request::DAEMONS: return request{daemons_request{}};
-    case s::Request::KINDS: return request{kinds_request{}};
-    case s::Request::DEPLOY: {
-      auto d = in.getDeploy();
-      return request{deploy_request{to_string(d.getKind()), d.getCount()}};
-    }
-    case s::Request::SEND: {
-      auto snd = in.getSend();
-      send_request out;
-      out.daemon_id = snd.getDaemonId();
-      auto evs = snd.getEvents();
-      out.events.reserve(evs.size());
-      for (auto ev : evs)
-        out.events.push_back(inbound_event{ev.getProducerId(),
-                                           ev.getProducerSeq(),
-                                           to_bytes(ev.getPayload())});
-      return request{std::move(out)};
-    }
-    case s::Request::HIGH_WATER: {
-      auto hw = in.getHighWater();
-      return request{high_water_request{hw.getDaemonId(), hw.getProducerId()}};
-    }
-    case s::Request::STATS:
-      return request{stats_request{in.getStats().getDaemonId()}};
-    case s::Request::SNAPSHOT:
-      return request{snapshot_request{in.getSnapshot().getDaemonId()}};
-    case s::Request::STOP:
-      return request{stop_request{in.getStop().getDaemonId()}};
-    case s::Request::RESUME: {
-      auto r = in.getResume();
-      return request{resume_request{r.getDaemonId(), r.getAcceptLoss()}};
-    }
-  }
-  return unknown_union("request", static_cast<unsigned>(in.which()));
+template<size_t... Is>
+caf::expected<request>
+read_request(s::Request::Reader in, std::index_sequence<Is...>) {
+  caf::expected<request> out = unknown_union("request",
+                                             static_cast<unsigned>(in.which()));
+  auto try_one = [&](auto tag) {
+    using type = std::variant_alternative_t<decltype(tag)::value, request>;
+    if (in.which() != binding<type>::request_tag)
+      return false;
+    auto x = binding<type>::read(in);
+    if (x)
+      out = request{std::move(*x)};
+    else
+      out = std::move(x.error());
+    return true;
+  };
+  (try_one(std::integral_constant<size_t, Is>{}) || ...);
+  return out;
 }
 
-caf::expected<response> read(s::Response::Reader in) {
+// A response's alternative index I >= 2 belongs to request I - 2.
+template<size_t... Is>
+caf::expected<response>
+read_typed_response(s::Response::Reader in, std::index_sequence<Is...>) {
+  caf::expected<response> out = unknown_union("response", static_cast<unsigned>(
+                                                            in.which()));
+  auto try_one = [&](auto tag) {
+    using type = std::variant_alternative_t<decltype(tag)::value, request>;
+    if (in.which() != binding<type>::response_tag)
+      return false;
+    auto x = binding<type>::read(in);
+    if (x)
+      out = response{std::move(*x)};
+    else
+      out = std::move(x.error());
+    return true;
+  };
+  (try_one(std::integral_constant<size_t, Is>{}) || ...);
+  return out;
+}
+
+caf::expected<response> read_response(s::Response::Reader in) {
   switch (in.which()) {
     case s::Response::ERROR: return response{read(in.getError())};
-    case s::Response::DAEMONS: {
-      auto infos = read(in.getDaemons());
-      if (!infos)
-        return std::move(infos.error());
-      return response{daemons_response{std::move(*infos)}};
+    case s::Response::MOVED: {
+      auto m = in.getMoved();
+      return response{moved_response{to_string(m.getNode()), m.getEpoch()}};
     }
-    case s::Response::KINDS: {
-      kinds_response out;
-      for (auto k : in.getKinds())
-        out.kinds.emplace_back(to_string(k));
-      return response{std::move(out)};
-    }
-    case s::Response::DEPLOY: {
-      auto d = in.getDeploy();
-      auto infos = read(d.getDaemons());
-      if (!infos)
-        return std::move(infos.error());
-      deploy_response out;
-      out.daemons = std::move(*infos);
-      if (d.hasFailure())
-        out.failure = read(d.getFailure());
-      return response{std::move(out)};
-    }
-    case s::Response::SEND: {
-      send_response out;
-      auto ds = in.getSend();
-      out.deliveries.reserve(ds.size());
-      for (auto x : ds) {
-        auto d = read(x);
-        if (!d)
-          return std::move(d.error());
-        out.deliveries.emplace_back(std::move(*d));
-      }
-      return response{std::move(out)};
-    }
-    case s::Response::HIGH_WATER:
-      return response{high_water_response{in.getHighWater()}};
-    case s::Response::STATS:
-      return response{stats_response{read(in.getStats())}};
-    case s::Response::SNAPSHOT: {
-      auto snap = in.getSnapshot();
-      return response{
-        snapshot_response{to_bytes(snap.getSnapshot()), snap.getThroughSeq()}};
-    }
-    case s::Response::STOP: return response{stop_response{}};
-    case s::Response::RESUME: {
-      auto info = read(in.getResume());
-      if (!info)
-        return std::move(info.error());
-      return response{resume_response{std::move(*info)}};
-    }
+    default:
+      return read_typed_response(in, std::make_index_sequence<
+                                       std::variant_size_v<request>>{});
   }
-  return unknown_union("response", static_cast<unsigned>(in.which()));
+}
+
+// The binding of a response type, found through the request whose answer
+// it is.
+template<class Response, size_t... Is>
+void write_typed_response(s::Response::Builder out, const Response& x,
+                          std::index_sequence<Is...>) {
+  auto try_one = [&](auto tag) {
+    using type = std::variant_alternative_t<decltype(tag)::value, request>;
+    if constexpr (std::is_same_v<typename type::response, Response>) {
+      binding<type>::write(out, x);
+      return true;
+    } else {
+      return false;
+    }
+  };
+  (try_one(std::integral_constant<size_t, Is>{}) || ...);
+}
+
+struct response_writer {
+  s::Response::Builder out;
+  uint16_t version;
+
+  void operator()(const error_response& x) {
+    fill(out.initError(), x);
+  }
+  void operator()(const moved_response& x) {
+    if (version < 2) {
+      fill(out.initError(),
+           error_response{errc::moved, "the daemon moved to node " + x.node
+                                         + " (epoch " + std::to_string(x.epoch)
+                                         + "); ask there"});
+      return;
+    }
+    auto m = out.initMoved();
+    m.setNode(text_of(x.node));
+    m.setEpoch(x.epoch);
+  }
+  template<class T>
+  void operator()(const T& x) {
+    write_typed_response(out, x,
+                         std::make_index_sequence<
+                           std::variant_size_v<request>>{});
+  }
+};
+
+// The union member's name as the schema spells it.
+template<class Which>
+const char* member_name(capnp::StructSchema schema, Which tag) {
+  for (auto f : schema.getUnionFields())
+    if (f.getProto().getDiscriminantValue() == static_cast<uint16_t>(tag))
+      return f.getProto().getName().cStr();
+  return "unknown";
 }
 
 // Copies `data` into word-aligned storage (a std::vector<char> promises no
@@ -414,32 +568,128 @@ auto with_reader(const wire_bytes& data, const char* what, Fn fn)
   }
 }
 
+// DaemonInfo.state: the daemon's phase as text. daemon_info carries either
+// a `daemon_phase phase` (shown through its to_string) or, in older builds,
+// a `std::string state`; the phase wins when both are there.
+template<class Info>
+auto state_text(const Info& x, int)
+  -> decltype(std::string{to_string(x.phase)}) {
+  return std::string{to_string(x.phase)};
+}
+
+template<class Info>
+auto state_text(const Info& x, long) -> decltype(std::string{x.state}) {
+  return x.state;
+}
+
+// The version a node speaking `node` agrees on with a client speaking
+// `client`: the newest both speak.
+caf::expected<uint16_t> agree(version_range client, version_range node) {
+  if (client.max < node.min)
+    return make_error(errc::unsupported_version,
+                      "client too old: it speaks control protocol "
+                        + to_string(client) + ", this node speaks "
+                        + to_string(node) + "; upgrade the client");
+  if (client.min > node.max)
+    return make_error(errc::unsupported_version,
+                      "client too new: it speaks control protocol "
+                        + to_string(client) + ", this node speaks "
+                        + to_string(node) + "; upgrade the node");
+  return std::min(client.max, node.max);
+}
+
 } // namespace
 
-wire_bytes encode(const request& req) {
+std::string to_string(version_range r) {
+  if (r.min == r.max)
+    return std::to_string(r.min);
+  return std::to_string(r.min) + ".." + std::to_string(r.max);
+}
+
+daemon_entry to_entry(const daemon_info& info) {
+  daemon_entry out;
+  out.origin_hash = info.origin_hash;
+  out.id = info.id;
+  out.kind = info.kind;
+  out.last_seq = info.last_seq;
+  out.state = state_text(info, 0);
+  out.epoch = info.epoch;
+  out.reason = info.reason;
+  return out;
+}
+
+bool is_failed(const daemon_entry& d) {
+  return d.state == "failed";
+}
+
+wire_bytes encode(const request& req, uint64_t id, version_range speaks) {
   capnp::MallocMessageBuilder msg;
   auto root = msg.initRoot<s::Request>();
-  root.setVersion(protocol_version);
-  std::visit(request_filler{root}, req);
+  root.setVersion(speaks.max);
+  if (speaks.max >= 2) {
+    root.setMinVersion(speaks.min);
+    root.setRequestId(id);
+  }
+  std::visit(
+    [&root](const auto& x) {
+      binding<std::decay_t<decltype(x)>>::write(root, x);
+    },
+    req);
   return to_wire(msg);
 }
 
-wire_bytes encode(const response& res) {
+wire_bytes encode(const response& res, uint64_t id, uint16_t version) {
   capnp::MallocMessageBuilder msg;
-  std::visit(response_filler{msg.initRoot<s::Response>()}, res);
+  auto root = msg.initRoot<s::Response>();
+  if (version >= 2) {
+    root.setRequestId(id);
+    root.setVersion(version);
+  }
+  std::visit(response_writer{root, version}, res);
   return to_wire(msg);
 }
 
-caf::expected<request> decode_request(const wire_bytes& data) {
-  return with_reader<s::Request>(data, "request", [](s::Request::Reader in) {
-    return read(in);
-  });
+caf::expected<request_frame> decode_request(const wire_bytes& data,
+                                            version_range node, uint64_t* id) {
+  return with_reader<
+    s::Request>(data, "request",
+                [node,
+                 id](s::Request::Reader in) -> caf::expected<request_frame> {
+                  request_frame out;
+                  out.id = in.getRequestId();
+                  if (id != nullptr)
+                    *id = out.id;
+                  version_range client{in.getMinVersion(), in.getVersion()};
+                  // A version 1 client does not send minVersion.
+                  if (client.min == 0 || client.min > client.max)
+                    client.min = client.max;
+                  auto agreed = agree(client, node);
+                  if (!agreed)
+                    return std::move(agreed.error());
+                  out.version = *agreed;
+                  auto body = read_request(in,
+                                           std::make_index_sequence<
+                                             std::variant_size_v<request>>{});
+                  if (!body)
+                    return std::move(body.error());
+                  out.body = std::move(*body);
+                  return out;
+                });
 }
 
-caf::expected<response> decode_response(const wire_bytes& data) {
-  return with_reader<s::Response>(data, "response", [](s::Response::Reader in) {
-    return read(in);
-  });
+caf::expected<response_frame> decode_response(const wire_bytes& data) {
+  return with_reader<s::Response>(data, "response",
+                                  [](s::Response::Reader in)
+                                    -> caf::expected<response_frame> {
+                                    response_frame out;
+                                    out.id = in.getRequestId();
+                                    out.version = in.getVersion();
+                                    auto body = read_response(in);
+                                    if (!body)
+                                      return std::move(body.error());
+                                    out.body = std::move(*body);
+                                    return out;
+                                  });
 }
 
 error_response to_error_response(const caf::error& err, errc fallback) {
@@ -460,36 +710,20 @@ caf::error to_error(const error_response& err) {
 }
 
 const char* name_of(const request& req) {
-  struct visitor {
-    const char* operator()(const daemons_request&) {
-      return "daemons";
-    }
-    const char* operator()(const kinds_request&) {
-      return "kinds";
-    }
-    const char* operator()(const deploy_request&) {
-      return "deploy";
-    }
-    const char* operator()(const send_request&) {
-      return "send";
-    }
-    const char* operator()(const high_water_request&) {
-      return "highWater";
-    }
-    const char* operator()(const stats_request&) {
-      return "stats";
-    }
-    const char* operator()(const snapshot_request&) {
-      return "snapshot";
-    }
-    const char* operator()(const stop_request&) {
-      return "stop";
-    }
-    const char* operator()(const resume_request&) {
-      return "resume";
-    }
-  };
-  return std::visit(visitor{}, req);
+  return std::visit(
+    [](const auto& x) {
+      using type = std::decay_t<decltype(x)>;
+      return member_name(capnp::Schema::from<s::Request>(),
+                         binding<type>::request_tag);
+    },
+    req);
+}
+
+std::vector<std::string> schema_request_names() {
+  std::vector<std::string> out;
+  for (auto f : capnp::Schema::from<s::Request>().getUnionFields())
+    out.emplace_back(f.getProto().getName().cStr());
+  return out;
 }
 
 } // namespace mesh::control

@@ -9,6 +9,11 @@
 // untrusted bytes: they check the size, read with explicit traversal and
 // nesting limits, validate every field they convert, and return an error
 // (never throw) for anything malformed.
+//
+// Every request carries a request id, echoed by its response, and the range
+// of versions its client speaks; the node answers in the newest version
+// both speak. Adding a request type: docs/protocol.md, "How to add a
+// request".
 
 #include <cstddef>
 #include <cstdint>
@@ -19,14 +24,35 @@
 
 #include <caf/expected.hpp>
 
-#include "actors/runtime.hpp"
+#include "actors/batch.hpp"
+#include "actors/daemon_info.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
 
 namespace mesh::control {
 
-/// The version this build speaks; Request.version must equal it.
-inline constexpr uint16_t protocol_version = 1;
+/// A closed range of protocol versions.
+struct version_range {
+  uint16_t min = 0;
+  uint16_t max = 0;
+
+  bool contains(uint16_t v) const {
+    return min <= v && v <= max;
+  }
+};
+
+/// "1..2", or "1" when min == max: how errors name a range.
+std::string to_string(version_range r);
+
+/// The versions this build speaks, as a client and as a node. Adjacent
+/// versions interoperate: the two sides use the newest version both speak.
+///   1: the first protocol (no request ids, no `moved`).
+///   2: request ids echoed by responses, the `moved` response, version
+///      negotiation (Request.minVersion, Response.version).
+inline constexpr version_range supported_versions{1, 2};
+
+/// The newest version this build speaks.
+inline constexpr uint16_t protocol_version = supported_versions.max;
 
 /// Largest encoded message either side accepts: room for a maximal snapshot
 /// (snapshot/snapshot.hpp, 64 MiB) plus framing.
@@ -40,58 +66,47 @@ inline constexpr int max_nesting_depth = 16;
 /// Bytes as they travel inside the CAF message.
 using wire_bytes = std::vector<char>;
 
-// -- requests -----------------------------------------------------------------
+/// A daemon as the protocol shows it (DaemonInfo): the node's daemon_info
+/// with its state (phase) as text, so that clients need no runtime types.
+struct daemon_entry {
+  uint64_t origin_hash = 0;
+  /// All zero when the daemon's record is damaged and its key unknown.
+  entity_id id{};
+  std::string kind;
+  /// Last input daemon_seq applied.
+  uint64_t last_seq = 0;
+  /// The daemon's phase as text: "running", "failed", ...
+  std::string state;
+  uint64_t epoch = 0;
+  /// Why the daemon failed (empty while running).
+  std::string reason;
+};
+
+/// What a node sends for `info`.
+daemon_entry to_entry(const daemon_info& info);
+
+// -- requests and their responses ---------------------------------------------
+//
+// One struct per request type, named like its union member in
+// control.capnp, with `using response = ...` naming its successful answer.
+// Each has one binding in control_codec.cpp (its union tag, how its request
+// and response are read and written) and one handler in gateway.cpp.
 
 /// Lists the node's daemons.
-struct daemons_request {};
+struct daemons_response {
+  std::vector<daemon_entry> daemons;
+};
+struct daemons_request {
+  using response = daemons_response;
+};
 
 /// Lists the kinds the node can spawn.
-struct kinds_request {};
-
-/// Spawns `count` daemons of `kind`, each with a fresh identity.
-struct deploy_request {
-  std::string kind;
-  uint32_t count = 1;
+struct kinds_response {
+  std::vector<std::string> kinds;
 };
-
-/// Delivers `events` to one daemon, in order, as one batch.
-struct send_request {
-  uint64_t daemon_id = 0;
-  std::vector<inbound_event> events;
+struct kinds_request {
+  using response = kinds_response;
 };
-
-/// Asks for the highest producer_seq of `producer_id` the daemon applied.
-struct high_water_request {
-  uint64_t daemon_id = 0;
-  uint64_t producer_id = 0;
-};
-
-struct stats_request {
-  uint64_t daemon_id = 0;
-};
-
-/// Takes (and persists) a snapshot and returns it.
-struct snapshot_request {
-  uint64_t daemon_id = 0;
-};
-
-/// Stops a daemon and deletes its durable state.
-struct stop_request {
-  uint64_t daemon_id = 0;
-};
-
-/// Makes a failed daemon serve again (runtime::resume). `accept_loss`
-/// skips inputs its failure lost.
-struct resume_request {
-  uint64_t daemon_id = 0;
-  bool accept_loss = false;
-};
-
-using request = std::variant<daemons_request, kinds_request, deploy_request,
-                             send_request, high_water_request, stats_request,
-                             snapshot_request, stop_request, resume_request>;
-
-// -- responses ----------------------------------------------------------------
 
 /// The request failed as a whole. `code` is a mesh::errc value; a peer
 /// running a newer build may send codes this build has no name for.
@@ -100,32 +115,46 @@ struct error_response {
   std::string message;
 };
 
-struct daemons_response {
-  std::vector<daemon_info> daemons;
-};
-
-struct kinds_response {
-  std::vector<std::string> kinds;
-};
-
 /// The daemons spawned, in order. When spawning stopped before `count`,
 /// `failure` says why; the daemons spawned before it keep running.
 struct deploy_response {
-  std::vector<daemon_info> daemons;
+  std::vector<daemon_entry> daemons;
   std::optional<error_response> failure;
+};
+/// Spawns `count` daemons of `kind`, each with a fresh identity.
+struct deploy_request {
+  using response = deploy_response;
+  std::string kind;
+  uint32_t count = 1;
 };
 
 /// One delivery per event of the request, in the same order.
 struct send_response {
   std::vector<delivery> deliveries;
 };
+/// Delivers `events` to one daemon, in order, as one batch.
+struct send_request {
+  using response = send_response;
+  uint64_t daemon_id = 0;
+  std::vector<inbound_event> events;
+};
 
 struct high_water_response {
   uint64_t producer_seq = 0;
 };
+/// Asks for the highest producer_seq of `producer_id` the daemon applied.
+struct high_water_request {
+  using response = high_water_response;
+  uint64_t daemon_id = 0;
+  uint64_t producer_id = 0;
+};
 
 struct stats_response {
   daemon_stats stats;
+};
+struct stats_request {
+  using response = stats_response;
+  uint64_t daemon_id = 0;
 };
 
 struct snapshot_response {
@@ -134,34 +163,106 @@ struct snapshot_response {
   /// The last input daemon_seq the snapshot reflects.
   uint64_t through_seq = 0;
 };
+/// Takes (and persists) a snapshot and returns it.
+struct snapshot_request {
+  using response = snapshot_response;
+  uint64_t daemon_id = 0;
+};
 
 struct stop_response {};
+/// Stops a daemon and deletes its durable state.
+struct stop_request {
+  using response = stop_response;
+  uint64_t daemon_id = 0;
+};
 
 /// The daemon as it runs again.
 struct resume_response {
-  daemon_info daemon;
+  daemon_entry daemon;
+};
+/// Makes a failed daemon serve again (runtime::resume). `accept_loss`
+/// skips inputs its failure lost.
+struct resume_request {
+  using response = resume_response;
+  uint64_t daemon_id = 0;
+  bool accept_loss = false;
 };
 
-using response = std::variant<
-  error_response, daemons_response, kinds_response, deploy_response,
-  send_response, high_water_response, stats_response, snapshot_response,
-  stop_response, resume_response>;
+/// Every request type: the one list the codec and the gateway iterate.
+using request = std::variant<daemons_request, kinds_request, deploy_request,
+                             send_request, high_water_request, stats_request,
+                             snapshot_request, stop_request, resume_request>;
+
+/// The daemon a request addressed lives on another node now (version 2 and
+/// later; a version 1 client gets error_response{moved} instead).
+struct moved_response {
+  /// The node's address (host:port).
+  std::string node;
+  /// The daemon's epoch there.
+  uint64_t epoch = 0;
+};
+
+namespace detail {
+
+template<class Variant>
+struct responses_of;
+
+template<class... Requests>
+struct responses_of<std::variant<Requests...>> {
+  using type = std::variant<error_response, moved_response,
+                            typename Requests::response...>;
+};
+
+} // namespace detail
+
+/// error, moved, then each request type's response, in request order.
+using response = detail::responses_of<request>::type;
+
+/// A request as it travels: the request id the client chose (echoed by the
+/// response) and, once decoded by a node, the version both sides agreed on.
+struct request_frame {
+  uint64_t id = 0;
+  uint16_t version = 0;
+  request body;
+};
+
+/// A response as it travels.
+struct response_frame {
+  /// The request's id (0 from a version 1 node).
+  uint64_t id = 0;
+  /// The version it is written in (0 from a node that predates
+  /// negotiation).
+  uint16_t version = 0;
+  response body;
+};
 
 // -- codec --------------------------------------------------------------------
 
-/// Encodes `req` with version = protocol_version.
-wire_bytes encode(const request& req);
+/// Encodes `req` with request id `id`, claiming to speak `speaks`
+/// (Request.minVersion and Request.version). A version 1 request (speaks.max
+/// == 1) carries neither the id nor the range, as a version 1 client wrote.
+wire_bytes encode(const request& req, uint64_t id = 0,
+                  version_range speaks = supported_versions);
 
-wire_bytes encode(const response& res);
+/// Encodes `res` as the answer to request `id` in protocol `version`. In
+/// version 1, moved_response becomes error_response{moved} naming the node
+/// and epoch, and the id and version are left out.
+wire_bytes encode(const response& res, uint64_t id = 0,
+                  uint16_t version = protocol_version);
 
-/// Errors: corrupt_data (empty, not a whole number of words, larger than
-/// max_message_bytes, malformed, too deep, a field out of range),
-/// unsupported_version (another protocol version, or a request type this
-/// build does not know).
-caf::expected<request> decode_request(const wire_bytes& data);
+/// Decodes a request as a node speaking `node` does: agrees on the newest
+/// version both sides speak. Errors: corrupt_data (empty, not a whole number
+/// of words, larger than max_message_bytes, malformed, too deep, a field
+/// out of range), unsupported_version (no version in common: the message
+/// names both ranges; or a request type this build does not know). When
+/// the bytes got as far as the request id, `*id` is set even on error, so
+/// the node's answer can echo it.
+caf::expected<request_frame>
+decode_request(const wire_bytes& data, version_range node = supported_versions,
+               uint64_t* id = nullptr);
 
 /// Errors as decode_request.
-caf::expected<response> decode_response(const wire_bytes& data);
+caf::expected<response_frame> decode_response(const wire_bytes& data);
 
 /// The error as it crosses the wire: its errc code and its context string.
 /// Errors of other categories (CAF's own) map to `fallback` with their
@@ -172,7 +273,15 @@ error_response to_error_response(const caf::error& err,
 /// The caf::error a client reports for `err`.
 caf::error to_error(const error_response& err);
 
-/// The name of the request's type as the protocol spells it ("send", ...).
+/// The name of the request's type as the schema spells it ("send",
+/// "highWater", ...), read from the schema itself.
 const char* name_of(const request& req);
+
+/// The name of every request type in the schema, in union order (tests check
+/// that each has a binding and a handler).
+std::vector<std::string> schema_request_names();
+
+/// Whether the daemon failed (its state text is "failed").
+bool is_failed(const daemon_entry& d);
 
 } // namespace mesh::control

@@ -1,15 +1,16 @@
 #include "mesh/gateway.hpp"
 
-#include <exception>
-#include <optional>
-#include <utility>
-#include <variant>
-#include <vector>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include <netdb.h>
 #include <sys/socket.h>
@@ -28,10 +29,11 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/sec.hpp>
 #include <caf/send.hpp>
-#include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/limits.hpp"
+#include "actors/messages.hpp"
 #include "actors/runtime.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
@@ -39,27 +41,28 @@
 
 namespace {
 
-// One decoded request on its way from the gateway to a worker. Travels only
-// inside this process, as a pointer: the worker moves the request out.
-struct gateway_job {
-  mesh::control::request req;
-};
-
-using gateway_job_ptr = std::shared_ptr<gateway_job>;
-
-using serve_atom = caf::atom_constant<caf::atom("mesh_srv")>;
-
-// Stops the gateway (gateway::stop()).
+// Stops the gateway (gateway::stop()): new requests are refused, those in
+// flight get drain_timeout to finish.
 struct gateway_drain {};
+
+// The drain's time is up: what is still in flight is answered
+// shutting_down, and the gateway quits.
+struct gateway_drain_end {};
 
 // Reports the warnings the limiter suppressed; sent by the gateway to itself.
 struct gateway_tick {};
 
+// The deadline of one message the gateway sent to a runtime actor.
+struct gateway_deadline {
+  uint64_t ask;
+};
+
 } // namespace
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_drain)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_drain_end)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_tick)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_job_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_deadline)
 
 namespace mesh {
 
@@ -71,180 +74,30 @@ error_response fail(errc code, std::string what) {
   return {code, std::move(what)};
 }
 
-// -- serving one request ------------------------------------------------------
+std::string ms(std::chrono::milliseconds d) {
+  return std::to_string(d.count()) + " ms";
+}
 
-struct server {
-  runtime& rt;
-  const gateway_options& opts;
+class gateway_actor;
 
-  response operator()(daemons_request) {
-    auto r = rt.daemons();
-    if (!r)
-      return to_error_response(r.error());
-    return daemons_response{std::move(*r)};
-  }
+// Serves one decoded request: one operator() per request type, its handler.
+// A handler answers its job exactly once through gw->answer(), usually later,
+// from the answer of a runtime actor. A handler missing here is a compile
+// error (std::visit over control::request).
+struct handlers {
+  gateway_actor* gw;
+  uint64_t job;
 
-  response operator()(kinds_request) {
-    return kinds_response{rt.kinds()};
-  }
-
-  response operator()(deploy_request x) {
-    if (x.kind.empty())
-      return fail(errc::invalid_argument, "deploy needs a daemon kind");
-    if (x.count == 0 || x.count > opts.max_deploy_count)
-      return fail(errc::invalid_argument,
-                  "deploy count must be 1.."
-                    + std::to_string(opts.max_deploy_count) + ", got "
-                    + std::to_string(x.count));
-    deploy_response out;
-    out.daemons.reserve(x.count);
-    for (uint32_t i = 0; i < x.count; ++i) {
-      auto info = rt.spawn(x.kind);
-      if (!info) {
-        spdlog::warn("deploy kind={} stopped after {} of {} daemon(s): {}",
-                     x.kind, i, x.count, describe(info.error()));
-        if (out.daemons.empty())
-          return to_error_response(info.error());
-        out.failure = to_error_response(info.error());
-        break;
-      }
-      out.daemons.emplace_back(std::move(*info));
-    }
-    if (out.daemons.size() == 1)
-      spdlog::info("deployed kind={} origin={}", x.kind,
-                   hex_u64(out.daemons.front().origin_hash));
-    else
-      spdlog::info("deployed kind={} count={} first origin={}", x.kind,
-                   out.daemons.size(),
-                   hex_u64(out.daemons.front().origin_hash));
-    return out;
-  }
-
-  response operator()(send_request x) {
-    auto r = rt.deliver_batch(x.daemon_id, std::move(x.events));
-    if (!r)
-      return to_error_response(r.error());
-    return send_response{std::move(*r)};
-  }
-
-  response operator()(high_water_request x) {
-    auto r = rt.high_water_mark(x.daemon_id, x.producer_id);
-    if (!r)
-      return to_error_response(r.error());
-    return high_water_response{*r};
-  }
-
-  response operator()(stats_request x) {
-    auto r = rt.stats(x.daemon_id);
-    if (!r)
-      return to_error_response(r.error());
-    return stats_response{*r};
-  }
-
-  response operator()(snapshot_request x) {
-    auto r = rt.snapshot(x.daemon_id);
-    if (!r)
-      return to_error_response(r.error());
-    // Decoding our own fresh snapshot only fails on a bug; say so rather
-    // than hand out bytes nobody can restore.
-    auto snap = decode_snapshot(*r);
-    if (!snap)
-      return to_error_response(snap.error());
-    return snapshot_response{std::move(*r), snap->through_seq};
-  }
-
-  response operator()(resume_request x) {
-    // The runtime resumes a running daemon as a no-op; an operator asking
-    // to resume one has the wrong id or a stale table, so say so.
-    // The table, not info(): a failed daemon may have no actor to ask.
-    auto all = rt.daemons();
-    if (!all)
-      return to_error_response(all.error());
-    auto it = std::find_if(all->begin(), all->end(),
-                           [&x](const daemon_info& d) {
-                             return d.origin_hash == x.daemon_id;
-                           });
-    if (it == all->end())
-      return fail(errc::daemon_not_found,
-                  "no daemon " + hex_u64(x.daemon_id) + " on this node");
-    if (it->state != "failed")
-      return fail(errc::wrong_phase, "daemon " + hex_u64(x.daemon_id)
-                                       + " is not failed (state " + it->state
-                                       + "): nothing to resume");
-    auto r = rt.resume(x.daemon_id, x.accept_loss);
-    if (!r) {
-      spdlog::warn("resume origin={} failed: {}", hex_u64(x.daemon_id),
-                   describe(r.error()));
-      return to_error_response(r.error());
-    }
-    spdlog::info("resumed origin={} at daemon_seq {}{}", hex_u64(x.daemon_id),
-                 r->last_seq, x.accept_loss ? " (loss accepted)" : "");
-    return resume_response{std::move(*r)};
-  }
-
-  response operator()(stop_request x) {
-    if (auto err = rt.stop(x.daemon_id))
-      return to_error_response(err);
-    spdlog::info("stopped origin={}", hex_u64(x.daemon_id));
-    return stop_response{};
-  }
+  void operator()(daemons_request);
+  void operator()(kinds_request);
+  void operator()(deploy_request x);
+  void operator()(send_request x);
+  void operator()(high_water_request x);
+  void operator()(stats_request x);
+  void operator()(snapshot_request x);
+  void operator()(stop_request x);
+  void operator()(resume_request x);
 };
-
-// The daemon a request addresses, if any: it picks the worker.
-std::optional<uint64_t> daemon_of(const request& req) {
-  struct visitor {
-    std::optional<uint64_t> operator()(const daemons_request&) {
-      return std::nullopt;
-    }
-    std::optional<uint64_t> operator()(const kinds_request&) {
-      return std::nullopt;
-    }
-    std::optional<uint64_t> operator()(const deploy_request&) {
-      return std::nullopt;
-    }
-    std::optional<uint64_t> operator()(const send_request& x) {
-      return x.daemon_id;
-    }
-    std::optional<uint64_t> operator()(const high_water_request& x) {
-      return x.daemon_id;
-    }
-    std::optional<uint64_t> operator()(const stats_request& x) {
-      return x.daemon_id;
-    }
-    std::optional<uint64_t> operator()(const snapshot_request& x) {
-      return x.daemon_id;
-    }
-    std::optional<uint64_t> operator()(const stop_request& x) {
-      return x.daemon_id;
-    }
-    std::optional<uint64_t> operator()(const resume_request& x) {
-      return x.daemon_id;
-    }
-  };
-  return std::visit(visitor{}, req);
-}
-
-// -- actors -------------------------------------------------------------------
-
-// Runs on its own thread (spawned detached): the runtime calls block.
-caf::behavior worker_actor(caf::event_based_actor*, runtime* rt,
-                           gateway_options opts) {
-  return {
-    [rt, opts](serve_atom, const gateway_job_ptr& job) -> wire_bytes {
-      const char* what = name_of(job->req);
-      try {
-        return encode(serve(*rt, std::move(job->req), opts));
-      } catch (const std::exception& ex) {
-        // A throwing runtime call is a bug; keep the worker alive for the
-        // requests queued behind this one.
-        spdlog::error("gateway: serving {} threw: {}", what, ex.what());
-        return encode(
-          response{fail(errc::io_error, std::string{"serving "} + what
-                                          + " failed: " + ex.what())});
-      }
-    },
-  };
-}
 
 // The published actor. Its handle is the only one that crosses the wire, so
 // anything CAF's BASP lets a peer send can arrive here (DESIGN.md section 7):
@@ -252,31 +105,31 @@ caf::behavior worker_actor(caf::event_based_actor*, runtime* rt,
 //     exit message is dropped before it reaches the mailbox. Nothing on this
 //     node sends one to the gateway (gateway::stop() uses gateway_drain), and
 //     a sender's node cannot tell (a peer may claim this node's id);
-//   - responses, forwarded messages (a forwarding stack) and the system
-//     messages the gateway never uses (timeouts, streams): dropped too, so a
-//     peer can neither answer the gateway's requests to its workers in their
-//     place nor redirect its replies;
-//   - errors, down messages and any other tuple: logged and
-//     dropped by the handlers below, never a reason to quit.
-// Internal messages (gateway_drain, gateway_tick, the workers' jobs) have
-// types that are not registered with CAF, so BASP cannot deserialize them:
-// a peer cannot send them at all.
+//   - responses: the gateway's own requests go to the supervisor and the
+//     daemon actors, and a peer could forge their answers (CAF's request
+//     ids are sequential). A response enters the mailbox only when it
+//     answers a request the gateway has outstanding and comes from the
+//     actor that request went to (or is CAF's anonymous bounce of a request
+//     whose receiver has terminated: an error request_receiver_down, which
+//     even then the gateway does not take on trust, see ask_daemon).
+//     Everything else is dropped: a peer can neither answer in the
+//     runtime's place nor make the gateway drop a real answer;
+//   - forwarded messages (a forwarding stack) and the system messages the
+//     gateway never uses (timeouts, streams): dropped too;
+//   - errors, down messages and any other tuple: logged and dropped by the
+//     handlers below, never a reason to quit.
+// Internal messages (gateway_drain, gateway_tick, gateway_deadline, ...)
+// have types that are not registered with CAF, so BASP cannot deserialize
+// them: a peer cannot send them at all.
 // Every line a peer can cause goes through the rate limiter.
 class gateway_actor : public caf::event_based_actor {
 public:
-  gateway_actor(caf::actor_config& cfg, std::shared_ptr<authenticator> auth,
-                std::vector<caf::actor> workers, caf::actor admin,
-                log_limit limit)
+  gateway_actor(caf::actor_config& cfg, runtime* rt, gateway_options opts)
     : caf::event_based_actor(cfg),
-      auth_(std::move(auth)),
-      workers_(std::move(workers)),
-      admin_(std::move(admin)),
-      warnings_(limit),
-      tick_interval_(limit.interval) {
-    for (const auto& w : workers_)
-      trusted_.push_back(caf::actor_cast<caf::actor_control_block*>(w));
-    trusted_.push_back(caf::actor_cast<caf::actor_control_block*>(admin_));
-  }
+      rt_(*rt),
+      sup_(rt->supervisor()),
+      opts_(std::move(opts)),
+      warnings_(opts_.warn_limit) {}
 
   const char* name() const override {
     return "mesh.gateway";
@@ -309,26 +162,289 @@ public:
       warn("gateway: ignored down message ({}) from {}", describe(dm.reason),
            origin(current_sender()));
     });
-    delayed_send(this, tick_interval_, gateway_tick{});
+    delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
     return {
       [this](request_atom, wire_bytes& wire) -> caf::result<wire_bytes> {
         return serve_request(std::move(wire));
       },
-      // Sent by gateway::stop() once every worker is gone, so it queues
-      // behind the workers' last replies and bounced requests: each of
-      // those is answered before the gateway quits.
       [this](gateway_drain) {
-        report_suppressed(warnings_.drain_suppressed());
-        quit();
+        draining_ = true;
+        if (jobs_.empty())
+          finish();
+        else
+          delayed_send(this, opts_.drain_timeout, gateway_drain_end{});
+      },
+      [this](gateway_drain_end) {
+        auto open = std::move(jobs_);
+        jobs_.clear();
+        for (auto& [id, j] : open)
+          deliver(j, fail(errc::shutting_down,
+                          "the node is shutting down; the request was not "
+                          "answered in time and may have been applied"));
+        finish();
       },
       [this](gateway_tick) {
         report_suppressed(warnings_.take_suppressed());
-        delayed_send(this, tick_interval_, gateway_tick{});
+        delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
+      },
+      [this](gateway_deadline d) {
+        fail_ask(d.ask,
+                 make_error(errc::timeout,
+                            "no answer within " + ms(opts_.request_timeout)));
       },
     };
   }
 
+  // -- serving, for the handlers ---------------------------------------------
+
+  const gateway_options& options() const {
+    return opts_;
+  }
+
+  runtime& rt() {
+    return rt_;
+  }
+
+  // Whether `job` still waits for its answer (a drain may have answered it).
+  bool pending(uint64_t job) const {
+    return jobs_.count(job) > 0;
+  }
+
+  // Answers `job` (once; later answers are ignored).
+  void answer(uint64_t job, control::response res) {
+    auto it = jobs_.find(job);
+    if (it == jobs_.end())
+      return;
+    auto j = std::move(it->second);
+    jobs_.erase(it);
+    deliver(j, std::move(res));
+    if (draining_ && jobs_.empty())
+      finish();
+  }
+
+  // Sends `xs...` to `dest`, a runtime actor, with a deadline; calls
+  // ok(R&) with its answer, or err(error) when it fails or the deadline
+  // passes (then errc::timeout). Exactly one of them runs.
+  template<class R, class Handle, class Ok, class... Ts>
+  void ask(const Handle& dest, Ok ok, std::function<void(caf::error)> err,
+           Ts&&... xs) {
+    auto* ctrl = caf::actor_cast<caf::actor_control_block*>(dest);
+    if (ctrl == nullptr) {
+      err(make_error(errc::daemon_not_found, "no actor to ask"));
+      return;
+    }
+    auto serial = ++next_ask_;
+    asks_.emplace(serial, std::move(err));
+    // The answer may arrive (on another thread) before request() returns,
+    // so the id it will carry is registered first: request() takes the
+    // next one (local_actor::new_request_id).
+    auto next = last_request_id_;
+    ++next;
+    expect(next, ctrl);
+    auto rh = request(dest, caf::infinite, std::forward<Ts>(xs)...);
+    if (rh.id().request_id() != next.request_id()) {
+      spdlog::error("gateway: request id {} is not the predicted {}: its "
+                    "answer may be refused (a bug)",
+                    rh.id().integer_value(), next.integer_value());
+      expect(rh.id(), ctrl);
+    }
+    delayed_send(this, opts_.request_timeout, gateway_deadline{serial});
+    rh.then(
+      [this, serial, ok](R& r) mutable {
+        if (asks_.erase(serial) > 0)
+          ok(r);
+      },
+      [this, serial](caf::error& e) {
+        fail_ask(serial, std::move(e));
+      });
+  }
+
+  // ask() the supervisor; errors answer `job`.
+  template<class R, class Ok, class... Ts>
+  void ask_sup(uint64_t job, Ok ok, Ts&&... xs) {
+    ask<R>(
+      sup_, std::move(ok),
+      [this, job](caf::error e) {
+        if (e == caf::sec::request_receiver_down)
+          answer(job, fail(errc::shutting_down, "the node is shutting down"));
+        else
+          answer(job, to_error_response(e));
+      },
+      std::forward<Ts>(xs)...);
+  }
+
+  // ask() daemon `origin` (looked up in the supervisor unless cached);
+  // errors answer `job`. A request CAF bounced because the daemon's actor
+  // is gone is sent once more when the supervisor names another actor for
+  // the daemon now (it restarted). The bounce is anonymous, so a peer could
+  // forge one: when the supervisor still names the same actor, nothing is
+  // resent and the client is told.
+  template<class R, class Ok, class... Ts>
+  void ask_daemon(uint64_t job, uint64_t origin, Ok ok, Ts... xs) {
+    with_daemon(job, origin, false,
+                [this, job, origin, ok, xs...](const daemon_actor& h) {
+                  send_daemon<R>(job, origin, h, true, ok, xs...);
+                });
+  }
+
+  void forget(uint64_t origin) {
+    handles_.erase(origin);
+  }
+
+  // Spawns one daemon of `kind` through the supervisor. The one place the
+  // gateway builds a spawn request.
+  template<class Ok>
+  void spawn_one(const std::string& kind, Ok ok,
+                 std::function<void(caf::error)> err) {
+    ask<daemon_info>(sup_, std::move(ok), std::move(err), spawn_atom::value,
+                     rt_.spawn_request_for(kind));
+  }
+
 private:
+  struct job_state {
+    caf::response_promise rp;
+    caf::node_id peer;
+    uint64_t request_id = 0;
+    uint16_t version = 0;
+  };
+
+  struct waiter {
+    uint64_t job;
+    std::function<void(const daemon_actor&)> fn;
+  };
+
+  template<class R, class Ok, class... Ts>
+  void send_daemon(uint64_t job, uint64_t origin, const daemon_actor& h,
+                   bool may_resend, Ok ok, Ts... xs) {
+    ask<R>(
+      h, ok,
+      [this, job, origin, h, may_resend, ok, xs...](caf::error e) {
+        if (e == caf::sec::request_receiver_down) {
+          forget_if(origin, h);
+          with_daemon(job, origin, true,
+                      [this, job, origin, h, may_resend, ok,
+                       xs...](const daemon_actor& now) {
+                        if (now == h || !may_resend) {
+                          answer(job, fail(errc::daemon_not_found,
+                                           "daemon " + hex_u64(origin)
+                                             + " did not take the request (its "
+                                               "actor stopped); resend it"));
+                          return;
+                        }
+                        send_daemon<R>(job, origin, now, false, ok, xs...);
+                      });
+          return;
+        }
+        if (is(e, errc::daemon_not_found) || is(e, errc::daemon_failed))
+          forget_if(origin, h);
+        if (is(e, errc::timeout))
+          e = make_error(errc::timeout,
+                         "daemon " + hex_u64(origin) + " did not answer within "
+                           + ms(opts_.request_timeout)
+                           + "; a send may still be applied: resend it with "
+                             "the same producer seqs");
+        answer(job, to_error_response(e));
+      },
+      xs...);
+  }
+
+  void forget_if(uint64_t origin, const daemon_actor& h) {
+    auto it = handles_.find(origin);
+    if (it != handles_.end() && it->second == h)
+      handles_.erase(it);
+  }
+
+  // Runs fn with the handle of daemon `origin`: the cached one unless
+  // `fresh`, else from the supervisor. Requests for one daemon that wait
+  // for its lookup run in arrival order when it answers.
+  void with_daemon(uint64_t job, uint64_t origin, bool fresh,
+                   std::function<void(const daemon_actor&)> fn) {
+    if (!fresh) {
+      if (auto it = handles_.find(origin); it != handles_.end()) {
+        fn(it->second);
+        return;
+      }
+    }
+    auto& waiting = lookups_[origin];
+    waiting.push_back(waiter{job, std::move(fn)});
+    if (waiting.size() > 1)
+      return;
+    ask<daemon_actor>(
+      sup_,
+      [this, origin](daemon_actor& h) {
+        handles_[origin] = h;
+        auto ws = std::move(lookups_[origin]);
+        lookups_.erase(origin);
+        for (auto& w : ws)
+          if (pending(w.job))
+            w.fn(h);
+      },
+      [this, origin](caf::error e) {
+        auto ws = std::move(lookups_[origin]);
+        lookups_.erase(origin);
+        auto res = e == caf::sec::request_receiver_down
+                     ? fail(errc::shutting_down, "the node is shutting down")
+                     : to_error_response(e);
+        for (auto& w : ws)
+          answer(w.job, res);
+      },
+      lookup_atom::value, origin);
+  }
+
+  void fail_ask(uint64_t serial, caf::error e) {
+    auto it = asks_.find(serial);
+    if (it == asks_.end())
+      return;
+    auto f = std::move(it->second);
+    asks_.erase(it);
+    f(std::move(e));
+  }
+
+  void deliver(job_state& j, control::response res) {
+    j.rp.deliver(
+      opts_.auth->seal(j.peer, encode(res, j.request_id, j.version)));
+  }
+
+  void finish() {
+    report_suppressed(warnings_.drain_suppressed());
+    quit();
+  }
+
+  // -- the response filter (enqueue, any thread)
+  // -------------------------------
+
+  void expect(caf::message_id mid, caf::actor_control_block* from) {
+    std::lock_guard<std::mutex> guard{expected_mtx_};
+    expected_[mid.request_id().integer_value()] = from;
+  }
+
+  // Whether a response answers an outstanding request of ours, from the
+  // actor asked (or anonymously: CAF's bounce when that actor is gone).
+  bool admit_response(const caf::mailbox_element& x) {
+    std::lock_guard<std::mutex> guard{expected_mtx_};
+    auto it = expected_.find(x.mid.request_id().integer_value());
+    if (it == expected_.end())
+      return false;
+    auto* from = x.sender.get();
+    if (from == nullptr ? !is_bounce(x, it->second) : from != it->second)
+      return false;
+    expected_.erase(it);
+    return true;
+  }
+
+  // CAF bounces a request whose receiver is gone with an anonymous
+  // request_receiver_down error. Anything else anonymous is forged.
+  static bool is_bounce(const caf::mailbox_element& x,
+                        caf::actor_control_block* asked) {
+    const auto& content = x.content();
+    if (!content.match_elements<caf::error>()
+        || content.get_as<caf::error>(0) != caf::sec::request_receiver_down)
+      return false;
+    auto* actor = asked->get();
+    return actor->getf(caf::abstract_actor::is_terminated_flag)
+           || actor->getf(caf::abstract_actor::is_cleaned_up_flag);
+  }
+
   template<class... Ts>
   void warn(const char* fmt, const Ts&... xs) {
     if (warnings_.admit())
@@ -343,15 +459,15 @@ private:
   }
 
   // Why the message must not reach the mailbox, if it must not.
-  std::optional<std::string> refusal(const caf::mailbox_element& x) const {
+  std::optional<std::string> refusal(const caf::mailbox_element& x) {
     const auto& content = x.content();
     if (content.match_elements<caf::exit_msg>())
       return "exit message (reason "
              + describe(content.get_as<caf::exit_msg>(0).reason) + ")";
     if (x.mid.is_response()) {
-      auto from = x.sender.get();
-      if (std::find(trusted_.begin(), trusted_.end(), from) == trusted_.end())
-        return std::string{"response that no worker sent"};
+      if (!admit_response(x))
+        return std::string{"response to no request the gateway sent to "
+                           "that actor"};
       return std::nullopt;
     }
     if (!x.stages.empty())
@@ -383,50 +499,251 @@ private:
     caf::node_id peer;
     if (const auto& sender = current_sender())
       peer = sender->node();
-    auto opened = auth_->open(peer, std::move(wire));
+    // Answers before the version is agreed are written in the newest
+    // version this node speaks (older clients ignore the extra fields).
+    auto newest = opts_.versions.max;
+    auto opened = opts_.auth->open(peer, std::move(wire));
     if (!opened) {
       warn("gateway: refused request from node={}: {}", caf::to_string(peer),
            describe(opened.error()));
-      return seal_error(peer, to_error_response(opened.error(),
-                                                errc::unauthenticated));
+      return seal_error(peer, 0, newest,
+                        to_error_response(opened.error(),
+                                          errc::unauthenticated));
     }
-    auto req = decode_request(*opened);
-    if (!req) {
-      warn("gateway: bad request from node={}: {}", caf::to_string(peer),
-           describe(req.error()));
-      return seal_error(peer, to_error_response(req.error()));
+    uint64_t id = 0;
+    auto frame = decode_request(*opened, opts_.versions, &id);
+    if (!frame) {
+      warn("gateway: bad request id={} from node={}: {}", id,
+           caf::to_string(peer), describe(frame.error()));
+      return seal_error(peer, id, newest, to_error_response(frame.error()));
     }
-    auto target = admin_;
-    if (auto id = daemon_of(*req))
-      target = workers_[*id % workers_.size()];
-    auto job = std::make_shared<gateway_job>(gateway_job{std::move(*req)});
+    if (draining_)
+      return seal_error(peer, frame->id, frame->version,
+                        fail(errc::shutting_down, "the node is shutting down"));
+    auto job = ++next_job_;
     auto rp = make_response_promise();
-    request(target, caf::infinite, serve_atom::value, std::move(job))
-      .then(
-        [this, rp, peer](wire_bytes& res) mutable {
-          rp.deliver(auth_->seal(peer, std::move(res)));
-        },
-        [this, rp, peer](caf::error& err) mutable {
-          auto down = err == caf::sec::request_receiver_down;
-          rp.deliver(seal_error(peer, down ? fail(errc::shutting_down,
-                                                  "the node is shutting down")
-                                           : to_error_response(err)));
-        });
+    jobs_.emplace(job, job_state{rp, peer, frame->id, frame->version});
+    std::visit(handlers{this, job}, std::move(frame->body));
     return rp;
   }
 
-  wire_bytes seal_error(const caf::node_id& peer, error_response err) {
-    return auth_->seal(peer, encode(control::response{std::move(err)}));
+  wire_bytes seal_error(const caf::node_id& peer, uint64_t id, uint16_t version,
+                        error_response err) {
+    return opts_.auth->seal(peer, encode(control::response{std::move(err)}, id,
+                                         version));
   }
 
-  std::shared_ptr<authenticator> auth_;
-  std::vector<caf::actor> workers_;
-  caf::actor admin_;
-  // The workers and the admin worker: the only senders of responses.
-  std::vector<caf::actor_control_block*> trusted_;
+  runtime& rt_;
+  supervisor_actor sup_;
+  gateway_options opts_;
   log_limiter warnings_;
-  std::chrono::milliseconds tick_interval_;
+  bool draining_ = false;
+
+  uint64_t next_job_ = 0;
+  std::unordered_map<uint64_t, job_state> jobs_;
+
+  uint64_t next_ask_ = 0;
+  // Outstanding asks: what to call when one fails or its deadline passes.
+  std::unordered_map<uint64_t, std::function<void(caf::error)>> asks_;
+
+  std::unordered_map<uint64_t, daemon_actor> handles_;
+  std::unordered_map<uint64_t, std::vector<waiter>> lookups_;
+
+  // Request ids (request_id().integer_value()) the gateway awaits an answer
+  // to, and who must send it. Read by enqueue() on other threads.
+  std::mutex expected_mtx_;
+  std::unordered_map<uint64_t, caf::actor_control_block*> expected_;
 };
+
+// -- the handlers -------------------------------------------------------------
+
+std::vector<daemon_entry> entries_of(std::vector<daemon_info> infos) {
+  std::sort(infos.begin(), infos.end(),
+            [](const daemon_info& x, const daemon_info& y) {
+              return x.origin_hash < y.origin_hash;
+            });
+  std::vector<daemon_entry> out;
+  out.reserve(infos.size());
+  for (const auto& i : infos)
+    out.push_back(to_entry(i));
+  return out;
+}
+
+void handlers::operator()(daemons_request) {
+  gw->ask_sup<std::vector<daemon_info>>(
+    job,
+    [g = gw, j = job](std::vector<daemon_info>& infos) {
+      g->answer(j, daemons_response{entries_of(std::move(infos))});
+    },
+    list_atom::value);
+}
+
+void handlers::operator()(kinds_request) {
+  gw->answer(job, kinds_response{gw->rt().kinds()});
+}
+
+namespace {
+
+struct deploy_run {
+  deploy_request req;
+  deploy_response out;
+};
+
+void deploy_next(gateway_actor* gw, uint64_t job,
+                 std::shared_ptr<deploy_run> run) {
+  if (!gw->pending(job))
+    return;
+  auto& out = run->out;
+  if (out.daemons.size() == run->req.count) {
+    if (out.daemons.size() == 1)
+      spdlog::info("deployed kind={} origin={}", run->req.kind,
+                   hex_u64(out.daemons.front().origin_hash));
+    else
+      spdlog::info("deployed kind={} count={} first origin={}", run->req.kind,
+                   out.daemons.size(),
+                   hex_u64(out.daemons.front().origin_hash));
+    gw->answer(job, std::move(out));
+    return;
+  }
+  gw->spawn_one(
+    run->req.kind,
+    [gw, job, run](daemon_info& info) {
+      run->out.daemons.push_back(to_entry(info));
+      deploy_next(gw, job, run);
+    },
+    [gw, job, run](caf::error err) {
+      auto& out = run->out;
+      if (err == caf::sec::request_receiver_down)
+        err = make_error(errc::shutting_down, "the node is shutting down");
+      spdlog::warn("deploy kind={} stopped after {} of {} daemon(s): {}",
+                   run->req.kind, out.daemons.size(), run->req.count,
+                   describe(err));
+      if (out.daemons.empty()) {
+        gw->answer(job, to_error_response(err));
+        return;
+      }
+      out.failure = to_error_response(err);
+      gw->answer(job, std::move(out));
+    });
+}
+
+} // namespace
+
+void handlers::operator()(deploy_request x) {
+  auto max = gw->options().max_deploy_count;
+  if (x.kind.empty())
+    return gw->answer(job, fail(errc::invalid_argument,
+                                "deploy needs a daemon kind"));
+  if (x.count == 0 || x.count > max)
+    return gw->answer(job, fail(errc::invalid_argument,
+                                "deploy count must be 1.." + std::to_string(max)
+                                  + ", got " + std::to_string(x.count)));
+  auto run = std::make_shared<deploy_run>();
+  run->req = std::move(x);
+  run->out.daemons.reserve(run->req.count);
+  deploy_next(gw, job, std::move(run));
+}
+
+void handlers::operator()(send_request x) {
+  if (x.events.empty())
+    return gw->answer(job, send_response{});
+  event_batch batch{x.events};
+  if (auto err = limits::check(batch))
+    return gw->answer(job, to_error_response(err));
+  gw->ask_daemon<delivery_batch>(
+    job, x.daemon_id,
+    [g = gw, j = job](delivery_batch& r) {
+      g->answer(j, send_response{r.to_deliveries()});
+    },
+    deliver_atom::value, std::move(batch));
+}
+
+void handlers::operator()(high_water_request x) {
+  gw->ask_daemon<uint64_t>(
+    job, x.daemon_id,
+    [g = gw, j = job](uint64_t& seq) {
+      g->answer(j, high_water_response{seq});
+    },
+    hwm_atom::value, x.producer_id);
+}
+
+void handlers::operator()(stats_request x) {
+  gw->ask_daemon<daemon_stats>(
+    job, x.daemon_id,
+    [g = gw, j = job](daemon_stats& st) {
+      g->answer(j, stats_response{st});
+    },
+    stats_atom::value);
+}
+
+void handlers::operator()(snapshot_request x) {
+  gw->ask_daemon<bytes>(
+    job, x.daemon_id,
+    [g = gw, j = job](bytes& encoded) {
+      // The daemon just encoded and signed these bytes: read the one field
+      // without verifying the whole snapshot on the gateway's thread (a
+      // large one would hold up every other request). A parse failure is a
+      // bug; say so rather than hand out bytes nobody can restore.
+      auto through = peek_through_seq(encoded);
+      if (!through)
+        return g->answer(j, to_error_response(through.error()));
+      g->answer(j, snapshot_response{std::move(encoded), *through});
+    },
+    snapshot_atom::value);
+}
+
+void handlers::operator()(stop_request x) {
+  auto id = x.daemon_id;
+  gw->ask_sup<bool>(
+    job,
+    [g = gw, j = job, id](bool) {
+      g->forget(id);
+      spdlog::info("stopped origin={}", hex_u64(id));
+      g->answer(j, stop_response{});
+    },
+    stop_atom::value, id);
+}
+
+void handlers::operator()(resume_request x) {
+  // The runtime resumes a running daemon as a no-op; an operator asking to
+  // resume one has the wrong id or a stale table, so say so. The table, not
+  // the daemon: a failed daemon may have no actor to ask.
+  gw->ask_sup<std::vector<daemon_info>>(
+    job,
+    [g = gw, j = job, x](std::vector<daemon_info>& all) {
+      auto it = std::find_if(all.begin(), all.end(),
+                             [&x](const daemon_info& d) {
+                               return d.origin_hash == x.daemon_id;
+                             });
+      if (it == all.end())
+        return g->answer(j, fail(errc::daemon_not_found,
+                                 "no daemon " + hex_u64(x.daemon_id)
+                                   + " on this node"));
+      auto entry = to_entry(*it);
+      if (!is_failed(entry))
+        return g->answer(j, fail(errc::wrong_phase,
+                                 "daemon " + hex_u64(x.daemon_id)
+                                   + " is not failed (state " + entry.state
+                                   + "): nothing to resume"));
+      g->ask<daemon_info>(
+        g->rt().supervisor(),
+        [g, j, x](daemon_info& info) {
+          g->forget(x.daemon_id);
+          spdlog::info("resumed origin={} at daemon_seq {}{}",
+                       hex_u64(x.daemon_id), info.last_seq,
+                       x.accept_loss ? " (loss accepted)" : "");
+          g->answer(j, resume_response{to_entry(info)});
+        },
+        [g, j, x](caf::error err) {
+          g->forget(x.daemon_id);
+          spdlog::warn("resume origin={} failed: {}", hex_u64(x.daemon_id),
+                       describe(err));
+          g->answer(j, to_error_response(err));
+        },
+        resume_atom::value, x.daemon_id, x.accept_loss);
+    },
+    list_atom::value);
+}
 
 // -- no authentication --------------------------------------------------------
 
@@ -483,18 +800,11 @@ std::unique_ptr<authenticator> make_no_authentication() {
   return std::make_unique<no_authentication>();
 }
 
-control::response serve(runtime& rt, control::request req,
-                        const gateway_options& opts) {
-  return std::visit(server{rt, opts}, std::move(req));
-}
-
 // -- gateway ------------------------------------------------------------------
 
 struct gateway::impl {
   caf::actor_system& sys;
   caf::actor gw;
-  // The daemon workers, then the admin worker.
-  std::vector<caf::actor> workers;
   std::vector<uint16_t> ports;
   bool stopped = false;
   // Set before stop() ends the gateway: its exit is then expected.
@@ -506,26 +816,15 @@ struct gateway::impl {
 
 gateway::gateway(caf::actor_system& sys, runtime& rt, gateway_options opts)
   : impl_(std::make_unique<impl>(sys)) {
-  if (opts.workers == 0)
-    opts.workers = 1;
   if (!opts.auth)
     opts.auth = make_no_authentication();
-  std::vector<caf::actor> daemon_workers;
-  for (size_t i = 0; i < opts.workers; ++i)
-    daemon_workers.push_back(sys.spawn<caf::detached>(worker_actor, &rt, opts));
-  auto admin = sys.spawn<caf::detached>(worker_actor, &rt, opts);
-  impl_->workers = daemon_workers;
-  impl_->workers.push_back(admin);
-  auto auth = opts.auth;
-  impl_->gw = sys.spawn<gateway_actor>(std::move(auth),
-                                       std::move(daemon_workers),
-                                       std::move(admin), opts.warn_limit);
-  if (opts.on_unexpected_exit) {
+  auto on_exit = opts.on_unexpected_exit;
+  impl_->gw = sys.spawn<gateway_actor>(&rt, std::move(opts));
+  if (on_exit) {
     auto stopping = impl_->stopping;
-    auto fn = opts.on_unexpected_exit;
-    impl_->gw->attach_functor([stopping, fn](const caf::error& reason) {
+    impl_->gw->attach_functor([stopping, on_exit](const caf::error& reason) {
       if (!*stopping)
-        fn(reason);
+        on_exit(reason);
     });
   }
 }
@@ -573,16 +872,10 @@ void gateway::stop() {
   if (impl_->sys.has_middleman())
     for (auto port : impl_->ports)
       (void)impl_->sys.middleman().unpublish(impl_->gw, port);
-  // Workers first: each finishes the request it is serving and its queued
-  // requests bounce back to the gateway, which answers them shutting_down.
-  // So every client waiting on the gateway gets an answer before it quits.
+  // The gateway refuses new requests, lets those in flight finish (up to
+  // drain_timeout), answers the rest shutting_down, then quits: every
+  // client waiting on it gets an answer.
   caf::scoped_actor self{impl_->sys};
-  for (auto& w : impl_->workers) {
-    self->monitor(w);
-    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
-  }
-  for (size_t i = 0; i < impl_->workers.size(); ++i)
-    self->receive([](const caf::down_msg&) {});
   self->monitor(impl_->gw);
   self->send(impl_->gw, gateway_drain{});
   self->receive([](const caf::down_msg&) {});

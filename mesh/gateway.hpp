@@ -13,22 +13,22 @@
 // cannot reach them by name (docs/protocol.md, "What a raw CAF peer can
 // do").
 //
-// Threading: the runtime facade blocks (on a scoped_actor, or on a reply
-// channel that spins briefly first: actors/reply.hpp), so the gateway actor
-// itself never calls it. The gateway authenticates and decodes
-// on the scheduler (both are cheap and never block), then hands the request
-// to one of a few detached worker actors, each on its own thread:
-//   - requests that name a daemon go to worker[origin_hash % workers], so
-//     one daemon's requests are served in arrival order (a client's batches
-//     for one daemon never overtake each other);
-//   - daemons, kinds and deploy go to a separate admin worker, so a long
-//     deploy never delays event delivery.
-// The worker calls the runtime, encodes the response and answers the
-// gateway, which seals it and replies to the client.
+// Threading: nothing in the gateway blocks. It authenticates and decodes
+// on the CAF scheduler (both cheap), then serves each request by messages to
+// the runtime's actors (`request(...).then(...)`): it looks a daemon up in
+// the supervisor once, caches its handle, and sends the daemon its request;
+// the answer comes back as a message, which the gateway encodes, seals and
+// sends to the client. Many requests are in flight at once, and a slow
+// daemon delays only its own requests. Each request to an actor has a
+// deadline (gateway_options::request_timeout); past it the client gets
+// `timeout`. One daemon's requests reach it in the order the gateway
+// received them (CAF keeps the order of messages between two actors, and
+// requests waiting for a lookup queue behind it).
 //
 // Lifetime: the runtime must outlive the gateway; stop() (or the destructor)
-// returns only after the gateway and every worker have terminated.
+// returns only after the gateway has terminated.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,12 +50,19 @@ class runtime;
 using request_atom = caf::atom_constant<caf::atom("mesh_req")>;
 
 struct gateway_options {
-  /// Workers for daemon-addressed requests (at least 1).
-  size_t workers = 4;
   /// nullptr = make_no_authentication().
   std::shared_ptr<authenticator> auth;
   /// Largest deploy count one request may ask for.
   uint32_t max_deploy_count = 10000;
+  /// Deadline of each message the gateway sends the runtime's actors for a
+  /// request; past it the client gets `timeout` (a send may still be
+  /// applied afterwards: the message says so).
+  std::chrono::milliseconds request_timeout{30000};
+  /// How long stop() lets the requests in flight finish; those still
+  /// unanswered then are answered shutting_down.
+  std::chrono::milliseconds drain_timeout{10000};
+  /// The control protocol versions the node speaks.
+  control::version_range versions = control::supported_versions;
   /// Bounds the warnings peers can trigger (refused, malformed or
   /// unexpected messages): `burst` lines per interval, then one line
   /// "suppressed K similar warnings" per interval.
@@ -69,7 +76,7 @@ struct gateway_options {
 
 class gateway {
 public:
-  /// Spawns the gateway and its workers; `rt` must outlive this object.
+  /// Spawns the gateway; `rt` must outlive this object.
   gateway(caf::actor_system& sys, runtime& rt, gateway_options opts = {});
 
   /// stop()s.
@@ -89,10 +96,10 @@ public:
   /// system that publishes a gateway serves peers through it only.
   caf::expected<uint16_t> publish(const std::string& host, uint16_t port);
 
-  /// Closes the published port, stops the workers, then the gateway, and
-  /// waits until all have terminated. A request a worker is serving
-  /// finishes and is answered; requests still queued are answered
-  /// shutting_down. Idempotent.
+  /// Closes the published port and stops the gateway: new requests are
+  /// answered shutting_down, requests in flight get their answers until
+  /// drain_timeout passes, then shutting_down. Waits until the gateway has
+  /// terminated. Idempotent.
   void stop();
 
   struct impl;
@@ -100,10 +107,5 @@ public:
 private:
   std::unique_ptr<impl> impl_;
 };
-
-/// Serves one decoded request against `rt`: what a worker does. Blocks until
-/// the runtime answered. Failures come back as control::error_response.
-control::response serve(runtime& rt, control::request req,
-                        const gateway_options& opts);
 
 } // namespace mesh

@@ -18,6 +18,8 @@ namespace mesh {
 struct log_entry {
   enum class status : uint8_t { accepted = 0, rejected = 1 };
   uint64_t origin_hash = 0;
+  /// The life of the daemon that logged it (see daemon_record.hpp): a
+  /// re-spawned identity starts a new epoch and its daemon_seq restarts.
   uint64_t epoch = 0;
   uint64_t daemon_seq = 0;
   uint64_t producer_id = 0;
@@ -27,8 +29,19 @@ struct log_entry {
   bytes payload;
 };
 
-/// Header bytes before the payload.
-constexpr size_t log_entry_header_size = 41;
+/// Layout version of the entries this build writes (the high nibble of
+/// byte 40 holds it minus one; docs/formats.md).
+constexpr uint8_t log_entry_version = 2;
+
+/// Header bytes before the payload (version 2, the one written).
+constexpr size_t log_entry_header_size = 49;
+
+/// Header bytes of a version-1 entry (written before epochs existed).
+constexpr size_t log_entry_v1_header_size = 41;
+
+/// The epoch of an entry, record or snapshot written before epochs existed:
+/// every daemon then lived in epoch 1.
+constexpr uint64_t legacy_epoch = 1;
 
 /// Appends the encoding of `e` to `out`.
 void encode_log_entry(const log_entry& e, bytes& out);
@@ -41,6 +54,8 @@ void encode_log_entry(const log_entry& e, bytes_view payload, bytes& out);
 /// to the log actor: one buffer per batch instead of one per entry.
 struct log_batch {
   uint64_t origin_hash = 0;
+  /// The epoch of every entry (one daemon life per batch).
+  uint64_t epoch = 0;
   /// The encodings, back to back.
   bytes data;
   /// Where each entry ends in `data`.
@@ -64,7 +79,9 @@ struct log_batch {
   void clear();
 };
 
-/// corrupt_data on a short record or an unknown status byte.
+/// Decodes a version-2 entry, or a version-1 entry as one of epoch
+/// `legacy_epoch`. corrupt_data on a short record or an unknown status;
+/// unsupported_version on an unknown version nibble.
 caf::expected<log_entry> decode_log_entry(bytes_view in);
 
 } // namespace mesh

@@ -9,6 +9,7 @@
 #include "base/atomic_file.hpp"
 #include "base/errc.hpp"
 #include "base/file_system.hpp"
+#include "identity/entity_id.hpp"
 
 namespace mesh {
 
@@ -98,6 +99,19 @@ caf::error node_store::save_snapshot(uint64_t origin, bytes_view encoded) {
                            encoded, 0600);
 }
 
+caf::error node_store::save_snapshot(uint64_t origin, uint64_t epoch,
+                                     bytes_view encoded) {
+  // An unreadable record says nothing about a newer life; recovery reports
+  // it, and the snapshot is written as before.
+  auto known = known_epoch(origin);
+  if (known && *known > epoch)
+    return make_error(errc::wrong_phase,
+                      "snapshot of daemon " + hex_u64(origin) + " epoch "
+                        + std::to_string(epoch) + " not written: epoch "
+                        + std::to_string(*known) + " has been spawned since");
+  return save_snapshot(origin, encoded);
+}
+
 std::vector<caf::error> node_store::save_snapshots(
   const std::vector<std::pair<uint64_t, bytes>>& encoded) {
   std::vector<std::pair<std::string, bytes_view>> files;
@@ -116,8 +130,8 @@ caf::expected<bytes> node_store::load_snapshot(uint64_t origin) const {
 }
 
 caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
-                                   const keypair& identity) {
-  auto buf = encode_daemon_record(kind, identity);
+                                   const keypair& identity, uint64_t epoch) {
+  auto buf = encode_daemon_record(kind, identity, epoch);
   if (!buf)
     return buf.error();
   auto err = write_file_atomic(*fs_,
@@ -128,7 +142,7 @@ caf::error node_store::save_daemon(uint64_t origin, const std::string& kind,
   return err;
 }
 
-caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
+caf::expected<daemon_file> node_store::load_daemon_file(uint64_t origin) const {
   auto path = sub(dir_, "daemons") + "/" + origin_file_name(origin);
   auto st = fs_->stat(path);
   if (!st)
@@ -147,39 +161,75 @@ caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
   auto raw = read_small_file(*fs_, path, 4096);
   if (!raw)
     return raw.error();
-  auto rec = decode_daemon_record(*raw, path);
-  if (!rec)
-    return rec.error();
-  if (origin_hash(rec->identity.id()) != origin)
-    return make_error(errc::corrupt_data,
-                      "daemon record " + path + " holds another daemon's key");
-  return rec;
+  auto file = decode_daemon_file(*raw, path);
+  if (!file)
+    return file.error();
+  auto owner = file->live ? origin_hash(file->live->identity.id())
+                          : file->tombstone.origin;
+  if (owner != origin)
+    return make_error(errc::corrupt_data, "daemon record " + path
+                                            + " belongs to another daemon ("
+                                            + hex_u64(owner) + ")");
+  return file;
+}
+
+caf::expected<daemon_record> node_store::load_daemon(uint64_t origin) const {
+  auto file = load_daemon_file(origin);
+  if (!file)
+    return file.error();
+  if (file->is_tombstone())
+    return make_error(errc::not_found, "daemon " + hex_u64(origin)
+                                         + " was stopped (tombstone of epoch "
+                                         + std::to_string(file->tombstone.epoch)
+                                         + ")");
+  return std::move(*file->live);
+}
+
+caf::expected<uint64_t> node_store::known_epoch(uint64_t origin) const {
+  auto file = load_daemon_file(origin);
+  if (!file) {
+    if (is(file.error(), errc::not_found))
+      return uint64_t{0};
+    return file.error();
+  }
+  return file->epoch();
 }
 
 caf::expected<std::vector<uint64_t>> node_store::list_daemons() const {
   return list_origins(*fs_, sub(dir_, "daemons"));
 }
 
-caf::error node_store::remove_daemon(uint64_t origin) {
-  auto* fs = fs_;
-  auto rec = sub(dir_, "daemons") + "/" + origin_file_name(origin);
-  if (auto err = fs->remove(rec); err && !is(err, errc::not_found))
+caf::expected<bool> node_store::retire_daemon(uint64_t origin, uint64_t epoch) {
+  // The data directory's lock and the supervisor (the only writer of
+  // records) serialize this against a spawn of the same identity, so the
+  // record read here is still the one on disk when the tombstone replaces it.
+  if (auto file = load_daemon_file(origin); file && file->epoch() > epoch)
+    return false;
+  auto buf = encode_daemon_tombstone(daemon_tombstone{origin, epoch});
+  if (!buf)
+    return buf.error();
+  if (auto err = write_file_atomic(*fs_,
+                                   sub(dir_, "daemons") + "/"
+                                     + origin_file_name(origin),
+                                   *buf, 0600))
     return err;
-  if (auto err = fs->sync_dir(sub(dir_, "daemons")))
+  if (auto err = remove_snapshot(origin))
     return err;
-  return remove_snapshot(origin);
+  return true;
 }
 
 caf::expected<std::vector<uint64_t>> node_store::orphan_snapshots() const {
   auto snaps = list_origins(*fs_, sub(dir_, "snapshots"));
   if (!snaps)
     return snaps.error();
-  auto live = list_daemons();
-  if (!live)
-    return live.error();
   std::vector<uint64_t> out;
-  std::set_difference(snaps->begin(), snaps->end(), live->begin(), live->end(),
-                      std::back_inserter(out));
+  for (auto origin : *snaps) {
+    auto file = load_daemon_file(origin);
+    if (!file && is(file.error(), errc::not_found))
+      out.push_back(origin);
+    else if (file && file->is_tombstone())
+      out.push_back(origin);
+  }
   return out;
 }
 

@@ -50,6 +50,9 @@ struct Snapshot {
   stateVersion @8 :UInt32;
   dedupMarks @9 :List(DedupMark);
   createdAtNs @10 :UInt64;
+  # The life of the daemon that took it (mesh::log_entry::epoch). 0 in
+  # snapshots written before epochs existed: read as epoch 1.
+  epoch @11 :UInt64;
 }
 
 # What goes to disk and over the wire.

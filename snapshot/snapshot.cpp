@@ -162,6 +162,7 @@ caf::expected<snapshot> read_fields(schema::Snapshot::Reader body,
                                          mark.getProducerSeq(),
                                          mark.getAppliedAt()});
   out.created_at_ns = body.getCreatedAtNs();
+  out.epoch = body.getEpoch();
   return out;
 }
 
@@ -295,6 +296,7 @@ void fill_body(schema::Snapshot::Builder out, const snapshot& snap) {
     marks[i].setAppliedAt(mark.applied_at);
   }
   out.setCreatedAtNs(snap.created_at_ns);
+  out.setEpoch(snap.epoch);
 }
 
 /// The canonical single-segment flat encoding of `root`: segment table, then
@@ -343,6 +345,26 @@ caf::expected<snapshot> decode_snapshot(bytes_view data,
                                         const entity_id* expected) {
   try {
     return decode_checked(data, expected);
+  } catch (const kj::Exception& e) {
+    return corrupt("malformed Cap'n Proto data: "
+                   + std::string{e.getDescription().cStr()});
+  }
+}
+
+caf::expected<uint64_t> peek_through_seq(bytes_view data) {
+  try {
+    if (data.size > max_snapshot_bytes)
+      return corrupt(std::to_string(data.size) + " bytes exceeds the limit of "
+                     + std::to_string(max_snapshot_bytes));
+    if (auto err = check_frame(data, "message"))
+      return err;
+    bounded_message msg{data};
+    auto body_bytes = view_of(
+      msg.reader().getRoot<schema::SignedSnapshot>().getBody());
+    if (auto err = check_frame(body_bytes, "body"))
+      return err;
+    bounded_message body{body_bytes};
+    return body.reader().getRoot<schema::Snapshot>().getThroughSeq();
   } catch (const kj::Exception& e) {
     return corrupt("malformed Cap'n Proto data: "
                    + std::string{e.getDescription().cStr()});

@@ -61,7 +61,16 @@ struct snapshot {
   uint32_t state_version = 1;
   std::vector<dedup_mark> dedup_marks;
   uint64_t created_at_ns = 0;
+  /// The life of the daemon that took it (>= 1). 0 in a snapshot written
+  /// before epochs existed, which belongs to epoch 1 (snapshot_epoch()).
+  uint64_t epoch = 0;
 };
+
+/// The epoch `snap` belongs to: its own, or 1 for one written before epochs
+/// existed (every daemon then lived in epoch 1).
+inline uint64_t snapshot_epoch(const snapshot& snap) {
+  return snap.epoch == 0 ? 1 : snap.epoch;
+}
 
 class keypair;
 
@@ -76,6 +85,12 @@ caf::expected<bytes> encode_snapshot(const snapshot& snap,
 /// full 32 bytes are compared, never just the origin hash).
 caf::expected<snapshot> decode_snapshot(bytes_view data,
                                         const entity_id* expected = nullptr);
+
+/// The through_seq of an encoded snapshot, read without verifying its
+/// signature or walking its state (a few microseconds whatever its size).
+/// Only for snapshots this node just encoded itself: anything else goes
+/// through decode_snapshot. corrupt_data when the bytes do not parse.
+caf::expected<uint64_t> peek_through_seq(bytes_view data);
 
 /// XXH3-64 of the encoded bytes; names a snapshot in migration messages.
 uint64_t snapshot_hash(bytes_view encoded);

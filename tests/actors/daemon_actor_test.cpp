@@ -11,6 +11,7 @@
 #include "actors/daemon_actor.hpp"
 #include "actors/daemon_core.hpp"
 #include "actors/runtime.hpp"
+#include "actors/store_actor.hpp"
 #include "base/errc.hpp"
 #include "identity/keypair.hpp"
 #include "test_daemons.hpp"
@@ -24,6 +25,7 @@ namespace {
 struct fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{apply_scheduler_defaults(cfg)};
+  store_actor store = spawn_store_actor(sys, {});
   daemon_actor d;
 
   fixture() {
@@ -34,6 +36,7 @@ struct fixture {
     c.core = std::make_shared<daemon_core>("sum", keypair::generate(), make,
                                            std::make_unique<test::sum_daemon>(),
                                            restart_policy::once());
+    c.store = store;
     d = spawn_daemon_actor(sys, std::move(c));
   }
 
@@ -41,6 +44,8 @@ struct fixture {
     caf::scoped_actor self{sys};
     self->request(d, caf::infinite, stop_atom::value, false)
       .receive([](bool) {}, [](caf::error&) {});
+    self->request(store, caf::infinite, close_atom::value, final_snapshots{})
+      .receive([](std::vector<std::string>&) {}, [](caf::error&) {});
   }
 
   caf::expected<delivery_batch> ask(const event_batch& evs) {

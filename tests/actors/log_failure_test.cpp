@@ -17,6 +17,7 @@
 #include "actors/daemon_core.hpp"
 #include "actors/log_actor.hpp"
 #include "actors/runtime.hpp"
+#include "actors/store_actor.hpp"
 #include "base/errc.hpp"
 #include "identity/keypair.hpp"
 #include "persistence/node_store.hpp"
@@ -243,7 +244,9 @@ TEST_CASE("a snapshot requested while an append is in flight waits for it "
     daemon_core>("sum", keypair::generate(), make,
                  std::make_unique<test::sum_daemon>(), restart_policy::once());
   dcfg.log = log;
-  dcfg.store = store;
+  auto store_worker = spawn_store_actor(sys, {store, nullptr});
+  dcfg.store = store_worker;
+  dcfg.durable = true;
   auto origin = dcfg.core->origin();
   auto d = spawn_daemon_actor(sys, std::move(dcfg));
   caf::scoped_actor self{sys};
@@ -311,4 +314,7 @@ TEST_CASE("a snapshot requested while an append is in flight waits for it "
     .receive([](bool) {}, [](caf::error&) {});
   self->request(log, caf::infinite, close_atom::value)
     .receive([](bool) {}, [](caf::error&) {});
+  self
+    ->request(store_worker, caf::infinite, close_atom::value, final_snapshots{})
+    .receive([](std::vector<std::string>&) {}, [](caf::error&) {});
 }

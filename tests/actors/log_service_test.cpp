@@ -137,7 +137,7 @@ struct log_node {
   }
 
   void snapped(uint64_t origin, uint64_t through) {
-    self->send(log, snapped_atom::value, origin, through);
+    self->send(log, snapped_atom::value, origin, uint64_t{0}, through);
   }
 
   // Closes the log actor; a running compaction finishes first.
@@ -246,7 +246,7 @@ TEST_CASE("range reads racing compactions return every entry of the range "
       if (!a || !b)
         std::abort();
       // B's snapshot covers all of it: only A's unread entries hold the log.
-      me->send(n.log, snapped_atom::value, origin_b, d + 9);
+      me->send(n.log, snapped_atom::value, origin_b, uint64_t{0}, d + 9);
     }
   }};
   thread_joiner joiner{appender}; // also when a REQUIRE below fails

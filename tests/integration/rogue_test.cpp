@@ -5,11 +5,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
@@ -184,4 +186,39 @@ TEST_CASE("a raw CAF client cannot reach CAF's ConfigServ or SpawnServ") {
   // unknown_type would mean the node's SpawnServ looked the name up.
   CHECK(spawned.error() != caf::sec::unknown_type);
   CHECK(node.ok({"kinds"}).find("counter") != std::string::npos);
+}
+
+TEST_CASE("a raw CAF client cannot answer the gateway's requests in the "
+          "runtime's place") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto id = first_line(node.ok({"deploy", "counter"}));
+  rogue r{node.address()};
+  // The gateway's requests to the supervisor and the daemons carry
+  // sequential ids: forge answers to the first few thousand, anonymously
+  // (as CAF bounces a request whose receiver is gone) and with a sender,
+  // while meshctl's requests are in flight.
+  std::atomic<bool> done{false};
+  std::thread forger{[&] {
+    caf::scoped_actor self{*r.sys};
+    auto sender = caf::actor_cast<caf::strong_actor_ptr>(self);
+    while (!done) {
+      for (uint64_t n = 1; n < 2000 && !done; ++n) {
+        auto mid = caf::make_message_id(n).response_id();
+        r.gw->enqueue(nullptr, mid,
+                      caf::make_message(
+                        caf::make_error(caf::sec::request_receiver_down)),
+                      nullptr);
+        r.gw->enqueue(sender, mid, caf::make_message(uint64_t{999}), nullptr);
+      }
+    }
+  }};
+  for (int i = 1; i <= 20; ++i)
+    CHECK(node.ok({"send", id, "1"}) == std::to_string(i) + "\n");
+  CHECK(node.ok({"high-water", id, "--producer", "0x1"}) == "0\n");
+  done = true;
+  forger.join();
+  await_log(node, "response to no request the gateway sent to that actor");
+  CHECK(node.running());
 }

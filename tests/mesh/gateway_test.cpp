@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -10,11 +12,17 @@
 #include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <capnp/serialize.h>
 
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
 #include "examples/examples.hpp"
+#include "mesh/control.capnp.h"
 #include "mesh/control_client.hpp"
 #include "mesh/gateway.hpp"
 #include "snapshot/snapshot.hpp"
@@ -60,6 +68,23 @@ public:
   }
 };
 
+// How many sleepy daemons are inside process() right now.
+std::atomic<int> sleepers{0};
+
+// Sleeps 2 s in process(), as a slow user daemon would; echoes the payload.
+class sleepy_daemon : public daemon {
+public:
+  std::string_view kind() const override {
+    return "sleepy";
+  }
+  caf::expected<std::vector<bytes>> process(const causal_event& ev) override {
+    ++sleepers;
+    std::this_thread::sleep_for(2s);
+    --sleepers;
+    return std::vector<bytes>{ev.payload};
+  }
+};
+
 // A node (runtime + gateway published on an ephemeral port) and a client
 // connected to it, in one actor system.
 struct fixture {
@@ -71,18 +96,23 @@ struct fixture {
   uint16_t port = 0;
   std::optional<control_client> client;
 
-  explicit fixture(bool refuse = false, log_limit warn_limit = {}) {
+  explicit fixture(bool refuse = false, log_limit warn_limit = {},
+                   size_t scheduler_threads = 0) {
     mesh::apply_scheduler_defaults(cfg);
+    if (scheduler_threads > 0)
+      cfg.set("scheduler.max-threads", scheduler_threads);
     cfg.load<caf::io::middleman>();
     sys = std::make_unique<caf::actor_system>(cfg);
     rt = std::make_unique<runtime>(*sys, runtime_options{});
     for (auto& [kind, factory] : examples::example_kinds())
       REQUIRE(!rt->register_factory(kind, factory));
+    REQUIRE(!rt->register_factory("sleepy", [] {
+      return std::make_unique<sleepy_daemon>();
+    }));
     REQUIRE(!rt->start());
     auth = std::make_shared<recording_authenticator>();
     auth->refuse = refuse;
     gateway_options opts;
-    opts.workers = 2;
     opts.auth = auth;
     opts.max_deploy_count = 50;
     opts.warn_limit = warn_limit;
@@ -271,13 +301,13 @@ TEST_CASE("garbage bytes get corrupt_data and the gateway keeps serving") {
   fixture f;
   auto res = f.client->call_raw(wire_bytes{'n', 'o', 'p', 'e'});
   REQUIRE(res);
-  REQUIRE(std::holds_alternative<error_response>(*res));
-  CHECK(std::get<error_response>(*res).code == errc::corrupt_data);
+  REQUIRE(std::holds_alternative<error_response>(res->body));
+  CHECK(std::get<error_response>(res->body).code == errc::corrupt_data);
   wire_bytes junk(64, '\x7f');
   res = f.client->call_raw(junk);
   REQUIRE(res);
-  REQUIRE(std::holds_alternative<error_response>(*res));
-  CHECK(std::get<error_response>(*res).code == errc::corrupt_data);
+  REQUIRE(std::holds_alternative<error_response>(res->body));
+  CHECK(std::get<error_response>(res->body).code == errc::corrupt_data);
   f.ask<kinds_response>(kinds_request{});
 }
 
@@ -287,7 +317,7 @@ TEST_CASE("a flood of bad requests writes a bounded number of log lines") {
   for (int i = 0; i < 2000; ++i) {
     auto res = f.client->call_raw(wire_bytes{'n', 'o', 'p', 'e'});
     REQUIRE(res);
-    REQUIRE(std::holds_alternative<error_response>(*res));
+    REQUIRE(std::holds_alternative<error_response>(res->body));
   }
   f.ask<kinds_response>(kinds_request{});
   CHECK(logs.count("bad request") == 10);
@@ -454,7 +484,7 @@ TEST_CASE("connecting to a closed port is target_unavailable") {
         != std::string::npos);
 }
 
-TEST_CASE("serve answers requests without any network") {
+TEST_CASE("the gateway serves an in-process request without any network") {
   caf::actor_system_config cfg;
   mesh::apply_scheduler_defaults(cfg);
   caf::actor_system sys{cfg};
@@ -462,11 +492,229 @@ TEST_CASE("serve answers requests without any network") {
   for (auto& [kind, factory] : examples::example_kinds())
     REQUIRE(!rt.register_factory(kind, factory));
   REQUIRE(!rt.start());
-  gateway_options opts;
-  auto res = serve(rt, deploy_request{"counter", 2}, opts);
+  gateway gw{sys, rt};
+  auto ask = [&](const request& req) {
+    caf::scoped_actor self{sys};
+    std::optional<response_frame> out;
+    self->request(gw.handle(), 10s, request_atom::value, encode(req, 11))
+      .receive(
+        [&](wire_bytes& bytes) {
+          auto frame = decode_response(bytes);
+          REQUIRE(frame);
+          out = std::move(*frame);
+        },
+        [&](caf::error& err) {
+          FAIL(caf::to_string(err));
+        });
+    REQUIRE(out);
+    CHECK(out->id == 11);
+    return std::move(out->body);
+  };
+  auto res = ask(deploy_request{"counter", 2});
   REQUIRE(std::holds_alternative<deploy_response>(res));
   CHECK(std::get<deploy_response>(res).daemons.size() == 2);
-  auto none = serve(rt, stop_request{42}, opts);
+  auto none = ask(stop_request{42});
   REQUIRE(std::holds_alternative<error_response>(none));
   CHECK(std::get<error_response>(none).code == errc::daemon_not_found);
+}
+
+TEST_CASE("a daemon sleeping in process does not delay another daemon's "
+          "answers") {
+  // Enough scheduler threads that the sleeping daemon holding one does not
+  // starve the others: what is measured is the gateway.
+  fixture f{false, {}, 4};
+  auto slow = f.deploy("sleepy");
+  // A counter that the former gateway served on the same worker thread as
+  // the slow daemon (worker = origin mod 4).
+  uint64_t fast = 0;
+  for (int i = 0; i < 200 && fast == 0; ++i) {
+    auto id = f.deploy("counter");
+    if (id % 4 == slow % 4)
+      fast = id;
+  }
+  REQUIRE(fast != 0);
+  f.send(fast, {"1"});
+  auto other = control_client::connect(*f.sys, "127.0.0.1", f.port, 30s);
+  REQUIRE(other);
+  std::atomic<bool> slow_ok{false};
+  std::thread slow_sender{[&] {
+    send_request req;
+    req.daemon_id = slow;
+    req.events.push_back({0, 1, b("zz")});
+    auto r = other->call(req);
+    slow_ok = r && std::holds_alternative<send_response>(*r);
+  }};
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (sleepers == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  REQUIRE(sleepers == 1);
+  std::chrono::steady_clock::duration worst{0};
+  for (int i = 0; i < 5; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto res = f.send(fast, {"1"});
+    worst = std::max(worst, std::chrono::steady_clock::now() - start);
+    CHECK(res.deliveries.size() == 1);
+  }
+  // The fast daemon answered while the slow one still slept.
+  CHECK(sleepers == 1);
+  slow_sender.join();
+  CHECK(slow_ok);
+  auto worst_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worst)
+                    .count();
+  INFO("worst latency of the fast daemon: " << worst_ms << " ms");
+  std::printf("gateway: fast daemon's worst latency while another sleeps in "
+              "process: %lld ms\n",
+              static_cast<long long>(worst_ms));
+  CHECK(worst < 500ms);
+}
+
+TEST_CASE("a response echoes the request id in the agreed version") {
+  fixture f;
+  auto res = f.client->call_raw(encode(request{kinds_request{}}, 77));
+  REQUIRE(res);
+  CHECK(res->id == 77);
+  CHECK(res->version == protocol_version);
+  CHECK(std::holds_alternative<kinds_response>(res->body));
+  f.ask<kinds_response>(kinds_request{});
+  CHECK(f.client->version() == protocol_version);
+}
+
+TEST_CASE("clients of adjacent protocol versions are served") {
+  fixture f;
+  for (version_range v :
+       {version_range{1, 1}, version_range{1, 2}, version_range{2, 3}}) {
+    auto c = control_client::connect(*f.sys, "127.0.0.1", f.port, 10s, v);
+    REQUIRE(c);
+    auto res = c->call(kinds_request{});
+    INFO("client speaks " << to_string(v));
+    REQUIRE(res);
+    CHECK(std::holds_alternative<kinds_response>(*res));
+    CHECK(c->version() == std::min<uint16_t>(v.max, protocol_version));
+  }
+}
+
+TEST_CASE("a client too new or too old gets an error naming both versions") {
+  fixture f;
+  auto refusal = [&](version_range v) {
+    auto c = control_client::connect(*f.sys, "127.0.0.1", f.port, 10s, v);
+    REQUIRE(c);
+    auto res = c->call(kinds_request{});
+    REQUIRE(res);
+    REQUIRE(std::holds_alternative<error_response>(*res));
+    auto& err = std::get<error_response>(*res);
+    CHECK(err.code == errc::unsupported_version);
+    return err.message;
+  };
+  auto node = to_string(supported_versions);
+  auto too_new = refusal({protocol_version + 1, protocol_version + 2});
+  CHECK(too_new.find("client too new") != std::string::npos);
+  CHECK(too_new.find(
+          to_string(version_range{protocol_version + 1, protocol_version + 2}))
+        != std::string::npos);
+  CHECK(too_new.find("this node speaks " + node) != std::string::npos);
+  auto too_old = refusal({0, 0});
+  CHECK(too_old.find("client too old") != std::string::npos);
+  CHECK(too_old.find("speaks control protocol 0,") != std::string::npos);
+  CHECK(too_old.find("this node speaks " + node) != std::string::npos);
+}
+
+TEST_CASE("a daemon stopped behind the gateway's back is daemon_not_found") {
+  fixture f;
+  auto id = f.deploy();
+  f.send(id, {"1"}); // the gateway caches the daemon's handle
+  REQUIRE(!f.rt->stop(id));
+  auto start = std::chrono::steady_clock::now();
+  CHECK(f.ask_error(stats_request{id}).code == errc::daemon_not_found);
+  send_request req;
+  req.daemon_id = id;
+  req.events.push_back({0, 1, b("1")});
+  CHECK(f.ask_error(req).code == errc::daemon_not_found);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("stop lets a request in flight finish and answers it") {
+  fixture f{false, {}, 4};
+  auto slow = f.deploy("sleepy");
+  std::optional<caf::expected<response>> got;
+  std::thread sender{[&] {
+    send_request req;
+    req.daemon_id = slow;
+    req.events.push_back({0, 1, b("zz")});
+    got = f.client->call(req);
+  }};
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (sleepers == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  REQUIRE(sleepers == 1);
+  f.gw->stop();
+  sender.join();
+  REQUIRE(got);
+  REQUIRE(*got);
+  REQUIRE(std::holds_alternative<send_response>(**got));
+  CHECK(
+    text(std::get<send_response>(**got).deliveries.at(0).outputs.at(0).payload)
+    == "zz");
+}
+
+namespace {
+
+// A node built before version negotiation: it speaks version 1 only and
+// refuses anything else as such a build did, with no Response.version.
+caf::behavior version_one_node(caf::event_based_actor*,
+                               std::shared_ptr<std::atomic<int>> requests) {
+  return {
+    [requests](request_atom, const wire_bytes& bytes) -> wire_bytes {
+      ++*requests;
+      std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+      std::memcpy(words.data(), bytes.data(), bytes.size());
+      capnp::FlatArrayMessageReader reader{
+        kj::arrayPtr(words.data(), words.size())};
+      auto version = reader.getRoot<schema::Request>().getVersion();
+      if (version != 1)
+        return encode(response{error_response{errc::unsupported_version,
+                                              "request speaks control protocol "
+                                                + std::to_string(version)
+                                                + ", this build speaks 1"}},
+                      0, 1);
+      return encode(response{kinds_response{{"old"}}}, 0, 1);
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("a client falls back to version 1 for a node that predates "
+          "negotiation") {
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto requests = std::make_shared<std::atomic<int>>(0);
+  auto old = sys.spawn(version_one_node, requests);
+  // Ends the fake node however the test ends (the actor system waits for
+  // it).
+  std::shared_ptr<void>
+    stop_old{nullptr, [old](void*) {
+               caf::anon_send_exit(old, caf::exit_reason::user_shutdown);
+             }};
+  auto port = sys.middleman().publish(old, 0, "127.0.0.1");
+  REQUIRE(port);
+  auto c = control_client::connect(sys, "127.0.0.1", *port, 10s);
+  REQUIRE(c);
+  for (int i = 0; i < 2; ++i) {
+    auto res = c->call(kinds_request{});
+    REQUIRE(res);
+    REQUIRE(std::holds_alternative<kinds_response>(*res));
+    CHECK(std::get<kinds_response>(*res).kinds
+          == std::vector<std::string>{"old"});
+    CHECK(c->version() == 1);
+  }
+  // One refused version 2 request, then version 1 only.
+  CHECK(*requests == 3);
+  // A client that does not speak version 1 gets the old node's refusal.
+  auto v2 = control_client::connect(sys, "127.0.0.1", *port, 10s, {2, 2});
+  REQUIRE(v2);
+  auto res = v2->call(kinds_request{});
+  REQUIRE(res);
+  REQUIRE(std::holds_alternative<error_response>(*res));
+  CHECK(std::get<error_response>(*res).code == errc::unsupported_version);
 }

@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/bytes.hpp"
+#include "persistence/log_entry.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -385,6 +387,56 @@ TEST_CASE("dump --json prints one valid JSON object per record") {
   CHECK(third["encoding"] == "hex");
   CHECK(third["payload"] == "0a00ff");
   CHECK(third["length"] == "3");
+}
+
+TEST_CASE("dump --entries shows each log entry's origin, epoch and seq") {
+  mesh::test::temp_dir tmp;
+  auto dir = tmp / "log";
+  mesh::log_entry e;
+  e.origin_hash = 0x38f636d8c448d6b0;
+  e.epoch = 2;
+  e.daemon_seq = 7;
+  e.producer_id = 9;
+  e.producer_seq = 3;
+  e.received_at_ns = 1'700'000'000'000'000'000;
+  e.payload = mesh::bytes{'+', '5'};
+  mesh::bytes v2;
+  mesh::encode_log_entry(e, v2);
+  // The same entry as written before epochs (version 1): epoch 1.
+  mesh::bytes v1(v2.begin(), v2.begin() + 41);
+  v1[40] = 1;
+  v1.insert(v1.end(), e.payload.begin(), e.payload.end());
+  REQUIRE(
+    run({"append", "--hex", dir, mesh::to_hex(v2), mesh::to_hex(v1), "00"}).code
+    == 0);
+
+  auto d = run({"dump", dir, "--entries"});
+  INFO(d);
+  REQUIRE(d.code == 0);
+  auto lines = d.out_lines();
+  REQUIRE(lines.size() == 3);
+  CHECK(contains(lines[0], " origin=0x38f636d8c448d6b0 epoch=2 daemon_seq=7 "
+                           "producer=0x0000000000000009/3 status=accepted "
+                           "text=\"+5\""));
+  CHECK(contains(lines[1], " epoch=1 daemon_seq=7 "));
+  CHECK(contains(lines[1], " status=rejected text=\"+5\""));
+  CHECK(contains(lines[2], " entry_error=\""));
+  CHECK(contains(lines[2], "shorter than its 41-byte header"));
+  CHECK(contains(lines[2], " hex=00"));
+
+  auto j = run({"dump", dir, "--entries", "--json"});
+  INFO(j);
+  REQUIRE(j.code == 0);
+  auto jl = j.out_lines();
+  REQUIRE(jl.size() == 3);
+  auto first = parse_json_line(jl[0]);
+  CHECK(first["origin"] == "0x38f636d8c448d6b0");
+  CHECK(first["epoch"] == "2");
+  CHECK(first["daemon_seq"] == "7");
+  CHECK(first["status"] == "accepted");
+  CHECK(first["payload"] == "+5");
+  CHECK(parse_json_line(jl[1])["epoch"] == "1");
+  CHECK(!parse_json_line(jl[2])["entry_error"].empty());
 }
 
 TEST_CASE("append --from-file appends one record per line") {

@@ -22,10 +22,15 @@ int report_transport(session& s, const caf::error& err);
 /// Prints the node's refusal and returns exit_refused.
 int report_refusal(session& s, const control::error_response& err);
 
+/// Prints where the daemon lives now (the node answered `moved`) and
+/// returns exit_refused.
+int report_moved(session& s, const control::moved_response& moved);
+
 /// Prints that the node answered with the wrong response type.
 int report_mismatch(session& s, const char* request_name);
 
-/// Sends `req` and returns the response of type T. On failure prints one
+/// Sends `req` and returns the response of type T (the request's
+/// T = Request::response). On failure prints one
 /// line, stores the exit code in `code` and returns nullopt.
 template<class T>
 std::optional<T> ask(session& s, const control::request& req, int& code) {
@@ -36,6 +41,10 @@ std::optional<T> ask(session& s, const control::request& req, int& code) {
   }
   if (auto* err = std::get_if<control::error_response>(&*res)) {
     code = report_refusal(s, *err);
+    return std::nullopt;
+  }
+  if (auto* moved = std::get_if<control::moved_response>(&*res)) {
+    code = report_moved(s, *moved);
     return std::nullopt;
   }
   if (auto* x = std::get_if<T>(&*res))

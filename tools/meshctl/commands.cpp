@@ -30,6 +30,13 @@ int report_refusal(session& s, const error_response& err) {
   return exit_refused;
 }
 
+int report_moved(session& s, const moved_response& moved) {
+  s.err << "meshctl: the daemon moved to node " << moved.node << " (epoch "
+        << moved.epoch << "); run the command there: --node " << moved.node
+        << std::endl;
+  return exit_refused;
+}
+
 int report_mismatch(session& s, const char* request_name) {
   s.err << "meshctl: " << s.client.address() << " answered a " << request_name
         << " request with another response type (protocol mismatch?)"
@@ -85,7 +92,7 @@ caf::expected<uint64_t> parse_daemon_id(const std::string& text) {
 
 namespace {
 
-std::string json_daemon(const daemon_info& d) {
+std::string json_daemon(const daemon_entry& d) {
   return "{\"id\":" + json_id(d.origin_hash) + ",\"entity_id\":\""
          + to_hex(bytes_view{d.id.data(), d.id.size()})
          + "\",\"kind\":" + meshseg::json_string(d.kind)
@@ -95,7 +102,7 @@ std::string json_daemon(const daemon_info& d) {
          + ",\"reason\":" + meshseg::json_string(d.reason) + "}";
 }
 
-std::string json_daemons(const std::vector<daemon_info>& ds) {
+std::string json_daemons(const std::vector<daemon_entry>& ds) {
   std::string out = "[";
   for (size_t i = 0; i < ds.size(); ++i)
     out += (i > 0 ? "," : "") + json_daemon(ds[i]);
@@ -166,7 +173,7 @@ int run_daemons(session& s) {
   }
   // The REASON column only when some daemon failed: it is empty otherwise.
   auto any_failed = std::any_of(res->daemons.begin(), res->daemons.end(),
-                                [](const daemon_info& d) {
+                                [](const daemon_entry& d) {
                                   return !d.reason.empty();
                                 });
   std::vector<std::vector<std::string>> rows{{"ID", "KIND", "SEQ", "STATE"}};
@@ -394,6 +401,8 @@ int run_resume(session& s, const resume_args& args) {
     s.err << "meshctl: " << text << std::endl;
     return exit_refused;
   }
+  if (auto* moved = std::get_if<moved_response>(&*res))
+    return report_moved(s, *moved);
   auto* ok = std::get_if<resume_response>(&*res);
   if (ok == nullptr)
     return report_mismatch(s, "resume");

@@ -30,8 +30,9 @@ MESHCTL_NODE. Daemon ids are the hex origin hashes 'meshctl daemons' prints
 (0x optional).
 
 Exit codes: 0 ok; 1 the node refused (unknown daemon or kind, rejected
-event, partial deploy); 2 bad usage or input; 3 node unreachable, gone or
-too slow (--timeout).
+event, partial deploy, no protocol version in common, or the daemon moved:
+the message names the node to ask); 2 bad usage or input; 3 node
+unreachable, gone or too slow (--timeout).
 
 Examples:
   meshctl --node 127.0.0.1:7400 kinds
@@ -138,7 +139,11 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   global_args g;
   CLI::App app{"meshctl: operate a meshd node", "meshctl"};
-  app.footer(main_footer);
+  app.footer(std::string{main_footer}
+             + "\n\nmeshctl speaks control protocol versions "
+             + mesh::control::to_string(mesh::control::supported_versions)
+             + " (docs/protocol.md) and uses the newest one the node "
+               "speaks too.");
   app.require_subcommand(1);
   app.fallthrough();
   app.get_formatter()->column_width(30);

@@ -196,6 +196,13 @@ private:
              << c_.confirmed_through << ")" << std::endl;
       return exit_refused;
     }
+    if (auto* moved = std::get_if<moved_response>(&*res)) {
+      prog_.finish();
+      s_.err << "meshctl: sending lines " << first << ".." << last
+             << " (applied through " << c_.confirmed_through << "): ";
+      s_.err.flush();
+      return report_moved(s_, *moved);
+    }
     auto* ok = std::get_if<send_response>(&*res);
     if (ok == nullptr || ok->deliveries.size() != batch_.events.size()) {
       prog_.finish();

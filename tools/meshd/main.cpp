@@ -78,7 +78,6 @@ struct options {
   std::string fsync = "every_n:1000";
   std::string log_level = "info";
   std::string ready_file;
-  size_t workers = 4;
   uint64_t snapshot_every = 10000;
 };
 
@@ -315,7 +314,6 @@ int run(const options& opts, const mesh::fsync_policy& policy,
                                 + ": " + mesh::describe(err));
 
   mesh::gateway_options gopts;
-  gopts.workers = opts.workers;
   gopts.auth = make_authenticator();
   auto watch = std::make_shared<gateway_watch>();
   gopts.on_unexpected_exit = [watch](const caf::error& why) {
@@ -413,11 +411,6 @@ int main(int argc, char** argv) {
                 "Write the bound HOST:PORT to FILE once listening (removed "
                 "on clean shutdown)")
     ->type_name("FILE");
-  app
-    .add_option("--workers", opts.workers,
-                "Gateway worker threads for requests that address a daemon")
-    ->capture_default_str()
-    ->check(CLI::Range(size_t{1}, size_t{64}));
   app
     .add_option("--snapshot-every", opts.snapshot_every,
                 "Snapshot a daemon after this many applied events. 0 = not "

@@ -9,6 +9,7 @@
 
 #include "base/errc.hpp"
 #include "base/file_system.hpp"
+#include "persistence/log_entry.hpp"
 #include "persistence/segment.hpp"
 #include "persistence/segment_format.hpp"
 #include "tools/meshseg/render.hpp"
@@ -515,23 +516,66 @@ int run_append(const append_args& args, std::ostream& out, std::ostream& err) {
   return exit_ok;
 }
 
+namespace {
+
+const char* status_name(log_entry::status st) {
+  return st == log_entry::status::accepted ? "accepted" : "rejected";
+}
+
+// A log entry's header fields for `dump --entries`, each with a leading
+// separator.
+std::string entry_text(const log_entry& e) {
+  return " origin=" + hex_u64(e.origin_hash)
+         + " epoch=" + std::to_string(e.epoch)
+         + " daemon_seq=" + std::to_string(e.daemon_seq)
+         + " producer=" + hex_u64(e.producer_id) + "/"
+         + std::to_string(e.producer_seq) + " status=" + status_name(e.state);
+}
+
+std::string entry_json(const log_entry& e) {
+  return ",\"origin\":\"" + hex_u64(e.origin_hash)
+         + "\",\"epoch\":" + std::to_string(e.epoch)
+         + ",\"daemon_seq\":" + std::to_string(e.daemon_seq)
+         + ",\"producer_id\":\"" + hex_u64(e.producer_id)
+         + "\",\"producer_seq\":" + std::to_string(e.producer_seq)
+         + ",\"status\":\"" + status_name(e.state) + "\"";
+}
+
+} // namespace
+
 int run_dump(const dump_args& args, std::ostream& out, std::ostream& err) {
   if (!check_dir(args.dir, false, err))
     return exit_error;
-  auto print = [&out, json{args.json}](const log_record& rec) {
+  auto print = [&out, json{args.json},
+                entries{args.entries}](const log_record& rec) {
     bytes_view payload{rec.payload};
+    std::string fields;
+    // The entry's own payload, shown instead of the whole record.
+    bytes inner;
+    if (entries) {
+      auto e = decode_log_entry(payload);
+      if (e) {
+        fields = json ? entry_json(*e) : entry_text(*e);
+        inner = std::move(e->payload);
+        payload = bytes_view{inner};
+      } else {
+        auto why = describe(e.error());
+        fields = json ? ",\"entry_error\":" + json_string(why)
+                      : " entry_error=" + json_string(why);
+      }
+    }
     bool text = printable(payload);
     if (json) {
       out << "{\"seq\":" << rec.seq << ",\"timestamp_ns\":" << rec.timestamp_ns
           << ",\"time\":\"" << format_utc(rec.timestamp_ns)
-          << "\",\"length\":" << rec.payload.size() << ",\"encoding\":\""
-          << (text ? "text" : "hex") << "\",\"payload\":"
+          << "\",\"length\":" << rec.payload.size() << fields
+          << ",\"encoding\":\"" << (text ? "text" : "hex") << "\",\"payload\":"
           << (text ? json_string(payload.as_chars())
                    : "\"" + to_hex(payload) + "\"")
           << "}\n";
     } else {
       out << "seq=" << rec.seq << " time=" << format_utc(rec.timestamp_ns)
-          << " length=" << rec.payload.size() << ' '
+          << " length=" << rec.payload.size() << fields << ' '
           << (text ? "text=" + json_string(payload.as_chars())
                    : "hex=" + to_hex(payload))
           << '\n';

@@ -37,6 +37,9 @@ struct dump_args {
   std::string dir;
   /// One JSON object per record and line (JSON lines).
   bool json = false;
+  /// Decode each payload as a meshd log entry (origin, epoch, daemon_seq,
+  /// producer, status) and show the entry's own payload.
+  bool entries = false;
 };
 
 struct verify_args {

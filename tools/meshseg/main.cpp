@@ -39,11 +39,16 @@ constexpr const char* dump_footer
   seq=2 time=2025-11-22T20:41:03.123456789Z length=3 hex=00ff7f
 With --json, one JSON object per line (JSON lines):
   {"seq":1,"timestamp_ns":...,"time":"...","length":5,"encoding":"text","payload":"hello"}
+With --entries (a meshd node's <data>/log), each record is decoded as a log
+entry and its fields come before the entry's own payload:
+  seq=1 time=... length=54 origin=0x38f636d8c448d6b0 epoch=2 daemon_seq=1 producer=0x0000000000000007/1 status=accepted text="+5"
+A record that is not a log entry shows entry_error="..." and its raw payload.
 Never changes the files, even when the log is damaged.
 
 Examples:
   meshseg dump /var/lib/meshd/log/0
-  meshseg dump /var/lib/meshd/log/0 --json | jq -r .payload)";
+  meshseg dump /var/lib/meshd/log/0 --json | jq -r .payload
+  meshseg dump /var/lib/meshd/data/log --entries)";
 
 constexpr const char* verify_footer
   = R"(Without --repair nothing on disk changes. Exit 0 when intact:
@@ -119,6 +124,9 @@ int run(int argc, char** argv) {
   dump_cmd->add_option("DIR", dump.dir, "Log directory")->required();
   dump_cmd->add_flag("--json", dump.json,
                      "One JSON object per record and line (JSON lines)");
+  dump_cmd->add_flag("--entries", dump.entries,
+                     "Decode each record as a meshd log entry (origin, "
+                     "epoch, daemon_seq, producer, status)");
 
   verify_args verify;
   auto* verify_cmd = app.add_subcommand(
