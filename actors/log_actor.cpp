@@ -1,5 +1,6 @@
 #include "actors/log_actor.hpp"
 
+#include <chrono>
 #include <deque>
 #include <map>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
+#include "persistence/log_range.hpp"
 #include "persistence/segment.hpp"
 
 namespace mesh {
@@ -24,6 +26,50 @@ bool requires_sync_ack(const fsync_policy& p) {
 }
 
 namespace {
+
+/// Serves range reads on a thread of its own through a segment_reader, so a
+/// long scan never holds up appends (it takes no lock the appender takes).
+using log_reader_actor = caf::typed_actor<
+  caf::replies_to<read_atom, log_range_request>::with<log_range>>;
+
+/// Runs compactions on a thread of its own: drops the records below the
+/// given log seq and answers (dropped, kept). The segment's bulk copy takes
+/// no append lock, so the log actor keeps appending meanwhile.
+using log_compactor_actor = caf::typed_actor<
+  caf::replies_to<compact_atom, uint64_t>::with<uint64_t, uint64_t>>;
+
+log_reader_actor::behavior_type
+log_reader_impl(log_reader_actor::pointer,
+                std::shared_ptr<segment_reader> reader) {
+  return {
+    [reader](read_atom, log_range_request& req) -> caf::result<log_range> {
+      auto page = read_log_range(*reader, req);
+      if (!page)
+        return std::move(page.error());
+      return std::move(*page);
+    },
+  };
+}
+
+log_compactor_actor::behavior_type
+log_compactor_impl(log_compactor_actor::pointer, std::shared_ptr<segment> seg) {
+  return {
+    [seg](compact_atom, uint64_t cut) -> caf::result<uint64_t, uint64_t> {
+      auto res = seg->compact(retention::before_seq(cut));
+      if (!res)
+        return std::move(res.error());
+      return {res->dropped_records, res->kept_records};
+    },
+  };
+}
+
+/// A pin as the log actor keeps it.
+struct pin_state {
+  log_pin pin;
+  /// The lowest log seq the pin keeps.
+  uint64_t hold = 0;
+  std::chrono::steady_clock::time_point expires;
+};
 
 /// One append waiting for the next flush.
 struct queued {
@@ -57,6 +103,22 @@ struct log_state {
   uint64_t checked_at = 0;
   // Reused by every write: the views handed to the segment.
   std::vector<bytes_view> views;
+  // Range reads and compactions run on these (null without a segment).
+  log_reader_actor reader;
+  log_compactor_actor compactor;
+  // A compaction is running; it drops the records below `compacting_cut`.
+  bool compacting = false;
+  uint64_t compacting_cut = 0;
+  // Another compaction was asked for while one ran.
+  bool compact_again = false;
+  // A close that waits for the running compaction.
+  std::optional<caf::typed_response_promise<bool>> closing;
+  // Per origin: its pin.
+  std::map<uint64_t, pin_state> pins;
+  // Pins whose answer waits for the running compaction (it was decided
+  // before them and may drop what they ask for).
+  std::vector<std::pair<uint64_t, caf::typed_response_promise<uint64_t>>>
+    pins_waiting;
   static inline const char* name = "mesh.log";
 };
 
@@ -90,6 +152,81 @@ void ask_laggards(log_ptr self, uint64_t first, uint64_t next) {
   }
 }
 
+// Drops the pins whose lease ran out, each with a log line.
+void expire_pins(log_ptr self) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = st.pins.begin(); it != st.pins.end();) {
+    if (it->second.expires > now) {
+      ++it;
+      continue;
+    }
+    auto& p = it->second.pin;
+    spdlog::warn("event log pin of daemon origin={} epoch={} from daemon_seq "
+                 "{} owned by '{}' expired: not renewed within {} ms; its "
+                 "entries may be compacted away",
+                 hex_u64(p.origin_hash), p.epoch, p.from_daemon_seq, p.owner,
+                 p.lease_ms);
+    it = st.pins.erase(it);
+  }
+}
+
+void maybe_compact(log_ptr self);
+
+// Answers the pins that waited for a compaction: they hold from where the
+// log now begins at the earliest.
+void answer_waiting_pins(log_ptr self) {
+  auto& st = self->state;
+  auto waiting = std::move(st.pins_waiting);
+  st.pins_waiting.clear();
+  for (auto& [origin, rp] : waiting) {
+    auto it = st.pins.find(origin);
+    if (it == st.pins.end()) {
+      rp.deliver(
+        make_error(errc::not_found, "the pin of daemon " + hex_u64(origin)
+                                      + " was released before it took hold"));
+      continue;
+    }
+    if (st.cfg.seg)
+      it->second.hold = std::max(it->second.hold, st.cfg.seg->first_seq());
+    rp.deliver(it->second.hold);
+  }
+}
+
+void finish_close(log_ptr self, caf::typed_response_promise<bool> rp);
+
+// Hands the drop of the records below `cut` to the compaction thread.
+void start_compaction(log_ptr self, uint64_t cut) {
+  auto& st = self->state;
+  st.compacting = true;
+  st.compacting_cut = cut;
+  st.compact_again = false;
+  auto done = [self] {
+    auto& st = self->state;
+    st.compacting = false;
+    answer_waiting_pins(self);
+    if (st.closing) {
+      auto rp = std::move(*st.closing);
+      st.closing.reset();
+      finish_close(self, std::move(rp));
+      return;
+    }
+    if (st.compact_again)
+      maybe_compact(self);
+  };
+  self->request(st.compactor, caf::infinite, compact_atom::value, cut)
+    .then(
+      [done](uint64_t dropped, uint64_t kept) {
+        spdlog::info("event log compacted: dropped {} records, kept {}",
+                     dropped, kept);
+        done();
+      },
+      [done](caf::error& err) {
+        spdlog::warn("event log compaction failed: {}", describe(err));
+        done();
+      });
+}
+
 template<class Map, class Pred>
 void erase_lives(Map& m, Pred ended) {
   for (auto it = m.begin(); it != m.end();)
@@ -98,8 +235,12 @@ void erase_lives(Map& m, Pred ended) {
 
 void maybe_compact(log_ptr self) {
   auto& st = self->state;
-  if (!st.cfg.seg || st.broken)
+  if (!st.cfg.seg || st.broken || st.closing)
     return;
+  if (st.compacting) {
+    st.compact_again = true;
+    return;
+  }
   auto next = st.cfg.seg->next_seq();
   auto first = st.cfg.seg->first_seq();
   st.checked_at = next;
@@ -109,16 +250,112 @@ void maybe_compact(log_ptr self) {
   for (auto& [life, q] : st.live)
     if (!q.empty())
       cut = std::min(cut, q.front().second);
+  expire_pins(self);
+  for (auto& [origin, p] : st.pins)
+    cut = std::min(cut, p.hold);
   if (cut <= first || cut - first < st.cfg.compact_after) {
     ask_laggards(self, first, next);
     return;
   }
-  auto res = st.cfg.seg->compact(retention::keep_last(next - cut));
-  if (!res)
-    spdlog::warn("event log compaction failed: {}", describe(res.error()));
-  else
-    spdlog::info("event log compacted: dropped {} records, kept {}",
-                 res->dropped_records, res->kept_records);
+  start_compaction(self, cut);
+}
+
+// The lowest log seq that must stay for a pin of one life from daemon_seq
+// `from`. Exact when the log knows where that daemon_seq is (the life's
+// entries newer than its snapshot, or none logged yet from `from` on);
+// otherwise everything the log holds now, which is more than needed but
+// never less.
+uint64_t pin_hold(log_ptr self, const life_key& life, uint64_t from) {
+  auto& st = self->state;
+  auto& seg = *st.cfg.seg;
+  if (auto it = st.live.find(life);
+      it != st.live.end() && !it->second.empty()) {
+    auto& q = it->second;
+    if (q.front().first > from)
+      return seg.first_seq();
+    for (auto& [dseq, lseq] : q)
+      if (dseq >= from)
+        return lseq;
+    return seg.next_seq();
+  }
+  if (auto n = st.next_dseq.find(life);
+      n != st.next_dseq.end() && n->second <= from)
+    return seg.next_seq();
+  return seg.first_seq();
+}
+
+caf::result<uint64_t> pin(log_ptr self, log_pin& p) {
+  auto& st = self->state;
+  if (p.owner.empty())
+    return make_error(errc::invalid_argument, "a log pin needs an owner");
+  if (p.lease_ms == 0 || p.lease_ms > max_lease_ms)
+    return make_error(errc::invalid_argument,
+                      "log pin lease of " + std::to_string(p.lease_ms)
+                        + " ms is outside 1.." + std::to_string(max_lease_ms));
+  if (!st.cfg.seg)
+    return make_error(errc::invalid_argument,
+                      "this node keeps no event log to pin");
+  expire_pins(self);
+  auto origin = p.origin_hash;
+  auto hold = pin_hold(self, {origin, p.epoch}, p.from_daemon_seq);
+  auto it = st.pins.find(origin);
+  if (it != st.pins.end()) {
+    if (it->second.pin.owner != p.owner)
+      return make_error(errc::already_migrating,
+                        "the event log of daemon " + hex_u64(origin)
+                          + " is pinned by '" + it->second.pin.owner
+                          + "', not '" + p.owner + "'");
+    // A renewal: it never gives up what the pin already holds.
+    hold = std::min(hold, it->second.hold);
+  } else {
+    spdlog::info("event log pinned for daemon origin={} epoch={} from "
+                 "daemon_seq {} by '{}' (lease {} ms, log seq {} on)",
+                 hex_u64(origin), p.epoch, p.from_daemon_seq, p.owner,
+                 p.lease_ms, hold);
+  }
+  auto lease = std::chrono::milliseconds{p.lease_ms};
+  st.pins[origin] = pin_state{p, hold,
+                              std::chrono::steady_clock::now() + lease};
+  self->delayed_send(self, lease, expire_atom::value, origin);
+  if (st.compacting && st.compacting_cut > hold) {
+    auto rp = self->make_response_promise<uint64_t>();
+    st.pins_waiting.emplace_back(origin, rp);
+    return rp;
+  }
+  return hold;
+}
+
+caf::result<bool> unpin(log_ptr self, uint64_t origin,
+                        const std::string& owner) {
+  auto& st = self->state;
+  auto it = st.pins.find(origin);
+  if (it == st.pins.end())
+    return make_error(errc::not_found,
+                      "daemon " + hex_u64(origin) + " has no event log pin");
+  if (it->second.pin.owner != owner)
+    return make_error(errc::invalid_argument,
+                      "the event log pin of daemon " + hex_u64(origin)
+                        + " is owned by '" + it->second.pin.owner + "'; '"
+                        + owner + "' may not release it");
+  spdlog::info("event log pin of daemon origin={} released by '{}'",
+               hex_u64(origin), owner);
+  st.pins.erase(it);
+  maybe_compact(self);
+  return true;
+}
+
+void on_expire(log_ptr self, uint64_t origin) {
+  auto& st = self->state;
+  auto it = st.pins.find(origin);
+  if (it == st.pins.end())
+    return;
+  auto now = std::chrono::steady_clock::now();
+  if (it->second.expires > now) {
+    // Renewed since this timer was set; a later timer covers it.
+    return;
+  }
+  expire_pins(self);
+  maybe_compact(self);
 }
 
 // The daemon_seq a batch must start with, given what was decided so far.
@@ -265,8 +502,41 @@ void flush(log_ptr self) {
     maybe_compact(self);
 }
 
+void finish_close(log_ptr self, caf::typed_response_promise<bool> rp) {
+  auto& st = self->state;
+  caf::error err;
+  if (st.cfg.seg) {
+    err = st.cfg.seg->close();
+    st.cfg.seg.reset();
+  }
+  for (auto& [origin, w] : st.pins_waiting)
+    w.deliver(make_error(errc::shutting_down, "the event log closed"));
+  st.pins_waiting.clear();
+  if (err)
+    rp.deliver(err);
+  else
+    rp.deliver(true);
+  self->quit();
+}
+
 log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
   self->state.cfg = std::move(cfg);
+  if (auto& seg = self->state.cfg.seg) {
+    // Linked: they end with the log actor.
+    self->state.reader = self->spawn<
+      caf::detached + caf::linked>(log_reader_impl,
+                                   std::shared_ptr<segment_reader>{
+                                     seg->reader()});
+    self->state.compactor = self->spawn<caf::detached
+                                        + caf::linked>(log_compactor_impl, seg);
+    // A link ends them only when the log actor fails; on a normal exit
+    // (close) they must be told.
+    self->attach_functor(
+      [reader = self->state.reader, compactor = self->state.compactor] {
+        caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
+        caf::anon_send_exit(compactor, caf::exit_reason::user_shutdown);
+      });
+  }
   for (auto& [origin, epoch, dseq, lseq] : self->state.cfg.pending)
     self->state.live[{origin, epoch}].emplace_back(dseq, lseq);
   self->state.cfg.pending.clear();
@@ -342,19 +612,34 @@ log_actor::behavior_type log_impl(log_ptr self, log_actor_config cfg) {
         return bad;
       return out;
     },
+    [=](read_atom, log_range_request& req) -> caf::result<log_range> {
+      if (auto err = check(req))
+        return err;
+      if (!self->state.reader)
+        return make_error(errc::invalid_argument,
+                          "this node keeps no event log to read");
+      return self->delegate(self->state.reader, read_atom::value,
+                            std::move(req));
+    },
+    [=](pin_atom, log_pin& p) -> caf::result<uint64_t> {
+      return pin(self, p);
+    },
+    [=](unpin_atom, uint64_t origin,
+        const std::string& owner) -> caf::result<bool> {
+      return unpin(self, origin, owner);
+    },
+    [=](expire_atom, uint64_t origin) {
+      on_expire(self, origin);
+    },
     [=](close_atom) -> caf::result<bool> {
       flush(self);
-      caf::error err;
-      if (self->state.cfg.seg) {
-        err = self->state.cfg.seg->close();
-        self->state.cfg.seg.reset();
-      }
       auto rp = self->make_response_promise<bool>();
-      if (err)
-        rp.deliver(err);
-      else
-        rp.deliver(true);
-      self->quit();
+      if (self->state.compacting) {
+        // The compaction thread is using the segment: close once it ends.
+        self->state.closing = rp;
+        return rp;
+      }
+      finish_close(self, rp);
       return rp;
     },
   };

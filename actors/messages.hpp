@@ -27,8 +27,10 @@
 
 #include "actors/batch.hpp"
 #include "actors/daemon_info.hpp"
+#include "actors/log_pin.hpp"
 #include "actors/spawn_spec.hpp"
 #include "persistence/log_entry.hpp"
+#include "persistence/log_range.hpp"
 
 namespace mesh {
 
@@ -63,6 +65,9 @@ using forward_atom = caf::atom_constant<caf::atom("forward")>;
 using activate_atom = caf::atom_constant<caf::atom("activate")>;
 using replay_atom = caf::atom_constant<caf::atom("replay")>;
 using phase_atom = caf::atom_constant<caf::atom("phase")>;
+using pin_atom = caf::atom_constant<caf::atom("pin")>;
+using unpin_atom = caf::atom_constant<caf::atom("unpin")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
 // -- inspection ---------------------------------------------------------------
 
@@ -178,6 +183,24 @@ typename Inspector::result_type inspect(Inspector& f, spawn_spec& x) {
            x.initial_snapshot, x.flags);
 }
 
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_range_request& x) {
+  return f(caf::meta::type_name("log_range_request"), x.origin_hash, x.epoch,
+           x.from_daemon_seq, x.to_daemon_seq, x.max_bytes, x.from_log_seq);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_range& x) {
+  return f(caf::meta::type_name("log_range"), x.entries, x.next_log_seq,
+           x.complete, x.at_end);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_pin& x) {
+  return f(caf::meta::type_name("log_pin"), x.origin_hash, x.epoch,
+           x.from_daemon_seq, x.owner, x.lease_ms);
+}
+
 // -- interfaces ---------------------------------------------------------------
 
 /// The node's write-ahead event log (group commit over one segment).
@@ -200,6 +223,17 @@ using log_actor = caf::typed_actor<
   // The entries of one daemon (all epochs) with daemon_seq above the given
   // one, in log order.
   caf::replies_to<read_atom, uint64_t, uint64_t>::with<std::vector<log_entry>>,
+  // One page of a range read of one daemon's entries of one epoch, served on
+  // the log's reader thread beside the appender (persistence/log_range.hpp).
+  caf::replies_to<read_atom, log_range_request>::with<log_range>,
+  // Pins one daemon's entries from a daemon_seq on against compaction, or
+  // renews the owner's pin; answers the log seq from which the log is held.
+  // already_migrating when another owner holds a pin of that daemon.
+  caf::replies_to<pin_atom, log_pin>::with<uint64_t>,
+  // Releases the pin of (origin, owner); refused for any other owner.
+  caf::replies_to<unpin_atom, uint64_t, std::string>::with<bool>,
+  // Internal: the lease of an origin's pin may have run out.
+  caf::reacts_to<expire_atom, uint64_t>,
   // Closes the segment (fsync); answers true on success.
   caf::replies_to<close_atom>::with<bool>>;
 
@@ -298,4 +332,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(meshd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(meshd, (mesh::log_actor))
   CAF_ADD_TYPE_ID(meshd, (mesh::daemon_actor))
   CAF_ADD_TYPE_ID(meshd, (mesh::supervisor_actor))
+  CAF_ADD_TYPE_ID(meshd, (mesh::log_range_request))
+  CAF_ADD_TYPE_ID(meshd, (mesh::log_range))
+  CAF_ADD_TYPE_ID(meshd, (mesh::log_pin))
 CAF_END_TYPE_ID_BLOCK(meshd)

@@ -158,4 +158,8 @@ retention retention::max_age(std::chrono::nanoseconds age) {
           static_cast<uint64_t>(std::max<int64_t>(age.count(), 0))};
 }
 
+retention retention::before_seq(uint64_t seq) {
+  return {kind::before_seq, seq};
+}
+
 } // namespace mesh

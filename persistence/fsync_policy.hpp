@@ -62,6 +62,10 @@ struct retention {
     max_bytes,
     /// Drop records older than `value` nanoseconds (by their timestamp).
     max_age_ns,
+    /// Drop records whose seq is below `value`. Unlike keep_last it names
+    /// the cut itself, so a compaction decided now and run later (on a
+    /// compaction thread, while appends continue) drops what was decided.
+    before_seq,
   };
 
   kind type = kind::keep_last;
@@ -70,6 +74,7 @@ struct retention {
   static retention keep_last(uint64_t n);
   static retention max_bytes(uint64_t bytes);
   static retention max_age(std::chrono::nanoseconds age);
+  static retention before_seq(uint64_t seq);
 };
 
 } // namespace mesh

@@ -2,8 +2,9 @@
 // in-memory index, runs the append path (write dat -> idx -> ts, roll back on
 // failure), the background worker that runs the policy fsyncs, and the
 // open-time recovery and repair (recover); and the public segment methods,
-// compaction among them. The pieces it builds on live beside it: see
-// segment_internal.hpp for which file holds what.
+// compaction among them (its bulk copy runs without the append lock). The
+// pieces it builds on live beside it: see segment_internal.hpp for which file
+// holds what.
 
 #include "persistence/segment.hpp"
 
@@ -72,6 +73,14 @@ struct segment::impl {
   std::atomic<uint64_t> durable{0};
   std::atomic<uint64_t> syncs{0};
   std::atomic<uint64_t> failed_syncs{0};
+
+  // Serializes compactions; taken before sync_mtx and mtx.
+  std::mutex compact_mtx;
+
+  // What segment_readers see; updated with mtx held (lock order: mtx before
+  // readers->mtx), read without it.
+  std::shared_ptr<segment_reader::shared>
+    readers = std::make_shared<segment_reader::shared>();
 
   // Policy worker.
   std::mutex wmtx;
@@ -242,18 +251,122 @@ struct segment::impl {
       worker.join();
   }
 
-  caf::error open_files(const std::string& gen_dir) {
+  // Opens dat, idx and ts of `gen_dir` for appending, or with `read_only`
+  // for a segment_reader.
+  caf::error open_gen_files(const std::string& gen_dir, bool read_only,
+                            std::shared_ptr<file_handle> (&files)[3]) {
     const char* names[3] = {sf::dat_name, sf::idx_name, sf::ts_name};
-    std::shared_ptr<file_handle> files[3];
     for (int i = 0; i < 3; ++i) {
-      auto f = fs->open_append(path_join(gen_dir, names[i]));
+      auto path = path_join(gen_dir, names[i]);
+      auto f = read_only ? fs->open_read(path) : fs->open_append(path);
       if (!f)
         return f.error();
       files[i] = std::move(*f);
     }
+    return {};
+  }
+
+  caf::error open_files(const std::string& gen_dir) {
+    std::shared_ptr<file_handle> files[3];
+    if (auto err = open_gen_files(gen_dir, false, files))
+      return err;
     dat = files[0];
     idx = files[1];
     ts = files[2];
+    return {};
+  }
+
+  // Called with mtx held after an append: readers may now see it.
+  void publish_appended() {
+    std::lock_guard<std::mutex> guard{readers->mtx};
+    readers->idx_len = idx_len;
+    readers->dat_len = dat_len;
+    readers->next_seq = next_seq;
+  }
+
+  // Called with mtx held when the live generation is (re)opened: readers
+  // switch to `files` (read-only handles on generation `gen`).
+  void publish_generation(std::shared_ptr<file_handle> (&files)[3]) {
+    std::lock_guard<std::mutex> guard{readers->mtx};
+    readers->dir = dir;
+    readers->gen = gen;
+    readers->dat = files[0];
+    readers->idx = files[1];
+    readers->ts = files[2];
+    readers->idx_len = idx_len;
+    readers->dat_len = dat_len;
+    readers->next_seq = next_seq;
+  }
+
+  // Position of the first record a compaction under `r` keeps, over the
+  // records there are now. Called with mtx held.
+  size_t decide_drop(const retention& r) const {
+    size_t n = index.size();
+    size_t drop = 0;
+    switch (r.type) {
+      case retention::kind::keep_last:
+        drop = n > r.value ? static_cast<size_t>(n - r.value) : 0;
+        break;
+      case retention::kind::max_bytes: {
+        uint64_t total = 0;
+        size_t keep = 0;
+        for (size_t i = n; i-- > 0;) {
+          total += index[i].rec.length;
+          if (total > r.value)
+            break;
+          ++keep;
+        }
+        drop = n - keep;
+        break;
+      }
+      case retention::kind::max_age_ns: {
+        auto now = unix_now_ns();
+        auto cutoff = now > r.value ? now - r.value : 0;
+        // A damaged timestamp says nothing about the record's age: stop
+        // there rather than drop it, or anything after it, on a guess.
+        while (drop < n && index[drop].ts < cutoff
+               && plausible_timestamp(index[drop].ts, now))
+          ++drop;
+        break;
+      }
+      case retention::kind::before_seq:
+        drop = index.lower_bound(r.value);
+        break;
+    }
+    return drop;
+  }
+
+  // Copies the entries at positions [pos, end) into `w`, a chunk at a time:
+  // each chunk's entries are copied out under mtx (the index may grow
+  // meanwhile), its payloads without it (records once written never change
+  // until the next compaction, which compact_mtx keeps out).
+  // The end of a compaction, with the append lock: copies the records from
+  // position `pos` on (appended since the catch-up) into `w`, fsyncs and
+  // publishes it, opens its files, flips the manifest and makes it live
+  // with `out` as the index. Returns the number of records kept.
+  caf::expected<size_t> switch_to(generation_writer& w, size_t pos,
+                                  entry_table& out,
+                                  const std::string& manifest_tmp);
+
+  caf::error copy_unlocked(generation_writer& w, size_t& pos, size_t end,
+                           entry_table& out) {
+    constexpr size_t chunk = entry_table::chunk;
+    while (pos < end) {
+      std::vector<entry> part;
+      std::shared_ptr<file_handle> src;
+      uint64_t src_len;
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        if (auto err = refuse())
+          return err;
+        part = index.slice(pos, std::min(end, pos + chunk));
+        src = dat;
+        src_len = dat_len;
+      }
+      if (auto err = w.add(part, src.get(), src_len, out))
+        return err;
+      pos += part.size();
+    }
     return {};
   }
 
@@ -307,7 +420,9 @@ struct segment::impl {
       report.generation = 1;
       if (auto err = open_files(gen_dir(1)))
         return err;
-      return sync_opened();
+      if (auto err = sync_opened())
+        return err;
+      return publish_opened();
     }
     gen = lay->gen;
     uint64_t base_seq = lay->man.base_seq;
@@ -406,6 +521,15 @@ struct segment::impl {
     if (auto err = sync_opened())
       return err;
     durable = next_seq - 1;
+    return publish_opened();
+  }
+
+  caf::error publish_opened() {
+    std::shared_ptr<file_handle> files[3];
+    if (auto err = open_gen_files(gen_dir(gen), true, files))
+      return err;
+    std::lock_guard<std::mutex> guard{mtx};
+    publish_generation(files);
     return {};
   }
 };
@@ -519,6 +643,7 @@ caf::expected<uint64_t> segment::append(bytes_view payload,
     return err;
   d.index.push_back(e);
   d.next_seq = seq + 1;
+  d.publish_appended();
   d.note_appended(1, dat_part.size + sizeof(rec) + sizeof(tsb));
   return seq;
 }
@@ -584,6 +709,7 @@ segment::append_batch(const std::vector<bytes_view>& payloads,
     return err;
   }
   d.next_seq = seq + payloads.size();
+  d.publish_appended();
   d.note_appended(payloads.size(),
                   dat_buf.size() + idx_buf.size() + ts_buf.size());
   return d.next_seq - 1;
@@ -609,77 +735,134 @@ caf::error segment::close() {
   d.dat.reset();
   d.idx.reset();
   d.ts.reset();
+  {
+    std::lock_guard<std::mutex> rguard{d.readers->mtx};
+    d.readers->closed = true;
+    d.readers->dat.reset();
+    d.readers->idx.reset();
+    d.readers->ts.reset();
+  }
   return err;
 }
 
 caf::expected<compaction_result> segment::compact(const retention& r) {
   auto& d = *impl_;
+  std::lock_guard<std::mutex> cguard{d.compact_mtx};
+  // Freeze: decide the cut over the records there are now. Positions in the
+  // index stay valid while compact_mtx is held: only a compaction replaces
+  // the index, and a failed append truncates only what it added itself.
+  size_t drop = 0;
+  size_t frozen = 0;
+  uint32_t new_gen = 0;
+  {
+    std::lock_guard<std::mutex> guard{d.mtx};
+    if (auto err = d.refuse())
+      return err;
+    frozen = d.index.size();
+    drop = d.decide_drop(r);
+    if (drop == 0)
+      return compaction_result{0, frozen, d.gen};
+    auto next = next_generation(d.dir, d.gen);
+    if (!next)
+      return next.error();
+    new_gen = *next;
+  }
+  auto w = generation_writer::create(d.fs, d.dir, new_gen, d.opts);
+  if (!w)
+    return w.error();
+  // Bulk: the retained records of the frozen prefix, copied and fsynced
+  // without the append lock while appends continue.
+  entry_table out;
+  size_t pos = drop;
+  if (auto err = d.copy_unlocked(**w, pos, frozen, out))
+    return err;
+  if (auto err = (*w)->sync())
+    return err;
+  step(d.opts, "compaction_bulk_synced");
+  // Catch up with what was appended meanwhile, still without the lock, so
+  // the switch below copies only a short tail.
+  constexpr size_t short_tail = 256;
+  for (int round = 0; round < 8; ++round) {
+    size_t end;
+    {
+      std::lock_guard<std::mutex> guard{d.mtx};
+      end = d.index.size();
+    }
+    if (end - pos <= short_tail)
+      break;
+    if (auto err = d.copy_unlocked(**w, pos, end, out))
+      return err;
+    if (auto err = (*w)->sync())
+      return err;
+  }
+  step(d.opts, "compaction_caught_up");
+  // The manifest naming the new generation, ready before the switch. Its
+  // base_seq only counts when the new generation is empty, and then no
+  // record was appended since it was taken.
+  uint64_t base_seq;
+  {
+    std::lock_guard<std::mutex> guard{d.mtx};
+    base_seq = d.next_seq;
+  }
+  auto man = write_manifest_temp(d.fs, d.dir, sf::manifest{new_gen, base_seq},
+                                 d.opts);
+  if (!man)
+    return man.error();
+  auto old_gen = d.gen;
+  auto flipped = d.switch_to(**w, pos, out, *man);
+  if (!flipped) {
+    (void)d.fs->remove(*man); // gone already when the rename happened
+    return flipped.error();
+  }
+  // The old generation goes after the switch, without the append lock.
+  // Readers still scanning it keep its files open.
+  if (auto rm = d.fs->remove_all(d.gen_dir(old_gen)))
+    d.warn("segment " + d.dir
+           + ": could not remove old generation: " + describe(rm));
+  else
+    (void)d.fs->sync_dir(d.dir);
+  return compaction_result{drop, *flipped, new_gen};
+}
+
+std::unique_ptr<segment_reader> segment::reader() const {
+  return std::make_unique<segment_reader>(impl_->readers);
+}
+
+caf::expected<size_t>
+segment::impl::switch_to(generation_writer& w, size_t pos, entry_table& out,
+                         const std::string& manifest_tmp) {
+  auto& d = *this;
+  auto new_gen = w.gen();
+  // Appends wait from here to the manifest flip. sync_mtx keeps a policy
+  // fsync from syncing the old files after the flip.
   std::lock_guard<std::mutex> sguard{d.sync_mtx};
   std::lock_guard<std::mutex> guard{d.mtx};
   if (auto err = d.refuse())
     return err;
-  size_t n = d.index.size();
-  size_t drop = 0;
-  switch (r.type) {
-    case retention::kind::keep_last:
-      drop = n > r.value ? static_cast<size_t>(n - r.value) : 0;
-      break;
-    case retention::kind::max_bytes: {
-      uint64_t total = 0;
-      size_t keep = 0;
-      for (size_t i = n; i-- > 0;) {
-        total += d.index[i].rec.length;
-        if (total > r.value)
-          break;
-        ++keep;
-      }
-      drop = n - keep;
-      break;
-    }
-    case retention::kind::max_age_ns: {
-      auto now = unix_now_ns();
-      auto cutoff = now > r.value ? now - r.value : 0;
-      // A damaged timestamp says nothing about the record's age: stop there
-      // rather than drop it, or anything after it, on a guess.
-      while (drop < n && d.index[drop].ts < cutoff
-             && plausible_timestamp(d.index[drop].ts, now))
-        ++drop;
-      break;
-    }
-  }
-  if (drop == 0)
-    return compaction_result{0, n, d.gen};
-  auto next = next_generation(d.dir, d.gen);
-  if (!next)
-    return next.error();
-  uint32_t new_gen = *next;
-  std::vector<entry> keep = d.index.slice(drop);
-  auto rebased = write_generation(d.fs, d.dir, new_gen, keep, d.dat.get(),
-                                  d.dat_len, d.opts);
-  if (!rebased)
-    return rebased.error();
-  auto abort_new = [&](caf::error err) -> caf::expected<compaction_result> {
-    (void)d.fs->remove_all(d.gen_dir(new_gen));
+  if (auto err = w.add(d.index.slice(pos), d.dat.get(), d.dat_len, out))
     return err;
-  };
-  std::shared_ptr<file_handle> old[3] = {d.dat, d.idx, d.ts};
+  if (auto err = w.flush())
+    return err;
+  step(d.opts, "generation_written");
+  if (auto err = w.sync())
+    return err;
+  step(d.opts, "generation_synced");
+  if (auto err = w.publish())
+    return err;
+  step(d.opts, "generation_renamed");
+  auto new_dat_len = w.dat_len();
   // Open the new files before the flip: failing here leaves the old
-  // generation live and untouched.
-  if (auto err = d.open_files(d.gen_dir(new_gen))) {
-    d.dat = old[0];
-    d.idx = old[1];
-    d.ts = old[2];
-    return abort_new(err);
-  }
+  // generation live and untouched (the writer removes the new one).
+  std::shared_ptr<file_handle> appenders[3];
+  std::shared_ptr<file_handle> reading[3];
+  if (auto err = d.open_gen_files(d.gen_dir(new_gen), false, appenders))
+    return err;
+  if (auto err = d.open_gen_files(d.gen_dir(new_gen), true, reading))
+    return err;
   bool renamed = false;
-  auto err = write_manifest(d.fs, d.dir, sf::manifest{new_gen, d.next_seq},
-                            d.opts, renamed);
-  if (err && !renamed) {
-    d.dat = old[0];
-    d.idx = old[1];
-    d.ts = old[2];
-    return abort_new(err);
-  }
+  auto err = commit_manifest(d.fs, d.dir, manifest_tmp, d.opts, renamed);
+  if (err && !renamed)
+    return err;
   if (err) {
     // The manifest was renamed but the directory fsync failed: whether the
     // flip is durable is unknown, so appending to either generation could be
@@ -689,31 +872,26 @@ caf::expected<compaction_result> segment::compact(const retention& r) {
            + sf::generation_dir_name(new_gen)
            + " not durable: " + describe(err));
   }
-  auto old_gen = d.gen;
+  // From here on the new generation is live: the writer must not remove it.
+  w.release();
   d.gen = new_gen;
-  d.index.assign(*rebased);
-  d.dat_len = 0;
-  for (auto& e : *rebased)
-    if (!e.rec.is_inline())
-      d.dat_len = std::max(d.dat_len, e.rec.heap_end());
+  d.dat = appenders[0];
+  d.idx = appenders[1];
+  d.ts = appenders[2];
+  d.index = std::move(out);
+  d.dat_len = new_dat_len;
   d.idx_len = d.index.size() * sf::idx_record_size;
   d.ts_len = d.index.size() * sf::ts_record_size;
+  d.publish_generation(reading);
   step(d.opts, "manifest_flipped");
-  if (!err) {
-    if (auto rm = d.fs->remove_all(d.gen_dir(old_gen)))
-      d.warn("segment " + d.dir
-             + ": could not remove old generation: " + describe(rm));
-    else
-      (void)d.fs->sync_dir(d.dir);
-    // The new generation was fsynced in full before the flip.
-    uint64_t prev = d.durable.load();
-    uint64_t target = d.next_seq - 1;
-    while (prev < target && !d.durable.compare_exchange_weak(prev, target)) {
-    }
-  }
   if (err)
     return err;
-  return compaction_result{drop, d.index.size(), new_gen};
+  // The new generation was fsynced in full before the flip.
+  uint64_t prev = d.durable.load();
+  uint64_t target = d.next_seq - 1;
+  while (prev < target && !d.durable.compare_exchange_weak(prev, target)) {
+  }
+  return d.index.size();
 }
 
 caf::expected<log_record> segment::read(uint64_t seq) const {

@@ -18,7 +18,10 @@
 //   durable_seq, and fails when that fsync fails.
 // - Retention rewrites the surviving suffix into a new generation directory
 //   and flips the manifest atomically; a crash at any step leaves either the
-//   old or the new generation live, never a mix.
+//   old or the new generation live, never a mix. The copy runs without the
+//   append lock: appends continue while the retained records are copied and
+//   wait only for the switch, which copies the few records appended
+//   meanwhile, fsyncs and flips.
 //
 // Cost: a single append is three write(2) calls (two for inline payloads);
 // on a 2-core VM that puts single 32-byte appends near 300k/s, where the
@@ -27,7 +30,9 @@
 //
 // Threading: one owner calls append/sync/compact/read (they serialize on an
 // internal mutex, so several threads are safe but contend); a background
-// worker runs the policy fsyncs.
+// worker runs the policy fsyncs. compact() may run on a thread of its own
+// beside the appender. segment_readers (reader()) read on any thread without
+// the append lock.
 
 #include <chrono>
 #include <cstdint>
@@ -45,6 +50,7 @@
 namespace mesh {
 
 class file_system;
+class segment_reader;
 
 /// One record as read back.
 struct log_record {
@@ -218,9 +224,18 @@ public:
   /// it every call but the accessors fails.
   caf::error close();
 
-  /// Drops the prefix `r` selects by rewriting the rest into a new
-  /// generation. Appends wait while it runs.
+  /// Drops the prefix `r` selects (decided over the records there are when
+  /// it starts) by rewriting the rest into a new generation. The bulk copy
+  /// and its fsync run without the append lock, so appends from other
+  /// threads continue; they wait only for the final switch (copy of the
+  /// records appended meanwhile, fsync, rename, manifest flip). Compactions
+  /// run one at a time.
   caf::expected<compaction_result> compact(const retention& r);
+
+  /// A reader of this segment that never takes the append lock: it reads
+  /// what the appender has published, through handles of its own, and stays
+  /// valid across compactions (and after close, when it fails its scans).
+  std::unique_ptr<segment_reader> reader() const;
 
   /// Reads one record; not_found when `seq` is not in the log.
   caf::expected<log_record> read(uint64_t seq) const;
@@ -254,6 +269,31 @@ public:
 private:
   explicit segment(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
+};
+
+/// Reads records beside the appender (see segment::reader()). One reader is
+/// used by one thread at a time; several readers may run at once.
+class segment_reader {
+public:
+  struct shared;
+  explicit segment_reader(std::shared_ptr<shared> state);
+  ~segment_reader();
+
+  /// Calls `f` for every record with seq >= from_seq, in seq order, up to
+  /// the end the appender had published when the call began, until `f`
+  /// returns false. Returns the seq to continue from: the one after the last
+  /// record `f` saw, or the published next_seq when the scan reached the end.
+  /// A compaction flipping the generation meanwhile does not disturb the
+  /// scan: it finishes on the generation it began on. corrupt_data when a
+  /// record's checksum does not match (the files changed under the log).
+  caf::expected<uint64_t> scan(uint64_t from_seq,
+                               const std::function<bool(const log_record&)>& f);
+
+  /// The seq the next append gets, as published.
+  uint64_t end_seq() const;
+
+private:
+  std::shared_ptr<shared> state_;
 };
 
 /// Current wall-clock time in unix nanoseconds.

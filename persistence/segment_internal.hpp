@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,38 @@
 #include "base/file_system.hpp"
 #include "persistence/segment.hpp"
 #include "persistence/segment_format.hpp"
+
+namespace mesh {
+
+// -- what readers see (segment_reader.cpp)
+// -------------------------------------
+
+// The state the appender publishes to segment_readers: read-only handles on
+// the live generation's files and how far those hold whole records. Guarded
+// by its own mutex, never by the append lock: the appender holds `mtx` only
+// to store three numbers after a write, and a reader only to copy the
+// fields, so neither ever waits for the other's I/O.
+struct segment_reader::shared {
+  std::mutex mtx;
+  std::string dir;
+  uint32_t gen = 0;
+  // Opened with open_read on v<gen>/. A compaction publishes the new
+  // generation's handles; a reader keeps the ones it copied until its scan
+  // ends, and POSIX keeps an unlinked file readable while it is open.
+  std::shared_ptr<file_handle> dat;
+  std::shared_ptr<file_handle> idx;
+  std::shared_ptr<file_handle> ts;
+  // idx bytes that are whole records whose dat and ts parts are written
+  // (the appender publishes after all three writes of an append).
+  uint64_t idx_len = 0;
+  uint64_t dat_len = 0;
+  // The seq the next append gets: a scan that reaches the end continues
+  // from here.
+  uint64_t next_seq = 1;
+  bool closed = false;
+};
+
+} // namespace mesh
 
 namespace mesh::segment_internal {
 
@@ -83,9 +116,14 @@ public:
       push_back(e);
   }
   std::vector<entry> slice(size_t from) const {
+    return slice(from, size_);
+  }
+  /// Copies of the entries at positions [from, to).
+  std::vector<entry> slice(size_t from, size_t to) const {
+    to = std::min(to, size_);
     std::vector<entry> out;
-    out.reserve(size_ - std::min(from, size_));
-    for (size_t i = from; i < size_; ++i)
+    out.reserve(to - std::min(from, to));
+    for (size_t i = from; i < to; ++i)
       out.push_back((*this)[i]);
     return out;
   }
@@ -186,10 +224,92 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
                           const sf::manifest& m, const segment_options& opts,
                           bool& renamed);
 
+// The two halves of write_manifest, for a compaction that prepares the temp
+// file before its switch: write_manifest_temp writes and fsyncs a temp file
+// (removed again on failure) and returns its path; commit_manifest renames
+// it over the manifest (removing it when the rename fails) and fsyncs the
+// directory.
+caf::expected<std::string>
+write_manifest_temp(file_system* fs, const std::string& dir,
+                    const sf::manifest& m, const segment_options& opts);
+caf::error commit_manifest(file_system* fs, const std::string& dir,
+                           const std::string& tmp, const segment_options& opts,
+                           bool& renamed);
+
+// Builds a new generation directory v<gen> in steps, so a compaction can copy
+// the bulk of the log while appends continue and add the records appended
+// meanwhile at the end. The files live in v<gen>.tmp until publish() renames
+// the directory, after sync() made every byte durable: a directory named v<N>
+// is therefore always complete. Dropping a writer removes its directory
+// (v<gen>.tmp, or v<gen> once published) unless release() was called.
+class generation_writer {
+public:
+  // Creates v<gen>.tmp (clearing leftovers of v<gen>.tmp and v<gen>) and its
+  // three files.
+  static caf::expected<std::unique_ptr<generation_writer>>
+  create(file_system* fs, const std::string& dir, uint32_t gen,
+         const segment_options& opts);
+
+  ~generation_writer();
+
+  generation_writer(const generation_writer&) = delete;
+  generation_writer& operator=(const generation_writer&) = delete;
+
+  // Appends copies of `entries` (payloads read from `src`, `src_len` bytes
+  // long, checksums verified on the way); pushes each with its new dat
+  // offset to `out`.
+  caf::error add(const std::vector<entry>& entries, file_handle* src,
+                 uint64_t src_len, entry_table& out);
+
+  // Writes what add() buffered to the files.
+  caf::error flush();
+
+  // Writes what is buffered and fsyncs the three files, and v<gen>.tmp the
+  // first time.
+  caf::error sync();
+
+  // Renames v<gen>.tmp to v<gen> and fsyncs the log directory. Call after
+  // sync(). On failure the directory is removed again.
+  caf::error publish();
+
+  // Removes the directory, published or not.
+  void discard();
+
+  // The published generation is live now: the writer never removes it.
+  void release() {
+    released_ = true;
+  }
+
+  uint32_t gen() const {
+    return gen_;
+  }
+  // dat bytes written so far.
+  uint64_t dat_len() const {
+    return dat_off_;
+  }
+
+private:
+  generation_writer(file_system* fs, std::string dir, uint32_t gen);
+
+  file_system* fs_;
+  std::string dir_;
+  uint32_t gen_;
+  std::string tmp_dir_;
+  std::string final_dir_;
+  std::unique_ptr<file_handle> files_[3];
+  bytes bufs_[3];
+  uint64_t dat_off_ = 0;
+  bool published_ = false;
+  bool discarded_ = false;
+  bool released_ = false;
+  // The directory entries of the three files are durable.
+  bool dir_synced_ = false;
+};
+
 // Writes `entries` (payloads read from `src`, checksums verified on the way)
-// into a complete new generation directory v<gen>: first as v<gen>.tmp, fully
-// fsynced, then renamed. A directory named v<N> is therefore always complete.
-// Returns the entries with their new dat offsets.
+// into a complete new generation directory v<gen> with a generation_writer:
+// steps generation_created, generation_written, generation_synced,
+// generation_renamed. Returns the entries with their new dat offsets.
 caf::expected<std::vector<entry>>
 write_generation(file_system* fs, const std::string& dir, uint32_t gen,
                  const std::vector<entry>& entries, file_handle* src,

@@ -197,14 +197,12 @@ caf::error refuse_stranded(const std::string& dir,
                         "them with meshseg verify --repair --force");
 }
 
-// Replaces the manifest atomically: temp file (written and fsynced), rename,
-// fsync of the directory. `renamed` tells the caller whether the rename
-// happened, i.e. whether a failure is before or after the point of no return.
-caf::error write_manifest(file_system* fs, const std::string& dir,
-                          const sf::manifest& m, const segment_options& opts,
-                          bool& renamed) {
+// Writes (and fsyncs) a manifest temp file for commit_manifest; returns its
+// path. On failure nothing is left behind.
+caf::expected<std::string>
+write_manifest_temp(file_system* fs, const std::string& dir,
+                    const sf::manifest& m, const segment_options& opts) {
   static std::atomic<uint64_t> counter{0};
-  renamed = false;
   uint8_t buf[sf::manifest_size];
   sf::encode_manifest(m, buf);
   auto tmp = path_join(dir, "manifest.tmp." + std::to_string(::getpid()) + "."
@@ -214,6 +212,15 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
     return err;
   }
   step(opts, "manifest_temp_written");
+  return tmp;
+}
+
+// Renames a temp file of write_manifest_temp over the manifest and fsyncs
+// the directory. `renamed` tells whether the rename happened.
+caf::error commit_manifest(file_system* fs, const std::string& dir,
+                           const std::string& tmp, const segment_options& opts,
+                           bool& renamed) {
+  renamed = false;
   if (auto err = fs->rename(tmp, path_join(dir, sf::manifest_name))) {
     (void)fs->remove(tmp);
     return err;
@@ -221,6 +228,139 @@ caf::error write_manifest(file_system* fs, const std::string& dir,
   renamed = true;
   step(opts, "manifest_renamed");
   return fs->sync_dir(dir);
+}
+
+// Replaces the manifest atomically: temp file (written and fsynced), rename,
+// fsync of the directory. `renamed` tells the caller whether the rename
+// happened, i.e. whether a failure is before or after the point of no return.
+caf::error write_manifest(file_system* fs, const std::string& dir,
+                          const sf::manifest& m, const segment_options& opts,
+                          bool& renamed) {
+  renamed = false;
+  auto tmp = write_manifest_temp(fs, dir, m, opts);
+  if (!tmp)
+    return tmp.error();
+  return commit_manifest(fs, dir, *tmp, opts, renamed);
+}
+
+// -- generation_writer --------------------------------------------------------
+
+generation_writer::generation_writer(file_system* fs, std::string dir,
+                                     uint32_t gen)
+  : fs_(fs), dir_(std::move(dir)), gen_(gen) {
+  final_dir_ = path_join(dir_, sf::generation_dir_name(gen));
+  tmp_dir_ = final_dir_ + ".tmp";
+}
+
+generation_writer::~generation_writer() {
+  if (!released_)
+    discard();
+}
+
+caf::expected<std::unique_ptr<generation_writer>>
+generation_writer::create(file_system* fs, const std::string& dir, uint32_t gen,
+                          const segment_options& opts) {
+  std::unique_ptr<generation_writer> w{new generation_writer(fs, dir, gen)};
+  if (auto err = fs->remove_all(w->tmp_dir_))
+    return err;
+  if (auto err = fs->remove_all(w->final_dir_))
+    return err;
+  if (auto err = fs->create_dir(w->tmp_dir_))
+    return err;
+  const char* names[3] = {sf::dat_name, sf::idx_name, sf::ts_name};
+  for (int i = 0; i < 3; ++i) {
+    auto f = fs->open_append(path_join(w->tmp_dir_, names[i]));
+    if (!f)
+      return f.error(); // the destructor removes the directory
+    w->files_[i] = std::move(*f);
+  }
+  step(opts, "generation_created");
+  return w;
+}
+
+void generation_writer::discard() {
+  if (discarded_)
+    return;
+  discarded_ = true;
+  for (auto& f : files_)
+    f.reset();
+  (void)fs_->remove_all(published_ ? final_dir_ : tmp_dir_);
+}
+
+caf::error generation_writer::flush() {
+  for (int i = 0; i < 3; ++i) {
+    if (bufs_[i].empty())
+      continue;
+    if (auto err = files_[i]->append(bufs_[i]))
+      return err;
+    bufs_[i].clear();
+  }
+  return {};
+}
+
+caf::error generation_writer::add(const std::vector<entry>& entries,
+                                  file_handle* src, uint64_t src_len,
+                                  entry_table& out) {
+  constexpr size_t flush_at = 4 << 20;
+  payload_reader reader{src, src_len};
+  for (const auto& e : entries) {
+    const uint8_t* p = nullptr;
+    uint8_t inline_buf[8];
+    if (e.rec.is_inline()) {
+      sf::inline_payload(e.rec, inline_buf);
+      p = inline_buf;
+    } else if (auto err = reader.read(e.rec.location, e.rec.length, p)) {
+      return err;
+    }
+    bytes_view payload{p, e.rec.length};
+    if (sf::record_checksum(e.rec, payload) != e.rec.checksum)
+      return make_error(errc::corrupt_data,
+                        "record seq " + std::to_string(e.rec.seq)
+                          + " changed on disk since recovery (bad checksum)");
+    entry ne{sf::make_record(e.rec.seq, payload, dat_off_), e.ts};
+    if (!ne.rec.is_inline()) {
+      bufs_[0].insert(bufs_[0].end(), payload.begin(), payload.end());
+      dat_off_ += payload.size;
+    }
+    uint8_t rec[sf::idx_record_size];
+    sf::encode_idx(ne.rec, rec);
+    bufs_[1].insert(bufs_[1].end(), rec, rec + sizeof(rec));
+    uint8_t tsb[8];
+    store_le64(tsb, e.ts);
+    bufs_[2].insert(bufs_[2].end(), tsb, tsb + 8);
+    out.push_back(ne);
+    if (bufs_[0].size() + bufs_[1].size() >= flush_at)
+      if (auto err = flush())
+        return err;
+  }
+  return {};
+}
+
+caf::error generation_writer::sync() {
+  if (auto err = flush())
+    return err;
+  for (auto& f : files_)
+    if (auto err = f->sync())
+      return err;
+  if (dir_synced_)
+    return {};
+  if (auto err = fs_->sync_dir(tmp_dir_))
+    return err;
+  dir_synced_ = true;
+  return {};
+}
+
+caf::error generation_writer::publish() {
+  for (auto& f : files_)
+    f.reset();
+  if (auto err = fs_->rename(tmp_dir_, final_dir_))
+    return err;
+  published_ = true;
+  if (auto err = fs_->sync_dir(dir_)) {
+    discard();
+    return err;
+  }
+  return {};
 }
 
 // Writes `entries` (payloads read from `src`, checksums verified on the way)
@@ -231,91 +371,23 @@ caf::expected<std::vector<entry>>
 write_generation(file_system* fs, const std::string& dir, uint32_t gen,
                  const std::vector<entry>& entries, file_handle* src,
                  uint64_t src_len, const segment_options& opts) {
-  auto final_dir = path_join(dir, sf::generation_dir_name(gen));
-  auto tmp_dir = final_dir + ".tmp";
-  if (auto err = fs->remove_all(tmp_dir))
+  auto w = generation_writer::create(fs, dir, gen, opts);
+  if (!w)
+    return w.error();
+  entry_table out;
+  if (auto err = (*w)->add(entries, src, src_len, out))
     return err;
-  if (auto err = fs->remove_all(final_dir))
+  if (auto err = (*w)->flush())
     return err;
-  if (auto err = fs->create_dir(tmp_dir))
-    return err;
-  auto fail = [&](caf::error err) -> caf::expected<std::vector<entry>> {
-    (void)fs->remove_all(tmp_dir);
-    return err;
-  };
-  std::unique_ptr<file_handle> files[3];
-  const char* names[3] = {sf::dat_name, sf::idx_name, sf::ts_name};
-  for (int i = 0; i < 3; ++i) {
-    auto f = fs->open_append(path_join(tmp_dir, names[i]));
-    if (!f)
-      return fail(f.error());
-    files[i] = std::move(*f);
-  }
-  step(opts, "generation_created");
-  std::vector<entry> out;
-  out.reserve(entries.size());
-  bytes bufs[3];
-  constexpr size_t flush_at = 4 << 20;
-  auto flush = [&]() -> caf::error {
-    for (int i = 0; i < 3; ++i) {
-      if (bufs[i].empty())
-        continue;
-      if (auto err = files[i]->append(bufs[i]))
-        return err;
-      bufs[i].clear();
-    }
-    return {};
-  };
-  payload_reader reader{src, src_len};
-  uint64_t dat_off = 0;
-  for (const auto& e : entries) {
-    const uint8_t* p = nullptr;
-    uint8_t inline_buf[8];
-    if (e.rec.is_inline()) {
-      sf::inline_payload(e.rec, inline_buf);
-      p = inline_buf;
-    } else if (auto err = reader.read(e.rec.location, e.rec.length, p)) {
-      return fail(err);
-    }
-    bytes_view payload{p, e.rec.length};
-    if (sf::record_checksum(e.rec, payload) != e.rec.checksum)
-      return fail(
-        make_error(errc::corrupt_data,
-                   "record seq " + std::to_string(e.rec.seq)
-                     + " changed on disk since recovery (bad checksum)"));
-    entry ne{sf::make_record(e.rec.seq, payload, dat_off), e.ts};
-    if (!ne.rec.is_inline()) {
-      bufs[0].insert(bufs[0].end(), payload.begin(), payload.end());
-      dat_off += payload.size;
-    }
-    uint8_t rec[sf::idx_record_size];
-    sf::encode_idx(ne.rec, rec);
-    bufs[1].insert(bufs[1].end(), rec, rec + sizeof(rec));
-    uint8_t tsb[8];
-    store_le64(tsb, e.ts);
-    bufs[2].insert(bufs[2].end(), tsb, tsb + 8);
-    out.push_back(ne);
-    if (bufs[0].size() + bufs[1].size() >= flush_at)
-      if (auto err = flush())
-        return fail(err);
-  }
-  if (auto err = flush())
-    return fail(err);
   step(opts, "generation_written");
-  for (auto& f : files)
-    if (auto err = f->sync())
-      return fail(err);
-  if (auto err = fs->sync_dir(tmp_dir))
-    return fail(err);
-  step(opts, "generation_synced");
-  if (auto err = fs->rename(tmp_dir, final_dir))
-    return fail(err);
-  step(opts, "generation_renamed");
-  if (auto err = fs->sync_dir(dir)) {
-    (void)fs->remove_all(final_dir);
+  if (auto err = (*w)->sync())
     return err;
-  }
-  return out;
+  step(opts, "generation_synced");
+  if (auto err = (*w)->publish())
+    return err;
+  (*w)->release();
+  step(opts, "generation_renamed");
+  return out.slice(0);
 }
 
 } // namespace mesh::segment_internal

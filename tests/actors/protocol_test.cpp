@@ -108,6 +108,27 @@ struct samples {
     f.state = log_entry::status::accepted;
     return {e, f};
   }
+  log_range_request make(tag<log_range_request>) {
+    log_range_request r;
+    r.origin_hash = 0x51;
+    r.epoch = 2;
+    r.from_daemon_seq = 3;
+    r.to_daemon_seq = 40;
+    r.max_bytes = 5000;
+    r.from_log_seq = 17;
+    return r;
+  }
+  log_range make(tag<log_range>) {
+    log_range r;
+    r.entries = make(tag<std::vector<log_entry>>{});
+    r.next_log_seq = 99;
+    r.complete = true;
+    r.at_end = true;
+    return r;
+  }
+  log_pin make(tag<log_pin>) {
+    return {0x52, 3, 11, "migration-7", 2500};
+  }
   daemon_stats make(tag<daemon_stats>) {
     return {1, 2, 3, 4, 5, 6, 7};
   }
@@ -215,6 +236,18 @@ bool same(const log_entry& x, const log_entry& y) {
          && x.received_at_ns == y.received_at_ns && x.state == y.state
          && x.payload == y.payload;
 }
+bool same(const log_range_request& x, const log_range_request& y) {
+  return x.origin_hash == y.origin_hash && x.epoch == y.epoch
+         && x.from_daemon_seq == y.from_daemon_seq
+         && x.to_daemon_seq == y.to_daemon_seq && x.max_bytes == y.max_bytes
+         && x.from_log_seq == y.from_log_seq;
+}
+bool same(const log_range& x, const log_range& y);
+bool same(const log_pin& x, const log_pin& y) {
+  return x.origin_hash == y.origin_hash && x.epoch == y.epoch
+         && x.from_daemon_seq == y.from_daemon_seq && x.owner == y.owner
+         && x.lease_ms == y.lease_ms;
+}
 bool same(const daemon_stats& x, const daemon_stats& y) {
   return x.events_processed == y.events_processed
          && x.events_emitted == y.events_emitted && x.duplicates == y.duplicates
@@ -238,6 +271,11 @@ bool same(const std::vector<T>& x, const std::vector<T>& y) {
     if (!same(x[i], y[i]))
       return false;
   return true;
+}
+
+bool same(const log_range& x, const log_range& y) {
+  return same(x.entries, y.entries) && x.next_log_seq == y.next_log_seq
+         && x.complete == y.complete && x.at_end == y.at_end;
 }
 
 // -- the round trip -----------------------------------------------------------
