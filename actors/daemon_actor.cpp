@@ -699,14 +699,26 @@ caf::result<uint64_t> replay(daemon_ptr self,
                              core.origin());
   if (auto err = check_replay(core, entries))
     return err;
+  // Logged under this daemon's own epoch: the entries come from another
+  // life (the source's), and recovery here trusts only this one's.
   log_batch logged;
   logged.origin_hash = core.origin();
+  logged.epoch = core.epoch();
   for (auto& e : entries) {
     if (e.daemon_seq <= core.last_seq())
       continue;
     core.replay(e);
-    if (core.logging())
-      logged.add(e, bytes_view{e.payload});
+    if (core.logging()) {
+      log_entry head;
+      head.origin_hash = e.origin_hash;
+      head.epoch = core.epoch();
+      head.daemon_seq = e.daemon_seq;
+      head.producer_id = e.producer_id;
+      head.producer_seq = e.producer_seq;
+      head.received_at_ns = e.received_at_ns;
+      head.state = e.state;
+      logged.add(head, bytes_view{e.payload});
+    }
   }
   note_progress(self);
   auto last = core.last_seq();

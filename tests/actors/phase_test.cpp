@@ -783,6 +783,36 @@ TEST_CASE("a failed daemon resumes to running and the supervisor lists each "
   CHECK(is(none.error(), errc::daemon_not_found));
 }
 
+TEST_CASE("a standby daemon logs replayed entries under its own epoch") {
+  fixture f;
+  node a{f.sys};
+  node b{f.sys};
+  auto key = keypair::generate();
+  auto src = a.spawn(key);
+  REQUIRE(src.epoch == 1);
+  REQUIRE(ask<delivery_batch>(f.sys, a.lookup(src.origin_hash),
+                              deliver_atom::value,
+                              batch_of(7, 1, {"1", "2", "3"})));
+  auto entries = a.logged(src.origin_hash);
+  REQUIRE(entries.size() == 3);
+  // The target knew an earlier life of this identity: its copy is a new
+  // life there, and recovery on the target trusts only that life's entries.
+  auto earlier = b.spawn(key);
+  REQUIRE(ask<bool>(f.sys, b.sup, stop_atom::value, earlier.origin_hash));
+  auto dst = b.spawn(key, true);
+  REQUIRE(dst.epoch == 2);
+  auto r = ask<uint64_t>(f.sys, b.sup, replay_atom::value, dst.origin_hash,
+                         entries);
+  REQUIRE(r);
+  CHECK(*r == 3);
+  auto relogged = b.logged(dst.origin_hash);
+  REQUIRE(relogged.size() == 3);
+  for (auto& e : relogged) {
+    INFO("daemon_seq " << e.daemon_seq);
+    CHECK(e.epoch == dst.epoch);
+  }
+}
+
 TEST_CASE("a standby daemon's record is written only when it is activated") {
   fixture f;
   node n{f.sys, true};
