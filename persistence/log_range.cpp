@@ -44,7 +44,7 @@ caf::expected<log_range> read_log_range(segment_reader& reader,
   if (auto err = check(req))
     return err;
   log_range out;
-  // TODO(perf): the scan passes every other daemon's records from
+  // Cost: the scan passes every other daemon's records from
   // from_log_seq on; a per-origin index of log seqs would let it skip them.
   uint64_t bytes_out = 0;
   bool full = false;
