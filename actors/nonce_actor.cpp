@@ -1,6 +1,7 @@
 #include "actors/nonce_actor.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/spawn_options.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <sodium/randombytes.h>
@@ -44,7 +45,10 @@ nonce_impl(nonce_actor::stateful_pointer<nonce_state> self, std::string path) {
 } // namespace
 
 nonce_actor spawn_nonce_actor(caf::actor_system& sys, std::string path) {
-  return sys.spawn(nonce_impl, std::move(path));
+  // Detached: the first request reads or creates (and fsyncs) the nonce
+  // file, blocking disk I/O that must not run on a scheduler thread. The
+  // thread idles after that.
+  return sys.spawn<caf::detached>(nonce_impl, std::move(path));
 }
 
 } // namespace mesh
