@@ -443,7 +443,7 @@ void daemon_core::replay(const log_entry& e) {
                  e.received_at_ns, static_cast<uint32_t>(r->size()), false);
 }
 
-caf::expected<snapshot> daemon_core::take_snapshot(snapshot_kind kind,
+caf::expected<snapshot> daemon_core::make_snapshot(snapshot_kind kind,
                                                    uint64_t now_ns) {
   auto st = user_state();
   if (!st)
@@ -462,9 +462,31 @@ caf::expected<snapshot> daemon_core::take_snapshot(snapshot_kind kind,
     s.dedup_marks.push_back({pid, pm.hwm, pm.applied_at});
   s.created_at_ns = now_ns;
   s.epoch = epoch_;
-  set_base(s.state, s.state_version);
+  return s;
+}
+
+caf::expected<snapshot> daemon_core::take_snapshot(snapshot_kind kind,
+                                                   uint64_t now_ns) {
+  auto s = make_snapshot(kind, now_ns);
+  if (!s)
+    return s;
+  set_base(s->state, s->state_version);
   stats_.snapshots_taken++;
   return s;
+}
+
+caf::expected<daemon_core::encoded_snapshot>
+daemon_core::take_encoded_snapshot(snapshot_kind kind, uint64_t now_ns) {
+  auto s = make_snapshot(kind, now_ns);
+  if (!s)
+    return std::move(s.error());
+  auto encoded = encode_snapshot(*s, identity_);
+  // Nothing above touched the core: the base is the state just encoded.
+  set_base(std::move(s->state), s->state_version);
+  stats_.snapshots_taken++;
+  if (!encoded)
+    return std::move(encoded.error());
+  return encoded_snapshot{s->through_seq, std::move(*encoded)};
 }
 
 caf::error daemon_core::rebase() {

@@ -118,6 +118,20 @@ public:
   /// base as it was) when the daemon's snapshot() or state_version() throws.
   caf::expected<snapshot> take_snapshot(snapshot_kind kind, uint64_t now_ns);
 
+  /// A snapshot taken as by take_snapshot(), encoded and signed with the
+  /// daemon's identity (encode_snapshot()).
+  struct encoded_snapshot {
+    uint64_t through_seq = 0;
+    bytes encoded;
+  };
+
+  /// take_snapshot() and encode_snapshot() in one, without a second copy of
+  /// the state: the encoding reads the state snapshot() returned, which is
+  /// then moved into the rebuild base. The base moves even when the encoding
+  /// fails (e.g. too large), as with take_snapshot().
+  caf::expected<encoded_snapshot> take_encoded_snapshot(snapshot_kind kind,
+                                                        uint64_t now_ns);
+
   /// Forgets every input after `seq` (the log does not hold them): rebuilds
   /// the object from the base and the journal up to `seq`, and restores the
   /// chain head, dedup marks and last_seq of that point. `seq` must lie in
@@ -220,6 +234,10 @@ private:
   void journal_clear();
   /// Makes the current state (seq, chain head, marks) the rebuild base.
   void set_base(std::optional<bytes> state, uint32_t version);
+
+  /// A snapshot of the current state; the base is left as it is.
+  caf::expected<snapshot> make_snapshot(snapshot_kind kind, uint64_t now_ns);
+
   void note_applied(uint64_t producer_id, uint64_t producer_seq, uint64_t seq);
   void note_applied(producer_marks& pm, uint64_t producer_seq, uint64_t seq);
   /// The daemon_seq `producer_seq` was applied at, 0 when not remembered.

@@ -5,7 +5,9 @@
 #include <string>
 #include <utility>
 
+#include <capnp/any.h>
 #include <capnp/message.h>
+#include <capnp/orphan.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
 #include <kj/exception.h>
@@ -272,7 +274,15 @@ capnp::Data::Reader data_of(const uint8_t* data, size_t size) {
   return {data, size};
 }
 
-void fill_body(schema::Snapshot::Builder out, const snapshot& snap) {
+bool word_aligned(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % alignof(capnp::word) == 0;
+}
+
+/// Fills the body builder. The state is referenced where it lies (it becomes
+/// a read-only segment of `msg`, which must not outlive `snap`), so the
+/// canonical copy into the output is its only copy.
+void fill_body(capnp::MessageBuilder& msg, const snapshot& snap) {
+  auto out = msg.initRoot<schema::Snapshot>();
   out.setFormatVersion(snap.format_version);
   out.setKind(to_schema(snap.kind));
   out.setDaemonKind(
@@ -282,10 +292,15 @@ void fill_body(schema::Snapshot::Builder out, const snapshot& snap) {
   auto head = out.initChainHead();
   head.setSequence(snap.head.sequence);
   head.setHash(snap.head.hash);
-  if (snap.state)
-    out.getState().setBytes(data_of(snap.state->data(), snap.state->size()));
-  else
+  if (!snap.state) {
     out.getState().setNone();
+  } else if (auto& state = *snap.state;
+             !state.empty() && word_aligned(state.data())) {
+    out.getState().adoptBytes(msg.getOrphanage().referenceExternalData(
+      data_of(state.data(), state.size())));
+  } else {
+    out.getState().setBytes(data_of(state.data(), state.size()));
+  }
   out.setStateVersion(snap.state_version);
   auto marks = out.initDedupMarks(
     static_cast<unsigned>(snap.dedup_marks.size()));
@@ -299,46 +314,92 @@ void fill_body(schema::Snapshot::Builder out, const snapshot& snap) {
   out.setEpoch(snap.epoch);
 }
 
-/// The canonical single-segment flat encoding of `root`: segment table, then
-/// the canonical words (root pointer first). Canonical form makes the bytes a
-/// function of the values alone, so equal snapshots sign and hash equally.
-// TODO(perf): the state is copied about six times on its way to the result
-// (builder, canonical words, flat body, outer builder, ...). Fine for
-// kilobytes; a daemon with a large state wants a builder sized up front.
+/// Writes the canonical form of `root` as a single-segment message (root
+/// pointer first) into `space`, which must be zeroed and at least
+/// totalSize() + 1 words; returns how many words it used. This is what
+/// capnp::canonicalize() does, minus its two full-size temporary arrays
+/// (capnp 0.9.2, StructReader::canonicalize in layout.c++): canonical form
+/// only ever drops data, so the reader's size bounds the result.
 template<class Reader>
-kj::Array<capnp::word> canonical_message(Reader root) {
-  auto words = capnp::canonicalize(root);
-  kj::ArrayPtr<const capnp::word> segment = words.asPtr();
-  return capnp::messageToFlatArray(
-    kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>{&segment, 1});
+size_t write_canonical(Reader root, kj::ArrayPtr<capnp::word> space) {
+  capnp::FlatMessageBuilder out{space};
+  capnp::_::PointerHelpers<capnp::AnyPointer>::getInternalBuilder(
+    out.initRoot<capnp::AnyPointer>())
+    .setStruct(capnp::_::PointerHelpers<
+                 capnp::FromReader<Reader>>::getInternalReader(root),
+               true);
+  KJ_ASSERT(out.isCanonical());
+  return out.getSegmentsForOutput()[0].size();
 }
+
+/// A Cap'n Proto list pointer to `count` bytes `offset` words after the end
+/// of the pointer.
+uint64_t byte_list_pointer(uint64_t offset, uint64_t count) {
+  constexpr uint64_t list_kind = 1;
+  constexpr uint64_t byte_elements = 2;
+  return list_kind | (offset << 2) | (byte_elements << 32) | (count << 35);
+}
+
+/// Where the body message starts in the encoding: after the outer segment
+/// table, the root pointer and SignedSnapshot's two pointers.
+constexpr size_t body_at = 4 * word_bytes;
 
 } // namespace
 
+// The encoding is built in place, in the one buffer that is returned: the
+// canonical body goes straight to its final offset (the state's only copy),
+// is signed there, and the outer SignedSnapshot around it is four words of
+// header and the signature. That outer message is in canonical form by
+// construction: its struct has no data and two non-null pointers, and the
+// two blobs follow in pointer order with no gap (docs/formats.md, section 4,
+// and "encoding matches the documented layout" in snapshot_test.cpp).
+// TODO(perf): what is left on the write path for a state of N bytes: the
+// daemon's snapshot() result (its own N-byte allocation; the store actor
+// moves it into the rebuild base, daemon_core::take_encoded_snapshot), and
+// the output (zeroed, then the state copied in once). Writing the state
+// straight into the output would need a snapshot() that writes into a
+// caller's buffer. Decoding still copies the state out of the message.
 caf::expected<bytes> encode_snapshot(const snapshot& snap,
                                      const keypair& signer) {
   if (auto err = check_encodable(snap, signer))
     return err;
   capnp::MallocMessageBuilder body_builder;
-  fill_body(body_builder.initRoot<schema::Snapshot>(), snap);
-  auto body = canonical_message(
-    body_builder.getRoot<schema::Snapshot>().asReader());
-  auto body_bytes = body.asBytes();
-  auto sig = signer.sign({body_bytes.begin(), body_bytes.size()});
-
-  capnp::MallocMessageBuilder outer_builder;
-  auto outer = outer_builder.initRoot<schema::SignedSnapshot>();
-  outer.setBody(data_of(body_bytes.begin(), body_bytes.size()));
-  outer.setSignature(data_of(sig.data(), sig.size()));
-  auto encoded = canonical_message(outer.asReader());
-  auto encoded_bytes = encoded.asBytes();
-  if (encoded_bytes.size() > max_snapshot_bytes)
+  fill_body(body_builder, snap);
+  auto body = body_builder.getRoot<schema::Snapshot>().asReader();
+  // The body: its segment table word, then its one segment. check_encodable
+  // bounded the payload, so this is at most a few words over the limit.
+  auto max_body_words = 1 + body.totalSize().wordCount + 1;
+  auto max_size = body_at + max_body_words * word_bytes + signature_bytes;
+  bytes out(max_size);
+  // operator new aligns for any fundamental type, so the words are aligned.
+  if (!word_aligned(out.data()))
     return make_error(errc::invalid_argument,
-                      "snapshot: encoding of "
-                        + std::to_string(encoded_bytes.size())
+                      "snapshot: output buffer is not word aligned");
+  auto* words = reinterpret_cast<capnp::word*>(out.data());
+  auto space = kj::arrayPtr(words + body_at / word_bytes + 1,
+                            max_body_words - 1);
+  auto segment_words = write_canonical(body, space);
+  auto* body_bytes = out.data() + body_at;
+  store_le32(body_bytes, 0);
+  store_le32(body_bytes + 4, static_cast<uint32_t>(segment_words));
+  auto body_size = (1 + segment_words) * word_bytes;
+  auto size = body_at + body_size + signature_bytes;
+  if (size > max_snapshot_bytes)
+    return make_error(errc::invalid_argument,
+                      "snapshot: encoding of " + std::to_string(size)
                         + " bytes exceeds the limit of "
                         + std::to_string(max_snapshot_bytes));
-  return bytes(encoded_bytes.begin(), encoded_bytes.end());
+  auto sig = signer.sign({body_bytes, body_size});
+  store_le32(out.data(), 0);
+  store_le32(out.data() + 4, static_cast<uint32_t>(size / word_bytes - 1));
+  // Root: a struct pointer, offset 0, no data words, two pointers.
+  store_le64(out.data() + 8, uint64_t{2} << 48);
+  store_le64(out.data() + 16, byte_list_pointer(1, body_size));
+  store_le64(out.data() + 24,
+             byte_list_pointer(body_size / word_bytes, signature_bytes));
+  std::memcpy(body_bytes + body_size, sig.data(), sig.size());
+  out.resize(size);
+  return out;
 }
 
 caf::expected<snapshot> decode_snapshot(bytes_view data,

@@ -43,10 +43,23 @@ constexpr size_t big_state_bytes = (64u << 20) - (64u << 10);
 // encodes and signs 64 MiB: measured there, the worst delivery was 7-88 ms
 // and the 99th percentile 0.03-16 ms. A step that runs on the scheduler
 // thread instead stalls a delivery for all of its duration: the 64 MiB
-// snapshot 0.9-1.8 s, the slow factory or restore 500 ms. The bounds sit
+// snapshot 0.3-1.8 s, the slow factory or restore 500 ms. The bounds sit
 // between the two.
 constexpr auto worst_bound = std::chrono::milliseconds{150};
 constexpr auto p99_bound = std::chrono::milliseconds{25};
+
+// The 64 MiB snapshot on a quiet machine (load < 1.5), 10 runs: worst
+// delivery 1-4.5 ms, p99 0.02-0.05 ms, the snapshot 290-470 ms. It was
+// 10.6-17.2 ms worst (the snapshot 600-850 ms) while the encoding copied the
+// state six times: the store thread then freed several 64 MiB buffers in a
+// row, each a munmap of ~5 ms holding the kernel's mmap lock, which stalled
+// the other threads' page faults. On the scheduler thread the snapshot
+// stalls a delivery for ~300 ms. A busy machine still preempts a delivery
+// for tens of ms now and then (61 ms seen once in five runs beside one busy
+// loop), so a measurement over the bound is taken again, up to big_attempts
+// times: a stall the snapshot causes shows in every attempt.
+constexpr auto big_worst_bound = std::chrono::milliseconds{25};
+constexpr int big_attempts = 3;
 
 /// Holds ~64 MiB of state; echoes its input.
 class big_daemon : public test::echo_daemon {
@@ -216,14 +229,15 @@ double ms(clock_type::duration d) {
 }
 
 void check_latency(const char* what, const one_worker_node::latency& l,
-                   clock_type::duration took) {
+                   clock_type::duration took,
+                   clock_type::duration worst = worst_bound) {
   WARN(what << " took " << ms(took) << " ms; meanwhile " << l.deliveries()
             << " deliveries to another daemon, worst " << ms(l.worst())
             << " ms, p99 " << ms(l.p99()) << " ms");
   // Long enough for the measurement to mean something.
-  CHECK(took > worst_bound);
+  CHECK(took > worst);
   CHECK(l.deliveries() > 10);
-  CHECK(l.worst() < worst_bound);
+  CHECK(l.worst() < worst);
   CHECK(l.p99() < p99_bound);
 }
 
@@ -238,12 +252,20 @@ TEST_CASE("with one scheduler worker, a 64 MiB snapshot does not delay "
   for (int i = 0; i < 100; ++i)
     REQUIRE(n.rt->deliver(b, {0, 0, to_bytes("1")}));
   caf::expected<bytes> snap = bytes{};
-  auto [l, took] = n.measure(b, [&] {
-    snap = n.rt->snapshot(a);
-  });
-  REQUIRE(snap);
-  CHECK(snap->size() > big_state_bytes);
-  check_latency("a 64 MiB snapshot", l, took);
+  for (int attempt = 1;; ++attempt) {
+    auto [l, took] = n.measure(b, [&] {
+      snap = n.rt->snapshot(a);
+    });
+    REQUIRE(snap);
+    CHECK(snap->size() > big_state_bytes);
+    if (attempt < big_attempts && l.worst() >= big_worst_bound) {
+      WARN("attempt " << attempt << ": worst " << ms(l.worst())
+                      << " ms; measuring again");
+      continue;
+    }
+    check_latency("a 64 MiB snapshot", l, took, big_worst_bound);
+    break;
+  }
   // It was written.
   node_store store{n.dir.path()};
   auto on_disk = store.load_snapshot(a);
