@@ -219,4 +219,19 @@ caf::expected<keypair> load_key_file(const std::string& path) {
   return decode(buf.bytes.data(), *n, path);
 }
 
+caf::expected<keypair> load_or_create_key_file(const std::string& path,
+                                               bool* created) {
+  if (created != nullptr)
+    *created = false;
+  auto loaded = load_key_file(path);
+  if (loaded || !is(loaded.error(), errc::not_found))
+    return loaded;
+  auto kp = keypair::generate();
+  if (auto err = save_key_file(path, kp))
+    return err;
+  if (created != nullptr)
+    *created = true;
+  return kp;
+}
+
 } // namespace mesh

@@ -29,4 +29,13 @@ caf::error save_key_file(const std::string& path, const keypair& kp);
 /// - `io_error`: any other operating-system failure.
 caf::expected<keypair> load_key_file(const std::string& path);
 
+/// The key in `path`, or a new one generated and saved there (save_key_file)
+/// when the file does not exist; `created` (optional) says which. Any other
+/// load error is returned as is: a damaged or exposed key file is never
+/// replaced, since the key is the owner's identity. Not safe against a
+/// concurrent creator of the same path: callers serialize (meshd holds its
+/// data directory lock).
+caf::expected<keypair> load_or_create_key_file(const std::string& path,
+                                               bool* created = nullptr);
+
 } // namespace mesh

@@ -334,3 +334,47 @@ TEST_CASE("loading a FIFO fails invalid_argument without blocking") {
   REQUIRE_FALSE(loaded);
   CHECK(is(loaded.error(), errc::invalid_argument));
 }
+
+TEST_CASE("load_or_create_key_file creates a key on first use and then keeps "
+          "it") {
+  temp_dir dir;
+  auto path = dir / "node.key";
+  bool created = false;
+  auto first = load_or_create_key_file(path, &created);
+  REQUIRE(first);
+  CHECK(created);
+  CHECK(mode_of(path) == 0600);
+  auto second = load_or_create_key_file(path, &created);
+  REQUIRE(second);
+  CHECK_FALSE(created);
+  CHECK(*second == *first);
+}
+
+TEST_CASE("load_or_create_key_file never replaces a damaged or unreadable "
+          "key") {
+  temp_dir dir;
+  auto path = dir / "node.key";
+  auto image = valid_image(test_key());
+  image[fmt::seed_offset] ^= 0x80;
+  write_raw(path, image);
+  auto damaged = load_or_create_key_file(path);
+  REQUIRE_FALSE(damaged);
+  CHECK(is(damaged.error(), errc::corrupt_data));
+  CHECK(read_raw(path) == image);
+  REQUIRE_FALSE(save_key_file(path, test_key()));
+  REQUIRE(::chmod(path.c_str(), 0644) == 0);
+  auto exposed = load_or_create_key_file(path);
+  REQUIRE_FALSE(exposed);
+  CHECK(is(exposed.error(), errc::insecure_permissions));
+  CHECK(read_raw(path) == valid_image(test_key()));
+}
+
+TEST_CASE("load_or_create_key_file does not create a missing directory") {
+  temp_dir dir;
+  auto path = dir / "missing/node.key";
+  auto r = load_or_create_key_file(path);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), errc::not_found));
+  struct stat st {};
+  CHECK(::stat((dir / "missing").c_str(), &st) != 0);
+}

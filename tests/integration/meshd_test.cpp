@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "integration/meshd_node.hpp"
@@ -227,6 +228,40 @@ TEST_CASE("meshd serves the kinds of a --plugin") {
   CHECK(node.ok({"kinds"}).find("upper\n") != std::string::npos);
   auto id = deploy(node, "upper");
   CHECK(node.ok({"send", id, "shout"}) == "SHOUT\n");
+}
+
+// The node id the log's "meshd listening" line names.
+std::string logged_node_id(const std::string& log) {
+  auto at = log.find(" node=");
+  REQUIRE(at != std::string::npos);
+  auto id = log.substr(at + 6, 64);
+  REQUIRE(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  return id;
+}
+
+TEST_CASE("a node creates its key on first start and keeps its id") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  CHECK(node.log().find("created node key") != std::string::npos);
+  auto first = logged_node_id(node.log());
+  struct stat st {};
+  REQUIRE(::stat((dir / "data/node.key").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(node.terminate(60s) == 0);
+  node.start();
+  CHECK(node.log().find("created node key") == std::string::npos);
+  CHECK(logged_node_id(node.log()) == first);
+  CHECK(node.terminate(60s) == 0);
+  // An exposed key is never replaced: the node refuses to start.
+  REQUIRE(::chmod((dir / "data/node.key").c_str(), 0644) == 0);
+  auto r = run({meshd_binary(), "--data-dir", dir / "data", "--listen",
+                "127.0.0.1:0"},
+               dir.path());
+  CHECK(r.code == 1);
+  INFO(r.err);
+  CHECK(r.err.find("node key:") != std::string::npos);
+  CHECK(r.err.find("0644") != std::string::npos);
 }
 
 TEST_CASE("a second meshd on the same data directory refuses to start") {

@@ -38,6 +38,8 @@
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
 #include "examples/examples.hpp"
+#include "identity/entity_id.hpp"
+#include "identity/key_file.hpp"
 #include "mesh/authenticator.hpp"
 #include "mesh/gateway.hpp"
 #include "mesh/node_address.hpp"
@@ -279,6 +281,17 @@ int run(const options& opts, const mesh::fsync_policy& policy,
   auto lock = data_dir_lock::acquire(opts.data_dir);
   if (!lock)
     return fail(exit_failure, mesh::describe(lock.error()));
+  // The node's own identity: its id in the mesh is this key's public half.
+  // Created on first start (under the lock, so one creator); a damaged or
+  // exposed key file stops the node rather than being replaced.
+  bool key_created = false;
+  auto node_key = mesh::load_or_create_key_file(opts.data_dir + "/node.key",
+                                                &key_created);
+  if (!node_key)
+    return fail(exit_failure, "node key: " + mesh::describe(node_key.error()));
+  auto node_id = mesh::to_hex(node_key->id());
+  if (key_created)
+    spdlog::info("created node key {}/node.key", opts.data_dir);
 
   caf::actor_system_config cfg;
   mesh::apply_scheduler_defaults(cfg);
@@ -329,9 +342,11 @@ int run(const options& opts, const mesh::fsync_policy& policy,
   }
   auto bound = listen.with_port(*port).to_string();
   auto count = rt.daemon_count();
-  spdlog::info("meshd listening on {} data={} daemons={} fsync={} auth={}",
-               bound, opts.data_dir, count ? std::to_string(*count) : "?",
-               policy.to_string(), auth_mode);
+  spdlog::info("meshd listening on {} node={} data={} daemons={} fsync={} "
+               "auth={}",
+               bound, node_id, opts.data_dir,
+               count ? std::to_string(*count) : "?", policy.to_string(),
+               auth_mode);
   std::cout << "ready " << bound << std::endl;
   if (!opts.ready_file.empty())
     if (auto err = write_ready_file(opts.ready_file, bound))
