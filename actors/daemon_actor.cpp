@@ -94,9 +94,8 @@ bool barrier_pending(const daemon_state& st) {
          || st.stopping.has_value();
 }
 
-caf::error failed_error(daemon_core& core) {
-  return make_error(errc::daemon_failed, "daemon " + hex_u64(core.origin())
-                                           + " has failed: " + core.failure());
+caf::error failed_error(const daemon_core& core) {
+  return daemon_failed_error(core.origin(), core.failure());
 }
 
 caf::error enter(daemon_ptr self, daemon_phase to);

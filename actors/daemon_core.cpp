@@ -8,6 +8,11 @@
 
 namespace mesh {
 
+caf::error daemon_failed_error(uint64_t origin, const std::string& reason) {
+  return make_error(errc::daemon_failed,
+                    "daemon " + hex_u64(origin) + " has failed: " + reason);
+}
+
 namespace {
 
 // Runs a user callback; a throw of any type becomes an error naming `what`.

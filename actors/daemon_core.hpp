@@ -42,6 +42,9 @@
 
 namespace mesh {
 
+/// daemon_failed naming the daemon and why it failed.
+caf::error daemon_failed_error(uint64_t origin, const std::string& reason);
+
 class daemon_core {
 public:
   using maker = std::function<caf::expected<std::unique_ptr<daemon>>()>;

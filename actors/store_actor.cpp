@@ -29,8 +29,7 @@ struct store_state {
 using store_ptr = store_actor::stateful_pointer<store_state>;
 
 caf::error failed_error(const daemon_core& core) {
-  return make_error(errc::daemon_failed, "daemon " + hex_u64(core.origin())
-                                           + " has failed: " + core.failure());
+  return daemon_failed_error(core.origin(), core.failure());
 }
 
 // Takes, encodes and signs a snapshot of `core`; writes it when `write` and

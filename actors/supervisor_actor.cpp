@@ -82,8 +82,7 @@ caf::error no_daemon(uint64_t origin) {
 }
 
 caf::error failed_error(const daemon_info& info) {
-  return make_error(errc::daemon_failed, "daemon " + hex_u64(info.origin_hash)
-                                           + " has failed: " + info.reason);
+  return daemon_failed_error(info.origin_hash, info.reason);
 }
 
 // Starts the actor for a built core and lists it.
