@@ -755,7 +755,6 @@ daemon_actor::behavior_type daemon_impl(daemon_ptr self,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   auto& core = core_of(self);
-  core.set_epoch(st.cfg.epoch);
   st.persisted_seq = core.base_seq();
   // Log entries are built only when there is a log to write them to.
   core.set_logging(static_cast<bool>(st.cfg.log));

@@ -52,9 +52,6 @@ struct daemon_actor_config {
   supervisor_actor supervisor; // told when the daemon fails
   uint64_t snapshot_every_events = 0;
   std::chrono::milliseconds snapshot_every{0};
-  /// The daemon's life (daemon_record.hpp): every log entry and snapshot
-  /// it makes carries it.
-  uint64_t epoch = 1;
   /// Start in phase standby (a migration target: replayed log entries only)
   /// instead of running.
   bool standby = false;

@@ -98,7 +98,6 @@ daemon_info start_daemon(sup_ptr self, std::shared_ptr<daemon_core> core,
   dcfg.supervisor = caf::actor_cast<supervisor_actor>(self);
   dcfg.snapshot_every_events = st.cfg.snapshot_every_events;
   dcfg.snapshot_every = st.cfg.snapshot_every;
-  dcfg.epoch = core->epoch();
   dcfg.standby = standby;
   auto& known = st.epochs[origin];
   known = std::max(known, core->epoch());
