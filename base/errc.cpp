@@ -41,6 +41,7 @@ std::string_view to_string(errc x) noexcept {
     case errc::already_exists: return "already_exists";
     case errc::limit_exceeded: return "limit_exceeded";
     case errc::daemon_failed: return "daemon_failed";
+    case errc::unavailable: return "unavailable";
   }
   return "unknown_error";
 }

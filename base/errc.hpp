@@ -71,6 +71,9 @@ enum class errc : uint8_t {
   /// The daemon has failed (the error says why) and refuses input until an
   /// operator acts on it (docs/operations.md, "Failed daemons").
   daemon_failed,
+  /// The daemon's node is down (the error names the node): every request
+  /// to it fails at once until the node is back.
+  unavailable,
 };
 
 /// Returns the enum value's name, e.g. "io_error".

@@ -27,17 +27,119 @@ struct Request {
     snapshot @7 :DaemonRef;
     stop @8 :DaemonRef;
     resume @9 :Resume;
+    # Since version 3: the mesh's nodes as this node sees them.
+    nodes @12 :Void;
+    # Since version 3, node to node: the sender's heartbeat; the answer is
+    # the receiver's. Accepted only when `from` is the key that
+    # authenticated the link.
+    heartbeat @13 :Heartbeat;
+    # Since version 3, node to node: reach `target` directly and say
+    # whether it answered (an indirect probe, docs/protocol.md).
+    probe @14 :Probe;
+    # Since version 3, node to node: directory entries to apply; the answer
+    # is the receiver's whole table when wantTable is set.
+    directory @15 :DirectorySync;
+    # Since version 3, node to node: the daemons this node runs (`daemons`
+    # lists the whole mesh).
+    localDaemons @16 :Void;
   }
 
   # Since version 2. Chosen by the client, echoed in the Response.
   requestId @10 :UInt64;
   # Since version 2: the oldest protocol version the client speaks.
   minVersion @11 :UInt16;
+  # Since version 3: what a node that does not run the addressed daemon
+  # does with the request.
+  route @17 :Route;
+  # Since version 3: set by a node that forwarded the request to the node
+  # that runs the daemon; that node never forwards it again.
+  forwarded @18 :Bool;
+}
+
+enum Route {
+  # Pass the request on to the node that runs the daemon (one hop, with a
+  # deadline) and relay its answer.
+  forward @0;
+  # Answer `moved` naming that node, so the client asks it directly.
+  redirect @1;
+}
+
+struct Requirement {
+  # 0 tag, 1 label, 2 min_cores, 3 min_memory_mb (mesh/mesh_types.hpp).
+  type @0 :UInt8;
+  key @1 :Text;
+  value @2 :Text;
+  number @3 :UInt64;
+}
+
+struct Label {
+  key @0 :Text;
+  value @1 :Text;
+}
+
+struct NodeRecord {
+  # The node's ed25519 public key.
+  id @0 :Data;
+  address @1 :Text;
+  incarnation @2 :UInt64;
+  tags @3 :List(Text);
+  labels @4 :List(Label);
+  cores @5 :UInt32;
+  memoryMb @6 :UInt64;
+  kinds @7 :List(Text);
+  daemons @8 :UInt32;
+  saturation @9 :Float64;
+  drained @10 :Bool;
+}
+
+struct NodeInfo {
+  node @0 :NodeRecord;
+  # "up", "suspect" or "down".
+  state @1 :Text;
+  silentMs @2 :UInt64;
+}
+
+struct GossipEntry {
+  id @0 :Data;
+  address @1 :Text;
+  incarnation @2 :UInt64;
+}
+
+struct Heartbeat {
+  from @0 :NodeRecord;
+  known @1 :List(GossipEntry);
+  directoryDigest @2 :UInt64;
+  directorySize @3 :UInt64;
+}
+
+struct Probe {
+  target @0 :Data;
+  address @1 :Text;
+  timeoutMs @2 :UInt32;
+}
+
+struct DirEntry {
+  origin @0 :UInt64;
+  node @1 :Data;
+  epoch @2 :UInt64;
+  kind @3 :Text;
+  stopped @4 :Bool;
+}
+
+struct DirectorySync {
+  entries @0 :List(DirEntry);
+  wantTable @1 :Bool;
 }
 
 struct Deploy {
   kind @0 :Text;
   count @1 :UInt32;
+  # Since version 3: hard placement filters; every one must hold.
+  requirements @2 :List(Requirement);
+  # Since version 3: only this node (its id) may run them.
+  onNode @3 :Data;
+  # Since version 3, node to node: spawn them here, placement is done.
+  here @4 :Bool;
 }
 
 struct Send {
@@ -86,6 +188,13 @@ struct Response {
     # Since version 2: the daemon lives on another node now; ask there.
     # Never sent to a version 1 client (it gets error `moved` instead).
     moved @12 :Moved;
+    nodes @13 :List(NodeInfo);
+    heartbeat @14 :Heartbeat;
+    # Whether the target answered the probe in time.
+    probe @15 :Bool;
+    # The receiver's table when the request asked for it, else empty.
+    directory @16 :List(DirEntry);
+    localDaemons @17 :List(DaemonInfo);
   }
 
   # Since version 2: the Request's requestId.
@@ -120,6 +229,11 @@ struct DaemonInfo {
   epoch @5 :UInt64;
   # Why the daemon failed; empty while it runs.
   reason @6 :Text;
+  # Since version 3: the node that runs it (its id) and its address.
+  node @7 :Data;
+  nodeAddress @8 :Text;
+  # Since version 3: its node is down; `state` is the last phase known.
+  unavailable @9 :Bool;
 }
 
 struct DeployResult {

@@ -50,6 +50,58 @@ void fill(s::DaemonInfo::Builder out, const daemon_entry& info) {
   out.setState(to_string(info.phase));
   out.setEpoch(info.epoch);
   out.setReason(text_of(info.reason));
+  out.setNode(kj::arrayPtr(info.node.data(), info.node.size()));
+  out.setNodeAddress(text_of(info.node_address));
+  out.setUnavailable(info.unavailable);
+}
+
+void fill(s::NodeRecord::Builder out, const node_record& n) {
+  out.setId(kj::arrayPtr(n.id.data(), n.id.size()));
+  out.setAddress(text_of(n.address));
+  out.setIncarnation(n.incarnation);
+  auto tags = out.initTags(n.caps.tags.size());
+  for (size_t i = 0; i < n.caps.tags.size(); ++i)
+    tags.set(i, text_of(n.caps.tags[i]));
+  auto labels = out.initLabels(n.caps.labels.size());
+  size_t i = 0;
+  for (const auto& [k, v] : n.caps.labels) {
+    labels[i].setKey(text_of(k));
+    labels[i].setValue(text_of(v));
+    ++i;
+  }
+  out.setCores(n.caps.cores);
+  out.setMemoryMb(n.caps.memory_mb);
+  auto kinds = out.initKinds(n.caps.kinds.size());
+  for (size_t k = 0; k < n.caps.kinds.size(); ++k)
+    kinds.set(k, text_of(n.caps.kinds[k]));
+  out.setDaemons(n.load.daemons);
+  out.setSaturation(n.load.saturation);
+  out.setDrained(n.drained);
+}
+
+void fill(s::Heartbeat::Builder out, const heartbeat& hb) {
+  fill(out.initFrom(), hb.from);
+  auto known = out.initKnown(hb.known.size());
+  for (size_t i = 0; i < hb.known.size(); ++i) {
+    const auto& k = hb.known[i];
+    known[i].setId(kj::arrayPtr(k.id.data(), k.id.size()));
+    known[i].setAddress(text_of(k.address));
+    known[i].setIncarnation(k.incarnation);
+  }
+  out.setDirectoryDigest(hb.directory_digest);
+  out.setDirectorySize(hb.directory_size);
+}
+
+void fill(capnp::List<s::DirEntry>::Builder out,
+          const std::vector<directory_entry>& xs) {
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const auto& x = xs[i];
+    out[i].setOrigin(x.origin);
+    out[i].setNode(kj::arrayPtr(x.node.data(), x.node.size()));
+    out[i].setEpoch(x.epoch);
+    out[i].setKind(text_of(x.kind));
+    out[i].setStopped(x.stopped);
+  }
 }
 
 void fill(capnp::List<s::DaemonInfo>::Builder out,
@@ -108,6 +160,73 @@ error_response read(s::Error::Reader in) {
   return {static_cast<errc>(in.getCode()), to_string(in.getMessage())};
 }
 
+// A 32-byte key field; `what` names it in the error.
+caf::expected<entity_id> read_id(capnp::Data::Reader in, const char* what) {
+  entity_id id{};
+  if (in.size() != id.size())
+    return make_error(errc::corrupt_data,
+                      std::string{what} + " has " + std::to_string(in.size())
+                        + " bytes, expected " + std::to_string(id.size()));
+  std::copy(in.begin(), in.end(), id.begin());
+  return id;
+}
+
+caf::expected<node_record> read(s::NodeRecord::Reader in) {
+  node_record n;
+  auto id = read_id(in.getId(), "node id");
+  if (!id)
+    return std::move(id.error());
+  n.id = *id;
+  n.address = to_string(in.getAddress());
+  n.incarnation = in.getIncarnation();
+  for (auto t : in.getTags())
+    n.caps.tags.emplace_back(to_string(t));
+  for (auto l : in.getLabels())
+    n.caps.labels[to_string(l.getKey())] = to_string(l.getValue());
+  n.caps.cores = in.getCores();
+  n.caps.memory_mb = in.getMemoryMb();
+  for (auto k : in.getKinds())
+    n.caps.kinds.emplace_back(to_string(k));
+  n.load.daemons = in.getDaemons();
+  n.load.saturation = in.getSaturation();
+  n.drained = in.getDrained();
+  return n;
+}
+
+caf::expected<heartbeat> read(s::Heartbeat::Reader in) {
+  heartbeat hb;
+  auto from = read(in.getFrom());
+  if (!from)
+    return std::move(from.error());
+  hb.from = std::move(*from);
+  auto known = in.getKnown();
+  hb.known.reserve(known.size());
+  for (auto k : known) {
+    auto id = read_id(k.getId(), "gossip node id");
+    if (!id)
+      return std::move(id.error());
+    hb.known.push_back(
+      gossip_entry{*id, to_string(k.getAddress()), k.getIncarnation()});
+  }
+  hb.directory_digest = in.getDirectoryDigest();
+  hb.directory_size = in.getDirectorySize();
+  return hb;
+}
+
+caf::expected<std::vector<directory_entry>>
+read(capnp::List<s::DirEntry>::Reader in) {
+  std::vector<directory_entry> out;
+  out.reserve(in.size());
+  for (auto x : in) {
+    auto node = read_id(x.getNode(), "directory node id");
+    if (!node)
+      return std::move(node.error());
+    out.push_back(directory_entry{x.getOrigin(), *node, x.getEpoch(),
+                                  to_string(x.getKind()), x.getStopped()});
+  }
+  return out;
+}
+
 caf::expected<daemon_entry> read(s::DaemonInfo::Reader in) {
   daemon_entry info;
   info.origin_hash = in.getOriginHash();
@@ -127,6 +246,15 @@ caf::expected<daemon_entry> read(s::DaemonInfo::Reader in) {
   info.phase = *phase;
   info.epoch = in.getEpoch();
   info.reason = to_string(in.getReason());
+  // Older nodes send no node id: all zero means "not said".
+  if (in.hasNode()) {
+    auto node = read_id(in.getNode(), "daemon node id");
+    if (!node)
+      return std::move(node.error());
+    info.node = *node;
+  }
+  info.node_address = to_string(in.getNodeAddress());
+  info.unavailable = in.getUnavailable();
   return info;
 }
 
@@ -252,10 +380,41 @@ struct binding<deploy_request> {
     auto d = out.initDeploy();
     d.setKind(text_of(x.kind));
     d.setCount(x.count);
+    auto reqs = d.initRequirements(x.requirements.size());
+    for (size_t i = 0; i < x.requirements.size(); ++i) {
+      const auto& r = x.requirements[i];
+      reqs[i].setType(static_cast<uint8_t>(r.what));
+      reqs[i].setKey(text_of(r.key));
+      reqs[i].setValue(text_of(r.value));
+      reqs[i].setNumber(r.number);
+    }
+    if (x.on_node)
+      d.setOnNode(kj::arrayPtr(x.on_node->data(), x.on_node->size()));
+    d.setHere(x.here);
   }
   static caf::expected<deploy_request> read(s::Request::Reader in) {
     auto d = in.getDeploy();
-    return deploy_request{to_string(d.getKind()), d.getCount()};
+    deploy_request out;
+    out.kind = to_string(d.getKind());
+    out.count = d.getCount();
+    for (auto r : d.getRequirements()) {
+      if (r.getType() > static_cast<uint8_t>(requirement::type::min_memory_mb))
+        return make_error(errc::corrupt_data,
+                          "unknown requirement type "
+                            + std::to_string(r.getType()));
+      out.requirements.push_back(
+        requirement{static_cast<requirement::type>(r.getType()),
+                    to_string(r.getKey()), to_string(r.getValue()),
+                    r.getNumber()});
+    }
+    if (d.hasOnNode()) {
+      auto id = read_id(d.getOnNode(), "deploy onNode");
+      if (!id)
+        return std::move(id.error());
+      out.on_node = *id;
+    }
+    out.here = d.getHere();
+    return out;
   }
   static void write(s::Response::Builder out, const deploy_response& x) {
     auto d = out.initDeploy();
@@ -421,6 +580,147 @@ struct binding<resume_request> {
     if (!info)
       return std::move(info.error());
     return resume_response{std::move(*info)};
+  }
+};
+
+template<>
+struct binding<nodes_request> {
+  static constexpr auto request_tag = s::Request::NODES;
+  static constexpr auto response_tag = s::Response::NODES;
+  static void write(s::Request::Builder out, const nodes_request&) {
+    out.setNodes();
+  }
+  static caf::expected<nodes_request> read(s::Request::Reader) {
+    return nodes_request{};
+  }
+  static void write(s::Response::Builder out, const nodes_response& x) {
+    auto ns = out.initNodes(x.nodes.size());
+    for (size_t i = 0; i < x.nodes.size(); ++i) {
+      fill(ns[i].initNode(), x.nodes[i].node);
+      ns[i].setState(mesh::to_string(x.nodes[i].state));
+      ns[i].setSilentMs(x.nodes[i].silent_ms);
+    }
+  }
+  static caf::expected<nodes_response> read(s::Response::Reader in) {
+    nodes_response out;
+    for (auto n : in.getNodes()) {
+      member_info m;
+      auto rec = control::read(n.getNode());
+      if (!rec)
+        return std::move(rec.error());
+      m.node = std::move(*rec);
+      auto state = to_string(n.getState());
+      if (state == "up")
+        m.state = node_state::up;
+      else if (state == "suspect")
+        m.state = node_state::suspect;
+      else if (state == "down")
+        m.state = node_state::down;
+      else
+        return make_error(errc::corrupt_data,
+                          "unknown node state '" + state + "'");
+      m.silent_ms = n.getSilentMs();
+      out.nodes.push_back(std::move(m));
+    }
+    return out;
+  }
+};
+
+template<>
+struct binding<heartbeat_request> {
+  static constexpr auto request_tag = s::Request::HEARTBEAT;
+  static constexpr auto response_tag = s::Response::HEARTBEAT;
+  static void write(s::Request::Builder out, const heartbeat_request& x) {
+    fill(out.initHeartbeat(), x.beat);
+  }
+  static caf::expected<heartbeat_request> read(s::Request::Reader in) {
+    auto hb = control::read(in.getHeartbeat());
+    if (!hb)
+      return std::move(hb.error());
+    return heartbeat_request{std::move(*hb)};
+  }
+  static void write(s::Response::Builder out, const heartbeat_response& x) {
+    fill(out.initHeartbeat(), x.beat);
+  }
+  static caf::expected<heartbeat_response> read(s::Response::Reader in) {
+    auto hb = control::read(in.getHeartbeat());
+    if (!hb)
+      return std::move(hb.error());
+    return heartbeat_response{std::move(*hb)};
+  }
+};
+
+template<>
+struct binding<probe_request> {
+  static constexpr auto request_tag = s::Request::PROBE;
+  static constexpr auto response_tag = s::Response::PROBE;
+  static void write(s::Request::Builder out, const probe_request& x) {
+    auto p = out.initProbe();
+    p.setTarget(kj::arrayPtr(x.target.data(), x.target.size()));
+    p.setAddress(text_of(x.address));
+    p.setTimeoutMs(x.timeout_ms);
+  }
+  static caf::expected<probe_request> read(s::Request::Reader in) {
+    auto p = in.getProbe();
+    auto id = read_id(p.getTarget(), "probe target");
+    if (!id)
+      return std::move(id.error());
+    return probe_request{*id, to_string(p.getAddress()), p.getTimeoutMs()};
+  }
+  static void write(s::Response::Builder out, const probe_response& x) {
+    out.setProbe(x.reached);
+  }
+  static caf::expected<probe_response> read(s::Response::Reader in) {
+    return probe_response{in.getProbe()};
+  }
+};
+
+template<>
+struct binding<directory_request> {
+  static constexpr auto request_tag = s::Request::DIRECTORY;
+  static constexpr auto response_tag = s::Response::DIRECTORY;
+  static void write(s::Request::Builder out, const directory_request& x) {
+    auto d = out.initDirectory();
+    fill(d.initEntries(x.entries.size()), x.entries);
+    d.setWantTable(x.want_table);
+  }
+  static caf::expected<directory_request> read(s::Request::Reader in) {
+    auto d = in.getDirectory();
+    auto entries = control::read(d.getEntries());
+    if (!entries)
+      return std::move(entries.error());
+    return directory_request{std::move(*entries), d.getWantTable()};
+  }
+  static void write(s::Response::Builder out, const directory_response& x) {
+    fill(out.initDirectory(x.entries.size()), x.entries);
+  }
+  static caf::expected<directory_response> read(s::Response::Reader in) {
+    auto entries = control::read(in.getDirectory());
+    if (!entries)
+      return std::move(entries.error());
+    return directory_response{std::move(*entries)};
+  }
+};
+
+template<>
+struct binding<local_daemons_request> {
+  static constexpr auto request_tag = s::Request::LOCAL_DAEMONS;
+  static constexpr auto response_tag = s::Response::LOCAL_DAEMONS;
+  static void write(s::Request::Builder out, const local_daemons_request&) {
+    out.setLocalDaemons();
+  }
+  static caf::expected<local_daemons_request> read(s::Request::Reader) {
+    return local_daemons_request{};
+  }
+  static void write(s::Response::Builder out,
+                    const local_daemons_response& x) {
+    fill(out.initLocalDaemons(x.daemons.size()), x.daemons);
+  }
+  static caf::expected<local_daemons_response> read(s::Response::Reader in) {
+    auto infos = control::read(in.getLocalDaemons());
+    if (!infos)
+      return std::move(infos.error());
+    return local_daemons_response{std::move(*infos)};
   }
 };
 
@@ -614,13 +914,19 @@ bool is_failed(const daemon_entry& d) {
   return d.phase == daemon_phase::failed;
 }
 
-wire_bytes encode(const request& req, uint64_t id, version_range speaks) {
+wire_bytes encode(const request& req, uint64_t id, version_range speaks,
+                  request_flags flags) {
   capnp::MallocMessageBuilder msg;
   auto root = msg.initRoot<s::Request>();
   root.setVersion(speaks.max);
   if (speaks.max >= 2) {
     root.setMinVersion(speaks.min);
     root.setRequestId(id);
+  }
+  if (speaks.max >= 3) {
+    root.setRoute(flags.route == route_mode::redirect ? s::Route::REDIRECT
+                                                      : s::Route::FORWARD);
+    root.setForwarded(flags.forwarded);
   }
   std::visit(
     [&root](const auto& x) {
@@ -659,6 +965,10 @@ caf::expected<request_frame> decode_request(const wire_bytes& data,
                   if (!agreed)
                     return std::move(agreed.error());
                   out.version = *agreed;
+                  out.flags.route = in.getRoute() == s::Route::REDIRECT
+                                      ? route_mode::redirect
+                                      : route_mode::forward;
+                  out.flags.forwarded = in.getForwarded();
                   auto body = read_request(in,
                                            std::make_index_sequence<
                                              std::variant_size_v<request>>{});

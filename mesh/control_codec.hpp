@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -28,6 +29,8 @@
 #include "actors/daemon_info.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "identity/fwd.hpp"
+#include "mesh/mesh_types.hpp"
 
 namespace mesh::control {
 
@@ -49,7 +52,10 @@ std::string to_string(version_range r);
 ///   1: the first protocol (no request ids, no `moved`).
 ///   2: request ids echoed by responses, the `moved` response, version
 ///      negotiation (Request.minVersion, Response.version).
-inline constexpr version_range supported_versions{1, 2};
+///   3: the mesh: nodes, heartbeat, probe, directory and localDaemons
+///      requests, Request.route and Request.forwarded, placement fields in
+///      deploy, the node of each daemon.
+inline constexpr version_range supported_versions{1, 3};
 
 /// The newest version this build speaks.
 inline constexpr uint16_t protocol_version = supported_versions.max;
@@ -80,6 +86,13 @@ struct daemon_entry {
   uint64_t epoch = 0;
   /// Why the daemon failed (empty while running).
   std::string reason;
+  /// The node that runs it (all zero from a node older than version 3)
+  /// and that node's address.
+  entity_id node{};
+  std::string node_address;
+  /// Its node is down: `phase` is the last one known, and requests to it
+  /// get `unavailable`.
+  bool unavailable = false;
 };
 
 /// What a node sends for `info`.
@@ -121,11 +134,23 @@ struct deploy_response {
   std::vector<daemon_entry> daemons;
   std::optional<error_response> failure;
 };
-/// Spawns `count` daemons of `kind`, each with a fresh identity.
+/// Spawns `count` daemons of `kind`, each with a fresh identity, on the
+/// nodes placement picks (DESIGN.md section 3).
 struct deploy_request {
   using response = deploy_response;
+
+  deploy_request() = default;
+  deploy_request(std::string k, uint32_t n) : kind(std::move(k)), count(n) {}
+
   std::string kind;
   uint32_t count = 1;
+  /// Every one must hold on a node that gets daemons.
+  std::vector<requirement> requirements;
+  /// Only this node may run them.
+  std::optional<entity_id> on_node;
+  /// Node to node: spawn them all on the receiving node (placement is
+  /// done). Refused from a client.
+  bool here = false;
 };
 
 /// One delivery per event of the request, in the same order.
@@ -188,10 +213,77 @@ struct resume_request {
   bool accept_loss = false;
 };
 
+/// The mesh's nodes as the answering node sees them (itself included).
+struct nodes_response {
+  std::vector<member_info> nodes;
+};
+struct nodes_request {
+  using response = nodes_response;
+};
+
+/// Node to node: the sender's heartbeat, answered with the receiver's.
+struct heartbeat_response {
+  heartbeat beat;
+};
+struct heartbeat_request {
+  using response = heartbeat_response;
+  heartbeat beat;
+};
+
+/// Node to node: the indirect probe of SWIM. The receiver asks `target`
+/// (at `address`) for its heartbeat and says whether it answered within
+/// `timeout_ms`.
+struct probe_response {
+  bool reached = false;
+};
+struct probe_request {
+  using response = probe_response;
+  entity_id target{};
+  std::string address;
+  uint32_t timeout_ms = 0;
+};
+
+/// Node to node: entries to apply; the receiver's whole table comes back
+/// when `want_table` is set (a joining node, anti-entropy).
+struct directory_response {
+  std::vector<directory_entry> entries;
+};
+struct directory_request {
+  using response = directory_response;
+  std::vector<directory_entry> entries;
+  bool want_table = false;
+};
+
+/// Node to node: the daemons the receiving node runs (`daemons` gathers
+/// them from every node).
+struct local_daemons_response {
+  std::vector<daemon_entry> daemons;
+};
+struct local_daemons_request {
+  using response = local_daemons_response;
+};
+
 /// Every request type: the one list the codec and the gateway iterate.
-using request = std::variant<daemons_request, kinds_request, deploy_request,
-                             send_request, high_water_request, stats_request,
-                             snapshot_request, stop_request, resume_request>;
+using request =
+  std::variant<daemons_request, kinds_request, deploy_request, send_request,
+               high_water_request, stats_request, snapshot_request,
+               stop_request, resume_request, nodes_request, heartbeat_request,
+               probe_request, directory_request, local_daemons_request>;
+
+/// What a node that does not run the addressed daemon does (version 3).
+enum class route_mode : uint8_t {
+  /// Pass the request on (one hop, with a deadline), relay the answer.
+  forward = 0,
+  /// Answer moved_response naming the node, so the client re-routes.
+  redirect = 1,
+};
+
+/// How a request travels beyond its body (version 3).
+struct request_flags {
+  route_mode route = route_mode::forward;
+  /// Set by the node that forwarded it: the receiver never forwards again.
+  bool forwarded = false;
+};
 
 /// The daemon a request addressed lives on another node now (version 2 and
 /// later; a version 1 client gets error_response{moved} instead).
@@ -224,6 +316,7 @@ struct request_frame {
   uint64_t id = 0;
   uint16_t version = 0;
   request body;
+  request_flags flags;
 };
 
 /// A response as it travels.
@@ -242,7 +335,8 @@ struct response_frame {
 /// (Request.minVersion and Request.version). A version 1 request (speaks.max
 /// == 1) carries neither the id nor the range, as a version 1 client wrote.
 wire_bytes encode(const request& req, uint64_t id = 0,
-                  version_range speaks = supported_versions);
+                  version_range speaks = supported_versions,
+                  request_flags flags = {});
 
 /// Encodes `res` as the answer to request `id` in protocol `version`. In
 /// version 1, moved_response becomes error_response{moved} naming the node

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <chrono>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -38,7 +39,9 @@
 #include "actors/spawn_spec.hpp"
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "identity/entity_id.hpp"
 #include "identity/keypair.hpp"
+#include "mesh/mesh_messages.hpp"
 #include "snapshot/snapshot.hpp"
 
 namespace {
@@ -57,6 +60,7 @@ struct gateway_tick {};
 // The deadline of one message the gateway sent to a runtime actor.
 struct gateway_deadline {
   uint64_t ask;
+  std::chrono::milliseconds after;
 };
 
 } // namespace
@@ -99,6 +103,11 @@ struct handlers {
   void operator()(snapshot_request x);
   void operator()(stop_request x);
   void operator()(resume_request x);
+  void operator()(nodes_request);
+  void operator()(heartbeat_request x);
+  void operator()(probe_request x);
+  void operator()(directory_request x);
+  void operator()(local_daemons_request);
 };
 
 // The published actor. Its handle is the only one that crosses the wire, so
@@ -190,9 +199,8 @@ public:
         delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
       },
       [this](gateway_deadline d) {
-        fail_ask(d.ask,
-                 make_error(errc::timeout,
-                            "no answer within " + ms(opts_.request_timeout)));
+        fail_ask(d.ask, make_error(errc::timeout, "no answer within "
+                                                    + ms(d.after)));
       },
     };
   }
@@ -230,6 +238,14 @@ public:
   template<class R, class Handle, class Ok, class... Ts>
   void ask(const Handle& dest, Ok ok, std::function<void(caf::error)> err,
            Ts&&... xs) {
+    ask_within<R>(opts_.request_timeout, dest, std::move(ok), std::move(err),
+                  std::forward<Ts>(xs)...);
+  }
+
+  // ask() with a deadline of its own.
+  template<class R, class Handle, class Ok, class... Ts>
+  void ask_within(std::chrono::milliseconds deadline, const Handle& dest,
+                  Ok ok, std::function<void(caf::error)> err, Ts&&... xs) {
     auto* ctrl = caf::actor_cast<caf::actor_control_block*>(dest);
     if (ctrl == nullptr) {
       err(make_error(errc::daemon_not_found, "no actor to ask"));
@@ -250,7 +266,7 @@ public:
                     rh.id().integer_value(), next.integer_value());
       expect(rh.id(), ctrl);
     }
-    delayed_send(this, opts_.request_timeout, gateway_deadline{serial});
+    delayed_send(this, deadline, gateway_deadline{serial, deadline});
     rh.then(
       [this, serial, ok](R& r) mutable {
         if (asks_.erase(serial) > 0)
@@ -302,12 +318,130 @@ public:
                      spawn_spec{kind, keypair::generate()});
   }
 
+  const caf::actor& mesh() const {
+    return opts_.mesh;
+  }
+
+  // The key that authenticated `job`'s link (all zero when unknown).
+  entity_id peer_key(uint64_t job) const {
+    auto it = jobs_.find(job);
+    return it != jobs_.end() ? it->second.peer_key : entity_id{};
+  }
+
+  // The daemon list entry of a daemon this node runs.
+  daemon_entry local_entry(const daemon_info& info) const {
+    auto e = to_entry(info);
+    e.node = opts_.node_id;
+    e.node_address = opts_.node_address;
+    return e;
+  }
+
+  // Daemon `origin` is not on this node: ask the mesh where it is and
+  // forward the request there, answer `moved`, or say it is unavailable.
+  // `not_here` is the answer when the mesh does not know it either.
+  void elsewhere(uint64_t job, uint64_t origin, error_response not_here) {
+    auto it = jobs_.find(job);
+    if (it == jobs_.end())
+      return;
+    if (!opts_.mesh)
+      return answer(job, std::move(not_here));
+    if (it->second.flags.forwarded) {
+      // One hop only: the node that sent it here has an older directory.
+      not_here.message += " (forwarded here by another node, whose "
+                          "directory is behind; retry)";
+      return answer(job, std::move(not_here));
+    }
+    ask<mesh_route_result>(
+      opts_.mesh,
+      [this, job, origin, not_here](mesh_route_result& r) {
+        using where = mesh_route_result::where;
+        switch (r.what) {
+          case where::unknown:
+          case where::local:
+            return answer(job, not_here);
+          case where::unavailable:
+            return answer(job, fail(errc::unavailable,
+                                    "daemon " + hex_u64(origin)
+                                      + " is unavailable: its node "
+                                      + to_hex(r.entry.node).substr(0, 12)
+                                      + " ("
+                                      + (r.address.empty() ? "address unknown"
+                                                           : r.address)
+                                      + ") is down"));
+          case where::remote:
+            return route_remote(job, origin, r);
+        }
+      },
+      [this, job](caf::error e) { answer(job, to_error_response(e)); },
+      mesh_route{origin});
+  }
+
+  // Asks node `link` the request in `plain`, re-encoded as forwarded,
+  // within forward_timeout; ok() gets its decoded answer.
+  void ask_node(const caf::actor& link, const std::string& address,
+                const control::request& req, uint64_t id,
+                std::function<void(control::response)> ok,
+                std::function<void(caf::error)> err) {
+    auto bytes = encode(req, id, supported_versions,
+                        request_flags{route_mode::forward, true});
+    ask_within<wire_bytes>(
+      opts_.forward_timeout, link,
+      [ok, err, address](wire_bytes& res) {
+        auto frame = decode_response(res);
+        if (!frame)
+          return err(make_error(errc::corrupt_data,
+                                "bad answer from node " + address + ": "
+                                  + describe(frame.error())));
+        ok(std::move(frame->body));
+      },
+      [err, address, this](caf::error e) {
+        if (is(e, errc::timeout))
+          e = make_error(errc::timeout,
+                         "node " + address + " did not answer within "
+                           + ms(opts_.forward_timeout)
+                           + "; a send may still be applied: resend it with "
+                             "the same producer seqs");
+        err(std::move(e));
+      },
+      request_atom::value, std::move(bytes));
+  }
+
 private:
+  void route_remote(uint64_t job, uint64_t origin,
+                    const mesh_route_result& r) {
+    auto it = jobs_.find(job);
+    if (it == jobs_.end())
+      return;
+    auto& js = it->second;
+    if (js.flags.route == route_mode::redirect)
+      return answer(job, moved_response{r.address, r.entry.epoch});
+    if (!r.link)
+      return answer(job, fail(errc::target_unavailable,
+                              "daemon " + hex_u64(origin) + " runs on node "
+                                + r.address
+                                + ", which this node is still connecting "
+                                  "to; retry in a moment"));
+    auto frame = decode_request(js.plain, opts_.versions);
+    if (!frame)
+      return answer(job, to_error_response(frame.error()));
+    js.plain = wire_bytes{};
+    ask_node(
+      r.link, r.address, frame->body, frame->id,
+      [this, job](control::response res) { answer(job, std::move(res)); },
+      [this, job](caf::error e) { answer(job, to_error_response(e)); });
+  }
+
   struct job_state {
     caf::response_promise rp;
     caf::node_id peer;
     uint64_t request_id = 0;
     uint16_t version = 0;
+    // The request as it arrived (opened), kept while a mesh may need to
+    // forward it to the node that runs its daemon.
+    wire_bytes plain;
+    request_flags flags;
+    // The key that authenticated the link the request came over.
+    entity_id peer_key{};
   };
 
   struct waiter {
@@ -387,8 +521,12 @@ private:
         auto res = e == caf::sec::request_receiver_down
                      ? fail(errc::shutting_down, "the node is shutting down")
                      : to_error_response(e);
-        for (auto& w : ws)
-          answer(w.job, res);
+        for (auto& w : ws) {
+          if (is(e, errc::daemon_not_found))
+            elsewhere(w.job, origin, res);
+          else
+            answer(w.job, res);
+        }
       },
       lookup_atom::value, origin);
   }
@@ -524,7 +662,11 @@ private:
                         fail(errc::shutting_down, "the node is shutting down"));
     auto job = ++next_job_;
     auto rp = make_response_promise();
-    jobs_.emplace(job, job_state{rp, peer, frame->id, frame->version});
+    job_state js{rp, peer, frame->id, frame->version};
+    js.flags = frame->flags;
+    if (opts_.mesh)
+      js.plain = std::move(*opened);
+    jobs_.emplace(job, std::move(js));
     std::visit(handlers{this, job}, std::move(frame->body));
     return rp;
   }
@@ -559,7 +701,8 @@ private:
 
 // -- the handlers -------------------------------------------------------------
 
-std::vector<daemon_entry> entries_of(std::vector<daemon_info> infos) {
+std::vector<daemon_entry> entries_of(gateway_actor* gw,
+                                     std::vector<daemon_info> infos) {
   std::sort(infos.begin(), infos.end(),
             [](const daemon_info& x, const daemon_info& y) {
               return x.origin_hash < y.origin_hash;
@@ -567,15 +710,106 @@ std::vector<daemon_entry> entries_of(std::vector<daemon_info> infos) {
   std::vector<daemon_entry> out;
   out.reserve(infos.size());
   for (const auto& i : infos)
-    out.push_back(to_entry(i));
+    out.push_back(gw->local_entry(i));
   return out;
 }
 
+void by_origin(std::vector<daemon_entry>& xs) {
+  std::sort(xs.begin(), xs.end(),
+            [](const daemon_entry& x, const daemon_entry& y) {
+              return x.origin_hash < y.origin_hash;
+            });
+}
+
+// What `daemons` shows for a daemon whose node did not answer: what the
+// directory knows, marked unavailable.
+daemon_entry unavailable_entry(const directory_entry& e,
+                               const std::string& address) {
+  daemon_entry d;
+  d.origin_hash = e.origin;
+  d.kind = e.kind;
+  d.epoch = e.epoch;
+  d.phase = daemon_phase::running;
+  d.node = e.node;
+  d.node_address = address;
+  d.unavailable = true;
+  return d;
+}
+
+// Gathers the daemons of every node: this node's from the supervisor, each
+// peer's over its link (within forward_timeout), and for a node that is
+// down or does not answer, the directory's entries marked unavailable.
+struct daemons_gather {
+  std::vector<daemon_entry> all;
+  size_t waiting = 0;
+};
+
+void daemons_done(gateway_actor* gw, uint64_t job,
+                  const std::shared_ptr<daemons_gather>& g) {
+  if (--g->waiting > 0)
+    return;
+  by_origin(g->all);
+  gw->answer(job, daemons_response{std::move(g->all)});
+}
+
 void handlers::operator()(daemons_request) {
+  auto g = std::make_shared<daemons_gather>();
+  g->waiting = 1;
+  auto gw_ = gw;
+  auto job_ = job;
+  gw->ask_sup<std::vector<daemon_info>>(
+    job,
+    [gw_, job_, g](std::vector<daemon_info>& infos) {
+      auto mine = entries_of(gw_, std::move(infos));
+      g->all.insert(g->all.end(), mine.begin(), mine.end());
+      if (!gw_->mesh())
+        return daemons_done(gw_, job_, g);
+      gw_->ask<mesh_peer_list>(
+        gw_->mesh(),
+        [gw_, job_, g](mesh_peer_list& peers) {
+          g->waiting += peers.peers.size();
+          for (auto& p : peers.peers) {
+            if (!p.link) {
+              for (const auto& e : p.entries)
+                if (!e.stopped)
+                  g->all.push_back(unavailable_entry(e, p.address));
+              daemons_done(gw_, job_, g);
+              continue;
+            }
+            auto entries = p.entries;
+            auto address = p.address;
+            gw_->ask_node(
+              p.link, p.address, local_daemons_request{}, 0,
+              [gw_, job_, g, entries, address](control::response res) {
+                if (auto* r = std::get_if<local_daemons_response>(&res))
+                  g->all.insert(g->all.end(), r->daemons.begin(),
+                                r->daemons.end());
+                else
+                  for (const auto& e : entries)
+                    if (!e.stopped)
+                      g->all.push_back(unavailable_entry(e, address));
+                daemons_done(gw_, job_, g);
+              },
+              [gw_, job_, g, entries, address](caf::error) {
+                for (const auto& e : entries)
+                  if (!e.stopped)
+                    g->all.push_back(unavailable_entry(e, address));
+                daemons_done(gw_, job_, g);
+              });
+          }
+          daemons_done(gw_, job_, g);
+        },
+        [gw_, job_, g](caf::error) { daemons_done(gw_, job_, g); },
+        mesh_peers{});
+    },
+    list_atom::value);
+}
+
+void handlers::operator()(local_daemons_request) {
   gw->ask_sup<std::vector<daemon_info>>(
     job,
     [g = gw, j = job](std::vector<daemon_info>& infos) {
-      g->answer(j, daemons_response{entries_of(std::move(infos))});
+      g->answer(j, local_daemons_response{entries_of(g, std::move(infos))});
     },
     list_atom::value);
 }
@@ -584,11 +818,65 @@ void handlers::operator()(kinds_request) {
   gw->answer(job, kinds_response{gw->rt().kinds()});
 }
 
+void handlers::operator()(nodes_request) {
+  if (!gw->mesh())
+    return gw->answer(job, fail(errc::invalid_argument,
+                                "this node runs without a mesh"));
+  gw->ask<std::vector<member_info>>(
+    gw->mesh(),
+    [g = gw, j = job](std::vector<member_info>& ms) {
+      g->answer(j, nodes_response{std::move(ms)});
+    },
+    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    mesh_nodes{});
+}
+
+void handlers::operator()(heartbeat_request x) {
+  if (!gw->mesh())
+    return gw->answer(job, fail(errc::invalid_argument,
+                                "this node runs without a mesh"));
+  gw->ask<heartbeat>(
+    gw->mesh(),
+    [g = gw, j = job](heartbeat& own) {
+      g->answer(j, heartbeat_response{std::move(own)});
+    },
+    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    mesh_heartbeat_in{std::move(x.beat), gw->peer_key(job)});
+}
+
+void handlers::operator()(probe_request x) {
+  if (!gw->mesh())
+    return gw->answer(job, fail(errc::invalid_argument,
+                                "this node runs without a mesh"));
+  gw->ask<bool>(
+    gw->mesh(),
+    [g = gw, j = job](bool reached) { g->answer(j, probe_response{reached}); },
+    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    mesh_probe_in{std::move(x)});
+}
+
+void handlers::operator()(directory_request x) {
+  if (!gw->mesh())
+    return gw->answer(job, fail(errc::invalid_argument,
+                                "this node runs without a mesh"));
+  gw->ask<std::vector<directory_entry>>(
+    gw->mesh(),
+    [g = gw, j = job](std::vector<directory_entry>& table) {
+      g->answer(j, directory_response{std::move(table)});
+    },
+    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    mesh_directory_in{std::move(x), gw->peer_key(job)});
+}
+
 namespace {
 
+// Spawns `count` daemons of `kind` here, one after the other; `done` gets
+// what was spawned and, when it stopped early, why.
 struct deploy_run {
-  deploy_request req;
+  std::string kind;
+  uint32_t count = 0;
   deploy_response out;
+  std::function<void(deploy_response)> done;
 };
 
 void deploy_next(gateway_actor* gw, uint64_t job,
@@ -596,21 +884,21 @@ void deploy_next(gateway_actor* gw, uint64_t job,
   if (!gw->pending(job))
     return;
   auto& out = run->out;
-  if (out.daemons.size() == run->req.count) {
+  if (out.daemons.size() == run->count) {
     if (out.daemons.size() == 1)
-      spdlog::info("deployed kind={} origin={}", run->req.kind,
+      spdlog::info("deployed kind={} origin={}", run->kind,
                    hex_u64(out.daemons.front().origin_hash));
     else
-      spdlog::info("deployed kind={} count={} first origin={}", run->req.kind,
+      spdlog::info("deployed kind={} count={} first origin={}", run->kind,
                    out.daemons.size(),
                    hex_u64(out.daemons.front().origin_hash));
-    gw->answer(job, std::move(out));
+    run->done(std::move(out));
     return;
   }
   gw->spawn_one(
-    run->req.kind,
+    run->kind,
     [gw, job, run](daemon_info& info) {
-      run->out.daemons.push_back(to_entry(info));
+      run->out.daemons.push_back(gw->local_entry(info));
       deploy_next(gw, job, run);
     },
     [gw, job, run](caf::error err) {
@@ -618,15 +906,43 @@ void deploy_next(gateway_actor* gw, uint64_t job,
       if (err == caf::sec::request_receiver_down)
         err = make_error(errc::shutting_down, "the node is shutting down");
       spdlog::warn("deploy kind={} stopped after {} of {} daemon(s): {}",
-                   run->req.kind, out.daemons.size(), run->req.count,
-                   describe(err));
-      if (out.daemons.empty()) {
-        gw->answer(job, to_error_response(err));
-        return;
-      }
+                   run->kind, out.daemons.size(), run->count, describe(err));
       out.failure = to_error_response(err);
-      gw->answer(job, std::move(out));
+      run->done(std::move(out));
     });
+}
+
+// Tells the mesh about daemons spawned here, so other nodes route to them
+// at once rather than after the next reconcile.
+void publish_spawned(gateway_actor* gw, const deploy_response& r) {
+  if (!gw->mesh() || r.daemons.empty())
+    return;
+  mesh_local_change change;
+  for (const auto& d : r.daemons)
+    change.entries.push_back(
+      directory_entry{d.origin_hash, d.node, d.epoch, d.kind, false});
+  caf::anon_send(gw->mesh(), std::move(change));
+}
+
+// The shares of one deployment, gathered in plan order.
+struct deploy_gather {
+  std::vector<deploy_response> parts;
+  size_t waiting = 0;
+};
+
+void deploy_gathered(gateway_actor* gw, uint64_t job,
+                     const std::shared_ptr<deploy_gather>& g) {
+  if (--g->waiting > 0)
+    return;
+  deploy_response out;
+  for (auto& p : g->parts) {
+    out.daemons.insert(out.daemons.end(), p.daemons.begin(), p.daemons.end());
+    if (p.failure && !out.failure)
+      out.failure = p.failure;
+  }
+  if (out.daemons.empty() && out.failure)
+    return gw->answer(job, *out.failure);
+  gw->answer(job, std::move(out));
 }
 
 } // namespace
@@ -640,10 +956,73 @@ void handlers::operator()(deploy_request x) {
     return gw->answer(job, fail(errc::invalid_argument,
                                 "deploy count must be 1.." + std::to_string(max)
                                   + ", got " + std::to_string(x.count)));
-  auto run = std::make_shared<deploy_run>();
-  run->req = std::move(x);
-  run->out.daemons.reserve(run->req.count);
-  deploy_next(gw, job, std::move(run));
+  auto g_ = gw;
+  auto j_ = job;
+  if (!gw->mesh() || x.here) {
+    auto run = std::make_shared<deploy_run>();
+    run->kind = x.kind;
+    run->count = x.count;
+    run->out.daemons.reserve(x.count);
+    run->done = [g_, j_](deploy_response r) {
+      publish_spawned(g_, r);
+      if (r.daemons.empty() && r.failure)
+        return g_->answer(j_, *r.failure);
+      g_->answer(j_, std::move(r));
+    };
+    return deploy_next(gw, job, std::move(run));
+  }
+  auto kind = x.kind;
+  gw->ask<std::vector<mesh_share>>(
+    gw->mesh(),
+    [g_, j_, kind](std::vector<mesh_share>& shares) {
+      auto g = std::make_shared<deploy_gather>();
+      g->parts.resize(shares.size());
+      g->waiting = shares.size() + 1;
+      for (size_t i = 0; i < shares.size(); ++i) {
+        auto& sh = shares[i];
+        if (!sh.link) {
+          auto run = std::make_shared<deploy_run>();
+          run->kind = kind;
+          run->count = sh.count;
+          run->done = [g_, j_, g, i](deploy_response r) {
+            publish_spawned(g_, r);
+            g->parts[i] = std::move(r);
+            deploy_gathered(g_, j_, g);
+          };
+          deploy_next(g_, j_, std::move(run));
+          continue;
+        }
+        deploy_request part;
+        part.kind = kind;
+        part.count = sh.count;
+        part.here = true;
+        auto address = sh.address;
+        g_->ask_node(
+          sh.link, sh.address, part, 0,
+          [g_, j_, g, i, address](control::response res) {
+            if (auto* r = std::get_if<deploy_response>(&res))
+              g->parts[i] = std::move(*r);
+            else if (auto* e = std::get_if<error_response>(&res))
+              g->parts[i].failure = error_response{
+                e->code, "node " + address + ": " + e->message};
+            else
+              g->parts[i].failure = fail(errc::corrupt_data,
+                                         "node " + address
+                                           + " answered deploy with another "
+                                             "type");
+            deploy_gathered(g_, j_, g);
+          },
+          [g_, j_, g, i, address](caf::error e) {
+            auto r = to_error_response(e);
+            r.message = "node " + address + ": " + r.message;
+            g->parts[i].failure = std::move(r);
+            deploy_gathered(g_, j_, g);
+          });
+      }
+      deploy_gathered(g_, j_, g);
+    },
+    [g_, j_](caf::error e) { g_->answer(j_, to_error_response(e)); },
+    mesh_place{std::move(x)});
 }
 
 void handlers::operator()(send_request x) {
@@ -696,12 +1075,26 @@ void handlers::operator()(snapshot_request x) {
 
 void handlers::operator()(stop_request x) {
   auto id = x.daemon_id;
-  gw->ask_sup<bool>(
-    job,
+  gw->ask<bool>(
+    gw->rt().supervisor(),
     [g = gw, j = job, id](bool) {
       g->forget(id);
       spdlog::info("stopped origin={}", hex_u64(id));
+      if (g->mesh()) {
+        directory_entry tomb;
+        tomb.origin = id;
+        tomb.stopped = true;
+        caf::anon_send(g->mesh(), mesh_local_change{{tomb}});
+      }
       g->answer(j, stop_response{});
+    },
+    [g = gw, j = job, id](caf::error e) {
+      if (is(e, errc::daemon_not_found))
+        return g->elsewhere(j, id, to_error_response(e));
+      if (e == caf::sec::request_receiver_down)
+        return g->answer(j, fail(errc::shutting_down,
+                                 "the node is shutting down"));
+      g->answer(j, to_error_response(e));
     },
     stop_atom::value, id);
 }
@@ -718,10 +1111,11 @@ void handlers::operator()(resume_request x) {
                                return d.origin_hash == x.daemon_id;
                              });
       if (it == all.end())
-        return g->answer(j, fail(errc::daemon_not_found,
+        return g->elsewhere(j, x.daemon_id,
+                            fail(errc::daemon_not_found,
                                  "no daemon " + hex_u64(x.daemon_id)
                                    + " on this node"));
-      auto entry = to_entry(*it);
+      auto entry = g->local_entry(*it);
       if (!is_failed(entry))
         return g->answer(j, fail(errc::wrong_phase,
                                  "daemon " + hex_u64(x.daemon_id)
@@ -735,7 +1129,7 @@ void handlers::operator()(resume_request x) {
           spdlog::info("resumed origin={} at daemon_seq {}{}",
                        hex_u64(x.daemon_id), info.last_seq,
                        x.accept_loss ? " (loss accepted)" : "");
-          g->answer(j, resume_response{to_entry(info)});
+          g->answer(j, resume_response{g->local_entry(info)});
         },
         [g, j, x](caf::error err) {
           g->forget(x.daemon_id);

@@ -34,12 +34,14 @@
 #include <memory>
 #include <string>
 
+#include <caf/actor.hpp>
 #include <caf/atom.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
 #include "mesh/authenticator.hpp"
 #include "mesh/control_codec.hpp"
+#include "identity/fwd.hpp"
 #include "mesh/log_limiter.hpp"
 
 namespace mesh {
@@ -72,6 +74,16 @@ struct gateway_options {
   /// is unreachable from then on; meshd exits so that its service manager
   /// restarts it.
   std::function<void(const caf::error& reason)> on_unexpected_exit;
+  /// The node's mesh actor (mesh/mesh_service.hpp). Null: the node runs
+  /// alone; requests for daemons it does not run get daemon_not_found,
+  /// node-to-node requests get invalid_argument.
+  caf::actor mesh;
+  /// This node's id and address, shown with its daemons.
+  entity_id node_id{};
+  std::string node_address;
+  /// Deadline of a request forwarded to the node that runs its daemon,
+  /// and of each node asked for its daemons by `daemons`.
+  std::chrono::milliseconds forward_timeout{10000};
 };
 
 class gateway {

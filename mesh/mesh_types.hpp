@@ -7,7 +7,9 @@
 // placement (mesh/placement.hpp) and the control codec all use these, so
 // each can be built and tested alone.
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +17,17 @@
 #include "identity/fwd.hpp"
 
 namespace mesh {
+
+/// Hashes a node id for unordered containers. Ids are public keys, which
+/// only a PSK holder can get into a table, and random: the first 8 bytes
+/// are as good as any hash.
+struct entity_id_hash {
+  size_t operator()(const entity_id& id) const noexcept {
+    size_t h = 0;
+    std::memcpy(&h, id.data(), sizeof(h));
+    return h;
+  }
+};
 
 /// What one node believes about another (DESIGN.md section 7).
 ///   up:      heard from within the suspect timeout.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iomanip>
@@ -10,6 +11,7 @@
 
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
+#include "identity/entity_id.hpp"
 #include "persistence/nonce_file.hpp"
 #include "tools/meshctl/ask.hpp"
 #include "tools/meshseg/render.hpp"
@@ -101,7 +103,55 @@ std::string json_daemon(const daemon_entry& d) {
          // "state": the same value under the key older scripts read.
          + ",\"state\":" + meshseg::json_string(to_string(d.phase))
          + ",\"epoch\":" + std::to_string(d.epoch)
-         + ",\"reason\":" + meshseg::json_string(d.reason) + "}";
+         + ",\"reason\":" + meshseg::json_string(d.reason)
+         + ",\"node\":\"" + to_hex(bytes_view{d.node.data(), d.node.size()})
+         + "\",\"address\":" + meshseg::json_string(d.node_address)
+         + ",\"available\":" + (d.unavailable ? "false" : "true") + "}";
+}
+
+// A node id as tables show it: its first 12 hex digits (enough to tell
+// nodes apart; --json has the whole key).
+std::string short_node(const entity_id& id) {
+  if (id == entity_id{})
+    return "-";
+  return to_hex(bytes_view{id.data(), id.size()}).substr(0, 12);
+}
+
+std::string join(const std::vector<std::string>& xs, const char* sep) {
+  std::string out;
+  for (const auto& x : xs)
+    out += (out.empty() ? "" : sep) + x;
+  return out;
+}
+
+std::string json_strings(const std::vector<std::string>& xs) {
+  std::string out = "[";
+  for (size_t i = 0; i < xs.size(); ++i)
+    out += (i > 0 ? "," : "") + meshseg::json_string(xs[i]);
+  return out + "]";
+}
+
+std::string json_node(const member_info& m) {
+  const auto& n = m.node;
+  std::string labels = "{";
+  for (const auto& [k, v] : n.caps.labels)
+    labels += (labels.size() > 1 ? "," : "") + meshseg::json_string(k) + ":"
+              + meshseg::json_string(v);
+  labels += "}";
+  char sat[32];
+  std::snprintf(sat, sizeof(sat), "%.3f", n.load.saturation);
+  return "{\"id\":\"" + to_hex(bytes_view{n.id.data(), n.id.size()})
+         + "\",\"address\":" + meshseg::json_string(n.address)
+         + ",\"state\":" + meshseg::json_string(to_string(m.state))
+         + ",\"incarnation\":" + std::to_string(n.incarnation)
+         + ",\"tags\":" + json_strings(n.caps.tags) + ",\"labels\":" + labels
+         + ",\"cores\":" + std::to_string(n.caps.cores)
+         + ",\"memory_mb\":" + std::to_string(n.caps.memory_mb)
+         + ",\"kinds\":" + json_strings(n.caps.kinds)
+         + ",\"daemons\":" + std::to_string(n.load.daemons)
+         + ",\"load\":" + sat + ",\"drained\":"
+         + (n.drained ? "true" : "false")
+         + ",\"silent_ms\":" + std::to_string(m.silent_ms) + "}";
 }
 
 std::string json_daemons(const std::vector<daemon_entry>& ds) {
@@ -166,11 +216,11 @@ int run_daemons(session& s) {
   if (!res)
     return code;
   if (s.json) {
-    s.out << "{\"daemons\":" << json_daemons(res->daemons) << "}" << std::endl;
+    s.out << json_daemons(res->daemons) << std::endl;
     return exit_ok;
   }
   if (res->daemons.empty()) {
-    s.out << "no daemons on " << s.client.address() << std::endl;
+    s.out << "no daemons in the mesh of " << s.client.address() << std::endl;
     return exit_ok;
   }
   // The REASON column only when some daemon failed: it is empty otherwise.
@@ -178,14 +228,55 @@ int run_daemons(session& s) {
                                 [](const daemon_entry& d) {
                                   return !d.reason.empty();
                                 });
-  std::vector<std::vector<std::string>> rows{{"ID", "KIND", "SEQ", "PHASE"}};
+  std::vector<std::vector<std::string>> rows{
+    {"ID", "KIND", "SEQ", "PHASE", "EPOCH", "NODE", "ADDRESS"}};
   if (any_failed)
     rows.front().push_back("REASON");
   for (const auto& d : res->daemons) {
-    rows.push_back({hex_u64(d.origin_hash), d.kind, std::to_string(d.last_seq),
-                    to_string(d.phase)});
+    // A daemon on a down node: what its directory entry says, its phase
+    // and seq unknown.
+    rows.push_back({hex_u64(d.origin_hash), d.kind,
+                    d.unavailable ? "?" : std::to_string(d.last_seq),
+                    d.unavailable ? "unavailable" : to_string(d.phase),
+                    std::to_string(d.epoch), short_node(d.node),
+                    d.node_address.empty() ? "-" : d.node_address});
     if (any_failed)
       rows.back().push_back(d.reason);
+  }
+  print_table(s.out, rows);
+  return exit_ok;
+}
+
+int run_nodes(session& s) {
+  int code = exit_ok;
+  auto res = ask<nodes_response>(s, nodes_request{}, code);
+  if (!res)
+    return code;
+  auto& nodes = res->nodes;
+  std::sort(nodes.begin(), nodes.end(),
+            [](const member_info& x, const member_info& y) {
+              return x.node.address < y.node.address;
+            });
+  if (s.json) {
+    std::string out = "[";
+    for (size_t i = 0; i < nodes.size(); ++i)
+      out += (i > 0 ? "," : "") + json_node(nodes[i]);
+    s.out << out << "]" << std::endl;
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> rows{
+    {"ID", "ADDRESS", "STATE", "TAGS", "DAEMONS", "CORES", "LOAD"}};
+  for (const auto& m : nodes) {
+    char load[32];
+    std::snprintf(load, sizeof(load), "%.2f", m.node.load.saturation);
+    auto state = std::string{to_string(m.state)};
+    if (m.node.drained)
+      state += ",drained";
+    rows.push_back({short_node(m.node.id), m.node.address, state,
+                    m.node.caps.tags.empty() ? "-"
+                                             : join(m.node.caps.tags, ","),
+                    std::to_string(m.node.load.daemons),
+                    std::to_string(m.node.caps.cores), load});
   }
   print_table(s.out, rows);
   return exit_ok;

@@ -77,6 +77,7 @@ struct high_water_args {
 };
 
 int run_daemons(session& s);
+int run_nodes(session& s);
 int run_kinds(session& s);
 int run_deploy(session& s, const deploy_args& args);
 int run_send(session& s, const send_args& args);

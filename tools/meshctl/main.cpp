@@ -163,11 +163,20 @@ int main(int argc, char** argv) {
   std::function<int(session&)> command;
   auto id_check = daemon_id_validator();
 
-  auto* daemons = app.add_subcommand("daemons", "List the node's daemons: id, "
-                                                "kind, last applied seq, phase "
-                                                "(and why, for failed ones)");
+  auto* daemons = app.add_subcommand(
+    "daemons", "List every daemon in the mesh: id, kind, last applied seq, "
+               "phase (and why, for failed ones), epoch, node and its "
+               "address; a daemon whose node is down shows 'unavailable'");
   daemons->callback([&] {
     command = run_daemons;
+  });
+
+  auto* nodes = app.add_subcommand(
+    "nodes", "List the mesh's nodes as this node sees them: id, address, "
+             "state (up, suspect, down; drained), tags, daemon count, "
+             "cores, load");
+  nodes->callback([&] {
+    command = run_nodes;
   });
 
   auto* kinds = app.add_subcommand("kinds", "List the kinds the node spawns");
