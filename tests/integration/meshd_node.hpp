@@ -86,6 +86,12 @@ public:
       proc_->kill9();
   }
 
+  /// Sends `sig` (SIGSTOP, SIGCONT, ...) to the running meshd.
+  void signal(int sig) {
+    if (proc_)
+      proc_->signal(sig);
+  }
+
   bool running() const {
     return proc_ && proc_->running();
   }
