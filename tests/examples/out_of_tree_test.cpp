@@ -1,6 +1,7 @@
 // Builds examples/out_of_tree against an installed copy of this build tree,
 // the way a user would, then loads the plugin it produces: in this process
-// with load_plugin, and into a real meshd (--plugin) driven with meshctl.
+// with load_plugin, and into a real meshd (--plugin) driven with meshctl;
+// and runs the client program it builds (meshd_feed) against that meshd.
 // Hidden from the default run ([.]): ctest runs it as
 // examples/out_of_tree_plugin (label out_of_tree), since it needs the whole
 // tree built and installable.
@@ -90,6 +91,15 @@ TEST_CASE("out-of-tree plugin builds against the installed package and loads",
   auto id = test::first_line(node.ok({"deploy", "reverse"}));
   REQUIRE(id.rfind("0x", 0) == 0);
   CHECK(node.ok({"send", id, "abc"}) == "cba\n");
+
+  // A client program built against the installed package feeds the same
+  // node through mesh::client: deploy, a window of batches, the count.
+  auto feed = test::run({build + "/meshd_feed", node.address(), "3000"},
+                        tmp.path());
+  INFO("meshd_feed stderr: " << feed.err);
+  CHECK(feed.code == 0);
+  CHECK(feed.out.rfind("counter 0x", 0) == 0);
+  CHECK(feed.out.find(": 3000\n") != std::string::npos);
   auto code = node.terminate(60s);
   INFO("meshd log:\n" << node.log());
   CHECK(code == 0);

@@ -29,8 +29,9 @@ int report_moved(session& s, const control::moved_response& moved);
 /// Prints that the node answered with the wrong response type.
 int report_mismatch(session& s, const char* request_name);
 
-/// Sends `req` and returns the response of type T (the request's
-/// T = Request::response). On failure prints one
+/// Sends `req` (a request for a daemon follows `moved` to its node) and
+/// returns the response of type T (the request's T = Request::response).
+/// On failure prints one
 /// line, stores the exit code in `code` and returns nullopt.
 template<class T>
 std::optional<T> ask(session& s, const control::request& req, int& code) {

@@ -1,8 +1,8 @@
 #pragma once
 
 // The meshctl commands. main.cpp parses the command line into these argument
-// structs and connects to the node; each command talks to the node through
-// a control_client, writes its result to `out` (a table or text for people,
+// structs and connects to the node; each command talks to the mesh through
+// a mesh::client (mesh/client.hpp), writes its result to `out` (a table or text for people,
 // JSON with --json), diagnostics to `err` (one "meshctl: ..." line per
 // problem), and returns the exit code.
 
@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "mesh/control_client.hpp"
+#include "mesh/client.hpp"
 
 namespace mesh::meshctl {
 
@@ -30,7 +30,7 @@ enum exit_code : int {
 
 /// What every command gets.
 struct session {
-  control_client& client;
+  mesh::client& client;
   std::ostream& out;
   std::ostream& err;
   bool json = false;
@@ -54,6 +54,8 @@ struct send_args {
   std::string producer_file;
   /// Events per message.
   uint32_t batch = 100;
+  /// Messages in flight at most.
+  uint32_t window = 8;
   /// Ask the node's high-water mark first and do not send lines it already
   /// applied.
   bool skip_applied = true;

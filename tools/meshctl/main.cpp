@@ -16,7 +16,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "base/errc.hpp"
-#include "mesh/control_client.hpp"
+#include "mesh/client.hpp"
 #include "mesh/node_address.hpp"
 #include "tools/meshctl/commands.hpp"
 
@@ -52,7 +52,8 @@ otherwise 0x and hex.
 
 With --from-file: one event per line (the newline is not part of the
 payload; "-" reads stdin), line N sent as producer_seq N, --batch lines per
-message. Progress goes to stderr; the summary to stdout:
+message, up to --window messages in flight. Progress goes to stderr; the
+summary to stdout:
   sent 1000, applied 1000, duplicates 0, rejected 0
 With --producer-file the producer id is stable across runs (the file is
 created on first use), so after any failure re-running the same command
@@ -122,9 +123,10 @@ int connect_and_run(const global_args& g,
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  auto client = mesh::control_client::connect(sys, addr->host, addr->port,
-                                              std::chrono::milliseconds{
-                                                g.timeout_ms});
+  mesh::client_options opts;
+  opts.nodes.push_back(addr->to_string());
+  opts.timeout = std::chrono::milliseconds{g.timeout_ms};
+  auto client = mesh::client::connect(sys, std::move(opts));
   if (!client) {
     std::cerr << "meshctl: " << mesh::describe(client.error()) << std::endl;
     return exit_unreachable;
@@ -220,6 +222,13 @@ int main(int argc, char** argv) {
   send->add_option("--batch", snd.batch, "Lines per message")
     ->capture_default_str()
     ->check(CLI::Range(1u, 10000u))
+    ->needs(file_opt);
+  send
+    ->add_option("--window", snd.window,
+                 "Messages in flight at most (the next is sent before the "
+                 "previous ones are answered)")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, 1024u))
     ->needs(file_opt);
   bool no_skip = false;
   send

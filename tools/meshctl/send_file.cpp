@@ -6,7 +6,8 @@
 // applied under the same (producer_id, producer_seq), and the node answers
 // them as duplicates instead of applying them twice. Before sending, the
 // node's high-water mark for the producer is asked so that the lines it
-// already applied are not sent at all.
+// already applied are not sent at all. The stream itself is a
+// mesh::producer (mesh/client.hpp): --window batches in flight, in order.
 
 #include <unistd.h>
 
@@ -110,125 +111,110 @@ uint64_t random_producer_id() {
 
 class file_sender {
 public:
-  file_sender(session& s, const send_args& args, uint64_t producer)
+  file_sender(session& s, const send_args& args)
     : s_(s),
       args_(args),
-      prog_(s.err, std::chrono::seconds{args.progress_every}) {
-    batch_.daemon_id = args.daemon_id;
-    producer_ = producer;
-  }
+      prog_(s.err, std::chrono::seconds{args.progress_every}) {}
 
-  // Streams `in`, skipping lines through `high_water`.
-  int run(std::istream& in, uint64_t high_water) {
-    high_water_ = high_water;
+  // Streams `in` through `p`, which skips the lines its high-water mark
+  // covers.
+  int run(std::istream& in, producer& p) {
+    p_ = &p;
     std::string line;
     while (std::getline(in, line)) {
-      auto n = ++c_.lines;
-      if (n <= high_water) {
-        ++c_.skipped;
-        ++c_.duplicates;
-        c_.confirmed_through = n;
-        continue;
-      }
-      inbound_event ev{producer_, n, {}};
+      bytes payload;
       if (!args_.hex) {
-        ev.payload.assign(line.begin(), line.end());
-      } else if (!from_hex(line, ev.payload)) {
-        prog_.finish();
-        s_.err << "meshctl: line " << n << " of " << args_.from_file
-               << " is not valid hex (applied through line "
-               << c_.confirmed_through << ")" << std::endl;
+        payload.assign(line.begin(), line.end());
+      } else if (!from_hex(line, payload)) {
+        // Not pushed: the lines before it still go out and are confirmed.
+        auto code = finish_after(p.flush());
+        if (code != exit_ok)
+          return code;
+        s_.err << "meshctl: line " << p.progress().pushed + 1 << " of "
+               << args_.from_file << " is not valid hex (applied through line "
+               << confirmed() << ")" << std::endl;
         return exit_usage;
       }
-      batch_.events.push_back(std::move(ev));
-      if (batch_.events.size() >= args_.batch)
-        if (auto code = flush(); code != exit_ok)
-          return code;
-      prog_.update(c_);
+      if (auto err = p.push(std::move(payload)))
+        return failed(err);
+      update();
     }
     if (in.bad()) {
-      prog_.finish();
+      auto code = finish_after(p.flush());
+      if (code != exit_ok)
+        return code;
       s_.err << "meshctl: cannot read " << args_.from_file << " after line "
-             << c_.lines << ": " << std::strerror(errno)
-             << " (applied through line " << c_.confirmed_through << ")"
-             << std::endl;
+             << p.progress().pushed << ": " << std::strerror(errno)
+             << " (applied through line " << confirmed() << ")" << std::endl;
       return exit_usage;
     }
-    if (high_water_ > c_.lines) {
+    if (p.high_water() > p.progress().pushed) {
       // Every line was "applied before", yet the node has applied more of
       // this producer than the file holds: another stream used the same
       // producer id, so none of these lines may have been applied at all.
       prog_.finish();
-      s_.err << "meshctl: the node's high-water mark " << high_water_
-             << " for producer " << hex_u64(producer_) << " is past the end of "
-             << args_.from_file << " (" << c_.lines
+      s_.err << "meshctl: the node's high-water mark " << p.high_water()
+             << " for producer " << hex_u64(p.id()) << " is past the end of "
+             << args_.from_file << " (" << p.progress().pushed
              << " lines): nothing sent; was the producer file "
              << args_.producer_file << " used for another stream?" << std::endl;
       return exit_usage;
     }
-    if (auto code = flush(); code != exit_ok)
+    if (auto code = finish_after(p.flush()); code != exit_ok)
       return code;
     prog_.finish();
     return summary();
   }
 
+  // What the producer reports for each confirmed batch.
+  void on_batch(const send_request& batch, const std::vector<delivery>& ds) {
+    for (size_t i = 0; i < ds.size(); ++i)
+      account(batch.events[i].producer_seq, ds[i]);
+  }
+
 private:
-  int flush() {
-    if (batch_.events.empty())
-      return exit_ok;
-    auto first = batch_.events.front().producer_seq;
-    auto last = batch_.events.back().producer_seq;
-    auto res = s_.client.call(batch_);
-    if (!res) {
-      prog_.finish();
-      auto what = is(res.error(), errc::target_unavailable)
-                    ? "node " + s_.client.address() + " went away"
-                    : describe(res.error());
-      s_.err << "meshctl: " << what << " after line " << last
-             << " (applied through " << c_.confirmed_through << ")"
-             << std::endl;
-      return exit_unreachable;
-    }
-    if (auto* err = std::get_if<error_response>(&*res)) {
-      prog_.finish();
-      s_.err << "meshctl: " << describe(to_error(*err)) << " (sending lines "
-             << first << ".." << last << "; applied through "
-             << c_.confirmed_through << ")" << std::endl;
-      return exit_refused;
-    }
-    if (auto* moved = std::get_if<moved_response>(&*res)) {
-      prog_.finish();
-      s_.err << "meshctl: sending lines " << first << ".." << last
-             << " (applied through " << c_.confirmed_through << "): ";
-      s_.err.flush();
-      return report_moved(s_, *moved);
-    }
-    auto* ok = std::get_if<send_response>(&*res);
-    if (ok == nullptr || ok->deliveries.size() != batch_.events.size()) {
-      prog_.finish();
-      s_.err << "meshctl: the node answered lines " << first << ".." << last
-             << " with a malformed response (applied through "
-             << c_.confirmed_through << ")" << std::endl;
-      return exit_refused;
-    }
-    c_.sent += batch_.events.size();
-    for (size_t i = 0; i < ok->deliveries.size(); ++i)
-      account(batch_.events[i].producer_seq, ok->deliveries[i]);
-    c_.confirmed_through = last;
-    batch_.events.clear();
+  uint64_t confirmed() const {
+    return p_->progress().confirmed_through;
+  }
+
+  void update() {
+    const auto& pr = p_->progress();
+    c_.lines = pr.pushed;
+    c_.sent = pr.sent;
+    c_.applied = pr.applied;
+    c_.duplicates = pr.duplicates + pr.skipped;
+    c_.skipped = pr.skipped;
+    c_.confirmed_through = pr.confirmed_through;
+    prog_.update(c_);
+  }
+
+  int finish_after(const caf::error& err) {
+    if (err)
+      return failed(err);
     return exit_ok;
   }
 
+  // The stream stopped at a batch the node did not confirm.
+  int failed(const caf::error& err) {
+    prog_.finish();
+    if (is(err, errc::target_unavailable) || is(err, errc::timeout)) {
+      auto what = is(err, errc::target_unavailable)
+                    ? "node " + s_.client.route_of(args_.daemon_id)
+                        + " went away"
+                    : describe(err);
+      s_.err << "meshctl: " << what << " after line " << p_->progress().pushed
+             << " (applied through " << confirmed() << ")" << std::endl;
+      return exit_unreachable;
+    }
+    s_.err << "meshctl: " << describe(err) << " (applied through "
+           << confirmed() << ")" << std::endl;
+    return exit_refused;
+  }
+
   void account(uint64_t line, const delivery& d) {
-    switch (d.state) {
-      case delivery::status::applied: ++c_.applied; break;
-      case delivery::status::duplicate: ++c_.duplicates; break;
-      case delivery::status::rejected:
-        if (c_.rejected++ == 0) {
-          c_.first_rejected_line = line;
-          c_.first_rejected_error = d.error;
-        }
-        break;
+    if (d.state == delivery::status::rejected && c_.rejected++ == 0) {
+      c_.first_rejected_line = line;
+      c_.first_rejected_error = d.error;
     }
     if (!args_.print_outputs)
       return;
@@ -242,16 +228,18 @@ private:
   }
 
   int summary() {
+    update();
+    const auto& pr = p_->progress();
     if (s_.json) {
       s_.out << "{\"id\":" << json_id(args_.daemon_id)
-             << ",\"producer_id\":" << json_id(producer_)
+             << ",\"producer_id\":" << json_id(p_->id())
              << ",\"lines\":" << c_.lines << ",\"sent\":" << c_.sent
              << ",\"applied\":" << c_.applied
              << ",\"duplicates\":" << c_.duplicates
              << ",\"skipped\":" << c_.skipped
-             << ",\"high_water\":" << high_water_
-             << ",\"rejected\":" << c_.rejected;
-      if (c_.rejected > 0)
+             << ",\"high_water\":" << p_->high_water()
+             << ",\"rejected\":" << pr.rejected;
+      if (pr.rejected > 0)
         s_.out << ",\"first_rejected_line\":" << c_.first_rejected_line
                << ",\"first_rejected_error\":"
                << meshseg::json_string(c_.first_rejected_error);
@@ -259,15 +247,15 @@ private:
     } else {
       s_.out << "sent " << c_.lines << ", applied " << c_.applied
              << ", duplicates " << c_.duplicates << ", rejected "
-             << c_.rejected;
+             << pr.rejected;
       if (c_.skipped > 0)
         s_.out << " (" << c_.skipped
                << " duplicates not resent: the node's high-water mark was "
-               << high_water_ << ")";
+               << p_->high_water() << ")";
       s_.out << std::endl;
     }
-    if (c_.rejected > 0) {
-      s_.err << "meshctl: " << c_.rejected
+    if (pr.rejected > 0) {
+      s_.err << "meshctl: " << pr.rejected
              << " event(s) rejected, first at line " << c_.first_rejected_line
              << ": " << c_.first_rejected_error << std::endl;
       return exit_refused;
@@ -278,9 +266,7 @@ private:
   session& s_;
   const send_args& args_;
   progress prog_;
-  send_request batch_;
-  uint64_t producer_ = 0;
-  uint64_t high_water_ = 0;
+  producer* p_ = nullptr;
   counts c_;
 };
 
@@ -298,30 +284,40 @@ int run_send_file(session& s, const send_args& args) {
     }
     in = &file;
   }
-  uint64_t producer = 0;
-  uint64_t high_water = 0;
+  file_sender sender{s, args};
+  producer::options opts;
+  opts.batch = args.batch;
+  opts.window = args.window;
+  // Without a producer file nothing was applied before: no mark to ask.
+  opts.skip_applied = args.skip_applied && !args.producer_file.empty();
+  // Rejected lines are counted and reported in the summary; the stream
+  // goes on.
+  opts.stop_on_rejected = false;
+  opts.on_batch = [&sender](const send_request& b,
+                            const std::vector<delivery>& ds) {
+    sender.on_batch(b, ds);
+  };
+  caf::expected<producer> p = make_error(errc::invalid_argument, "no producer");
   if (args.producer_file.empty()) {
-    producer = random_producer_id();
+    p = producer::with_id(s.client, args.daemon_id, random_producer_id(),
+                          std::move(opts));
   } else {
+    // The nonce file's own errors are bad input (exit 2), the node's are
+    // not: read it first so they can be told apart.
     auto nonce = load_or_create_nonce(args.producer_file);
     if (!nonce) {
       s.err << "meshctl: " << describe(nonce.error()) << std::endl;
       return exit_usage;
     }
-    producer = *nonce;
-    if (args.skip_applied) {
-      int code = exit_ok;
-      auto hw = ask<high_water_response>(s,
-                                         high_water_request{args.daemon_id,
-                                                            producer},
-                                         code);
-      if (!hw)
-        return code;
-      high_water = hw->producer_seq;
-    }
+    p = producer::with_id(s.client, args.daemon_id, *nonce, std::move(opts));
   }
-  file_sender sender{s, args, producer};
-  return sender.run(*in, high_water);
+  if (!p) {
+    if (is(p.error(), errc::target_unavailable) || is(p.error(), errc::timeout))
+      return report_transport(s, p.error());
+    s.err << "meshctl: " << describe(p.error()) << std::endl;
+    return exit_refused;
+  }
+  return sender.run(*in, *p);
 }
 
 } // namespace mesh::meshctl
