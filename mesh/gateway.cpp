@@ -662,7 +662,7 @@ private:
                         fail(errc::shutting_down, "the node is shutting down"));
     auto job = ++next_job_;
     auto rp = make_response_promise();
-    job_state js{rp, peer, frame->id, frame->version};
+    job_state js{rp, peer, frame->id, frame->version, {}, {}, {}};
     js.flags = frame->flags;
     if (opts_.mesh)
       js.plain = std::move(*opened);
