@@ -50,6 +50,22 @@ factory_registry::make(const std::string& kind) const {
   }
 }
 
+caf::expected<capability_filter>
+factory_registry::requirements(const std::string& kind) const {
+  auto d = make(kind);
+  if (!d)
+    return std::move(d.error());
+  try {
+    return (*d)->requirements();
+  } catch (const std::exception& e) {
+    return make_error(errc::process_failed, "requirements() of kind '" + kind
+                                              + "' threw: " + e.what());
+  } catch (...) {
+    return make_error(errc::process_failed,
+                      "requirements() of kind '" + kind + "' threw");
+  }
+}
+
 bool factory_registry::contains(const std::string& kind) const {
   std::lock_guard<std::mutex> guard{mtx_};
   return factories_.count(kind) > 0;

@@ -28,6 +28,12 @@ public:
 
   bool contains(const std::string& kind) const;
 
+  /// The placement filter of `kind` (daemon::requirements()), read from a
+  /// throwaway instance: requirements() is an instance method, and the
+  /// filter belongs to the kind. Errors as make(), plus process_failed when
+  /// requirements() throws.
+  caf::expected<capability_filter> requirements(const std::string& kind) const;
+
   /// Registered kinds, sorted.
   std::vector<std::string> kinds() const;
 
