@@ -365,6 +365,11 @@ std::vector<std::string> runtime::kinds() const {
   return impl_->registry->kinds();
 }
 
+caf::expected<capability_filter>
+runtime::kind_requirements(const std::string& kind) const {
+  return impl_->registry->requirements(kind);
+}
+
 const runtime_options& runtime::options() const {
   return impl_->opts;
 }

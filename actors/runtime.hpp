@@ -189,6 +189,12 @@ public:
   /// Kinds that can be spawned.
   std::vector<std::string> kinds() const;
 
+  /// The placement filter `kind` states (daemon::requirements()), read from
+  /// a throwaway instance built by its factory. Errors: factory_not_found,
+  /// process_failed (the factory or requirements() threw).
+  caf::expected<capability_filter> kind_requirements(
+    const std::string& kind) const;
+
   const runtime_options& options() const;
 
   /// The node's supervisor, for code that talks to the runtime's actors

@@ -10,6 +10,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "base/errc.hpp"
+#include "mesh/middleman_defaults.hpp"
 #include "mesh/client_connection_internal.hpp"
 #include "persistence/nonce_file.hpp"
 
@@ -95,9 +96,12 @@ struct client::impl {
       pool.erase(it);
     if (auto err = refuse_credentials())
       return err;
-    auto c = client_detail::connection::open(*sys, address, opts.timeout, opts.speaks);
+    auto c = client_detail::connection::open(*sys, address, opts.timeout,
+                                             opts.speaks);
     if (!c)
       return std::move(c.error());
+    (*c)->set_route(opts.follow_moved ? control::route_mode::redirect
+                                      : control::route_mode::forward);
     if (pool.size() >= max_pool) {
       // Forget a connection nothing is waiting on; never the home node's.
       for (auto i = pool.begin(); i != pool.end(); ++i)
@@ -197,6 +201,7 @@ client::~client() {
 
 caf::expected<client> client::connect(client_options opts) {
   auto cfg = std::make_unique<caf::actor_system_config>();
+  apply_middleman_defaults(*cfg);
   cfg->load<caf::io::middleman>();
   auto sys = std::make_unique<caf::actor_system>(*cfg);
   auto c = connect(*sys, std::move(opts));
@@ -240,12 +245,24 @@ caf::expected<response> client::call(const request& req) {
   return impl_->routed(req);
 }
 
-caf::expected<deploy_response> client::deploy(const std::string& kind,
-                                              uint32_t count) {
+caf::expected<deploy_response>
+client::deploy(const std::string& kind, uint32_t count,
+               std::vector<requirement> requirements,
+               std::optional<entity_id> on_node) {
   deploy_request req;
   req.kind = kind;
   req.count = count;
+  req.requirements = std::move(requirements);
+  req.on_node = on_node;
   return expect<deploy_response>(call(req), "deploy", impl_->home);
+}
+
+caf::expected<std::vector<member_info>> client::nodes() {
+  auto res = expect<nodes_response>(call(nodes_request{}), "nodes",
+                                    impl_->home);
+  if (!res)
+    return std::move(res.error());
+  return std::move(res->nodes);
 }
 
 caf::expected<std::vector<delivery>>

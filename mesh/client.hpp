@@ -95,10 +95,18 @@ public:
   client& operator=(client&&) noexcept;
   ~client();
 
-  /// Spawns `count` daemons of `kind`. A partial deploy is not an error:
-  /// `failure` says why the rest were not spawned.
-  caf::expected<control::deploy_response> deploy(const std::string& kind,
-                                                 uint32_t count = 1);
+  /// Spawns `count` daemons of `kind` on the nodes placement picks: only
+  /// nodes meeting every requirement (and the kind's own), only `on_node`
+  /// when given. A partial deploy is not an error: `failure` says why the
+  /// rest were not spawned. Nothing matching is no_target_available, with
+  /// the reason per node.
+  caf::expected<control::deploy_response>
+  deploy(const std::string& kind, uint32_t count = 1,
+         std::vector<requirement> requirements = {},
+         std::optional<entity_id> on_node = std::nullopt);
+
+  /// The mesh's nodes as the node this client talks to sees them.
+  caf::expected<std::vector<member_info>> nodes();
 
   /// Delivers `events` to the daemon as one batch, in order; one delivery
   /// per event (rejected events are deliveries, not errors).

@@ -169,7 +169,7 @@ uint64_t connection::start(const control::request& req) {
     inbox_->waiting.insert(ticket);
   }
   caf::anon_send(forwarder_, request_atom::value, ticket,
-                 control::encode(req, ticket, speaks_));
+                 control::encode(req, ticket, speaks_, flags_));
   return ticket;
 }
 

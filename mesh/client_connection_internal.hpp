@@ -63,6 +63,13 @@ public:
   /// again in version 1 (as control_client does).
   caf::expected<control::response> call(const control::request& req);
 
+  /// How the node treats requests for daemons it does not run (version 3):
+  /// forward them, or answer `moved` (a client that follows moved asks for
+  /// that, then talks to the daemon's node directly).
+  void set_route(control::route_mode r) {
+    flags_.route = r;
+  }
+
   /// Requests started and not waited for.
   size_t in_flight() const {
     return deadlines_.size();
@@ -85,6 +92,7 @@ private:
   std::string address_;
   std::chrono::milliseconds timeout_;
   control::version_range speaks_;
+  control::request_flags flags_;
   uint64_t next_id_ = 0;
   /// The version of the last answer (0: a node older than negotiation).
   uint16_t last_version_ = 0;

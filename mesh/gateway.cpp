@@ -54,6 +54,13 @@ struct gateway_drain {};
 // shutting_down, and the gateway quits.
 struct gateway_drain_end {};
 
+// gateway::attach_mesh().
+struct gateway_mesh {
+  caf::actor mesh;
+  mesh::entity_id node_id;
+  std::string address;
+};
+
 // Reports the warnings the limiter suppressed; sent by the gateway to itself.
 struct gateway_tick {};
 
@@ -68,6 +75,7 @@ struct gateway_deadline {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_drain)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_drain_end)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_tick)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_mesh)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gateway_deadline)
 
 namespace mesh {
@@ -193,6 +201,11 @@ public:
                           "the node is shutting down; the request was not "
                           "answered in time and may have been applied"));
         finish();
+      },
+      [this](gateway_mesh& m) {
+        opts_.mesh = std::move(m.mesh);
+        opts_.node_id = m.node_id;
+        opts_.node_address = std::move(m.address);
       },
       [this](gateway_tick) {
         report_suppressed(warnings_.take_suppressed());
@@ -1259,6 +1272,12 @@ caf::expected<uint16_t> gateway::publish(const std::string& host,
   }
   impl_->ports.push_back(*bound);
   return *bound;
+}
+
+void gateway::attach_mesh(caf::actor mesh, const entity_id& node_id,
+                          std::string node_address) {
+  caf::anon_send(impl_->gw,
+                 gateway_mesh{std::move(mesh), node_id, std::move(node_address)});
 }
 
 void gateway::stop() {

@@ -108,6 +108,13 @@ public:
   /// system that publishes a gateway serves peers through it only.
   caf::expected<uint16_t> publish(const std::string& host, uint16_t port);
 
+  /// Puts the node's mesh actor behind the gateway (gateway_options::mesh),
+  /// with the node's id and address, once the address is known (after
+  /// publish(): the port may be ephemeral). Requests the gateway serves
+  /// before this message reaches it are served as on a lone node.
+  void attach_mesh(caf::actor mesh, const entity_id& node_id,
+                   std::string node_address);
+
   /// Closes the published port and stops the gateway: new requests are
   /// answered shutting_down, requests in flight get their answers until
   /// drain_timeout passes, then shutting_down. Waits until the gateway has

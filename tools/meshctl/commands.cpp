@@ -12,6 +12,7 @@
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
+#include "mesh/placement.hpp"
 #include "persistence/nonce_file.hpp"
 #include "tools/meshctl/ask.hpp"
 #include "tools/meshseg/render.hpp"
@@ -301,9 +302,28 @@ int run_kinds(session& s) {
 }
 
 int run_deploy(session& s, const deploy_args& args) {
+  deploy_request req{args.kind, args.count};
+  for (const auto& text : args.requires) {
+    auto r = parse_requirement(text);
+    if (!r) {
+      s.err << "meshctl: " << describe(r.error()) << std::endl;
+      return exit_usage;
+    }
+    req.requirements.push_back(std::move(*r));
+  }
+  if (!args.on.empty()) {
+    auto id = parse_entity_id(args.on);
+    if (!id) {
+      s.err << "meshctl: --on " << args.on
+            << " is not a node id (64 hex digits, see 'meshctl nodes "
+               "--json')"
+            << std::endl;
+      return exit_usage;
+    }
+    req.on_node = *id;
+  }
   int code = exit_ok;
-  auto res = ask<deploy_response>(s, deploy_request{args.kind, args.count},
-                                  code);
+  auto res = ask<deploy_response>(s, std::move(req), code);
   if (!res)
     return code;
   if (s.json) {

@@ -10,6 +10,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mesh/client.hpp"
 
@@ -39,6 +40,10 @@ struct session {
 struct deploy_args {
   std::string kind;
   uint32_t count = 1;
+  /// --require texts, parsed by mesh/placement.hpp.
+  std::vector<std::string> requires;
+  /// --on: a node id (64 hex digits); empty = any node.
+  std::string on;
 };
 
 struct send_args {

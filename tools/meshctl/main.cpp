@@ -16,6 +16,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "base/errc.hpp"
+#include "mesh/middleman_defaults.hpp"
 #include "mesh/client.hpp"
 #include "mesh/node_address.hpp"
 #include "tools/meshctl/commands.hpp"
@@ -121,6 +122,7 @@ int connect_and_run(const global_args& g,
     return exit_usage;
   }
   caf::actor_system_config cfg;
+  mesh::apply_middleman_defaults(cfg);
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   mesh::client_options opts;
@@ -187,12 +189,24 @@ int main(int argc, char** argv) {
   });
 
   deploy_args dep;
-  auto* deploy = app.add_subcommand("deploy", "Spawn daemons of a kind; prints "
-                                              "each new id, one per line");
+  auto* deploy = app.add_subcommand(
+    "deploy", "Spawn daemons of a kind on the nodes placement picks (the "
+              "fewest daemons per core among the nodes that have the kind "
+              "and meet every --require); prints each new id, one per line");
   deploy->add_option("KIND", dep.kind, "Daemon kind (see 'kinds')")->required();
   deploy->add_option("--count", dep.count, "How many daemons")
     ->capture_default_str()
     ->check(CLI::Range(1u, 10000u));
+  deploy
+    ->add_option("--require", dep.requires,
+                 "Only on nodes that meet this (repeatable; all must hold): "
+                 "tag=T, label:K=V, min_cores=N or min_memory_mb=M")
+    ->type_name("REQ");
+  deploy
+    ->add_option("--on", dep.on,
+                 "Only on this node (its id as 'meshctl nodes --json' "
+                 "prints it), still under the requirements")
+    ->type_name("NODE_ID");
   deploy->callback([&] {
     command = [&dep](session& s) {
       return run_deploy(s, dep);
