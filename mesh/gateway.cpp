@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/actor_cast.hpp>
 #include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -39,6 +42,7 @@
 #include "base/bytes.hpp"
 #include "base/errc.hpp"
 #include "identity/keypair.hpp"
+#include "mesh/link_crypto.hpp"
 #include "snapshot/snapshot.hpp"
 
 namespace {
@@ -89,6 +93,7 @@ class gateway_actor;
 struct handlers {
   gateway_actor* gw;
   uint64_t job;
+  // gw->peer_key(job): the authenticated key of the peer that sent it.
 
   void operator()(daemons_request);
   void operator()(kinds_request);
@@ -99,6 +104,12 @@ struct handlers {
   void operator()(snapshot_request x);
   void operator()(stop_request x);
   void operator()(resume_request x);
+};
+
+// Which session a job came in on and who the peer proved to be.
+struct job_peer {
+  link::session_id session{};
+  entity_id key{};
 };
 
 // The published actor. Its handle is the only one that crosses the wire, so
@@ -131,7 +142,11 @@ public:
       rt_(*rt),
       sup_(rt->supervisor()),
       opts_(std::move(opts)),
-      warnings_(opts_.warn_limit) {}
+      warnings_(opts_.warn_limit) {
+    if (!opts_.link)
+      opts_.link = std::make_shared<const link_credentials>(
+        link_credentials{psk::open(), keypair::generate(), std::nullopt});
+  }
 
   const char* name() const override {
     return "mesh.gateway";
@@ -161,8 +176,9 @@ public:
            origin(current_sender()));
     });
     set_down_handler([this](caf::scheduled_actor*, caf::down_msg& dm) {
-      warn("gateway: ignored down message ({}) from {}", describe(dm.reason),
-           origin(current_sender()));
+      if (drop_sessions_of(dm.source) == 0)
+        warn("gateway: ignored down message ({}) from {}", describe(dm.reason),
+             origin(current_sender()));
     });
     delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
     return {
@@ -186,6 +202,7 @@ public:
         finish();
       },
       [this](gateway_tick) {
+        sweep_links();
         report_suppressed(warnings_.take_suppressed());
         delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
       },
@@ -210,6 +227,14 @@ public:
   // Whether `job` still waits for its answer (a drain may have answered it).
   bool pending(uint64_t job) const {
     return jobs_.count(job) > 0;
+  }
+
+  // The ed25519 key the peer of `job` proved in its handshake (all zero
+  // for a job no longer pending).
+  const entity_id& peer_key(uint64_t job) const {
+    static const entity_id none{};
+    auto it = jobs_.find(job);
+    return it == jobs_.end() ? none : it->second.peer.key;
   }
 
   // Answers `job` (once; later answers are ignored).
@@ -305,9 +330,22 @@ public:
 private:
   struct job_state {
     caf::response_promise rp;
-    caf::node_id peer;
+    job_peer peer;
     uint64_t request_id = 0;
     uint16_t version = 0;
+  };
+
+  // A handshake between ServerHello and ClientFinish.
+  struct half_open {
+    link::responder hs;
+    caf::strong_actor_ptr peer;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  // An established session, bound to the actor that ran its handshake.
+  struct live_session {
+    link::session s;
+    caf::strong_actor_ptr peer;
   };
 
   struct waiter {
@@ -404,7 +442,27 @@ private:
 
   void deliver(job_state& j, control::response res) {
     j.rp.deliver(
-      opts_.auth->seal(j.peer, encode(res, j.request_id, j.version)));
+      seal_for(j.peer.session, encode(res, j.request_id, j.version)));
+  }
+
+  // Seals `plain` for session `sid`. A session that is gone (its peer went
+  // down) gets a plain error nobody will read.
+  wire_bytes seal_for(const link::session_id& sid, wire_bytes plain) {
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end())
+      return plain_error(errc::unauthenticated, "the link session is gone");
+    auto sealed = it->second.s.seal(plain);
+    if (!sealed)
+      return plain_error(errc::unauthenticated, describe(sealed.error()));
+    return std::move(*sealed);
+  }
+
+  // A Response any client decodes without a session: how every refusal of
+  // the link layer is answered. Written in the newest version this node
+  // speaks (older clients ignore the extra fields).
+  wire_bytes plain_error(errc code, std::string what) const {
+    return encode(control::response{fail(code, std::move(what))}, 0,
+                  opts_.versions.max);
   }
 
   void finish() {
@@ -498,41 +556,198 @@ private:
   }
 
   caf::result<wire_bytes> serve_request(wire_bytes wire) {
-    caf::node_id peer;
-    if (const auto& sender = current_sender())
-      peer = sender->node();
+    if (opts_.before_serve)
+      opts_.before_serve();
+    auto kind = link::kind_of(wire);
+    if (!kind) {
+      warn("gateway: refused a request without a link session from {}",
+           origin(current_sender()));
+      return plain_error(errc::unauthenticated,
+                         "this node serves only authenticated links: run the "
+                         "link handshake first (docs/protocol.md section 5; "
+                         "meshctl --psk-file)");
+    }
+    switch (*kind) {
+      case link::kind::client_hello: return on_hello(wire);
+      case link::kind::client_finish: return on_finish(wire);
+      case link::kind::frame: return on_frame(std::move(wire));
+      default:
+        warn("gateway: refused a link message a node never takes from {}",
+             origin(current_sender()));
+        return plain_error(errc::unauthenticated,
+                           "unexpected link message (a node takes only "
+                           "ClientHello, ClientFinish and Frame)");
+    }
+  }
+
+  // The sender of the current message as a handle the gateway can keep
+  // and compare (a remote sender is its proxy on this node).
+  caf::strong_actor_ptr peer_actor() {
+    return current_sender();
+  }
+
+  wire_bytes on_hello(const wire_bytes& wire) {
+    if (draining_)
+      return plain_error(errc::shutting_down, "the node is shutting down");
+    auto peer = peer_actor();
+    if (!peer)
+      return plain_error(errc::unauthenticated,
+                         "an anonymous sender cannot hold a link session");
+    sweep_links();
+    if (handshakes_.size() >= opts_.max_handshakes) {
+      warn("gateway: refused a handshake from {}: {} handshakes are open",
+           origin(peer), handshakes_.size());
+      return plain_error(errc::limit_exceeded,
+                         "too many handshakes in progress; retry later");
+    }
+    if (sessions_.size() >= opts_.max_sessions) {
+      warn("gateway: refused a handshake from {}: {} sessions are open",
+           origin(peer), sessions_.size());
+      return plain_error(errc::limit_exceeded,
+                         "too many links to this node; retry later");
+    }
+    auto accepted = link::responder::accept(*opts_.link, wire);
+    if (!accepted) {
+      warn("gateway: refused a handshake from {}: {}", origin(peer),
+           describe(accepted.error()));
+      return plain_error(errc::unauthenticated,
+                         "handshake refused: " + describe(accepted.error()));
+    }
+    auto sid = accepted->first.id();
+    auto deadline = std::chrono::steady_clock::now() + opts_.handshake_timeout;
+    handshakes_.emplace(sid, half_open{std::move(accepted->first),
+                                       std::move(peer), deadline});
+    return std::move(accepted->second);
+  }
+
+  wire_bytes on_finish(const wire_bytes& wire) {
+    auto peer = peer_actor();
+    auto sid = link::session_of(wire);
+    auto it = sid ? handshakes_.find(*sid) : handshakes_.end();
+    if (it == handshakes_.end() || it->second.peer != peer) {
+      warn("gateway: refused a ClientFinish from {}: no such handshake "
+           "from that actor",
+           origin(peer));
+      return plain_error(errc::unauthenticated,
+                         "no handshake in progress for this ClientFinish (it "
+                         "expired, or it is a replay)");
+    }
+    if (draining_) {
+      handshakes_.erase(it);
+      return plain_error(errc::shutting_down, "the node is shutting down");
+    }
+    // A failed finish leaves the handshake open: a forged one must not end
+    // the genuine peer's handshake (it expires on its own).
+    auto done = it->second.hs.finish(wire);
+    if (!done) {
+      warn("gateway: refused a ClientFinish from {}: {}", origin(peer),
+           describe(done.error()));
+      return plain_error(errc::unauthenticated,
+                         "handshake refused: " + describe(done.error()));
+    }
+    handshakes_.erase(it);
+    spdlog::debug("gateway: link up peer={} from {}",
+                  to_hex(done->second.peer()), origin(peer));
+    // The peer's link actor (a proxy for a remote one) goes down when its
+    // connection dies: the session goes with it.
+    monitor(peer);
+    sessions_.emplace(*sid, live_session{std::move(done->second), peer});
+    return std::move(done->first);
+  }
+
+  caf::result<wire_bytes> on_frame(wire_bytes wire) {
+    auto peer = peer_actor();
+    auto sid = link::session_of(wire);
+    auto it = sid ? sessions_.find(*sid) : sessions_.end();
+    if (it == sessions_.end() || it->second.peer != peer) {
+      warn("gateway: refused a frame from {}: no such session from that "
+           "actor",
+           origin(peer));
+      return plain_error(errc::unauthenticated,
+                         "no link session for this frame (replayed, or from "
+                         "another connection)");
+    }
+    auto opened = it->second.s.open(wire);
+    if (!opened) {
+      warn("gateway: refused a frame from {}: {}", origin(peer),
+           describe(opened.error()));
+      return plain_error(errc::unauthenticated, describe(opened.error()));
+    }
+    job_peer who{*sid, it->second.s.peer()};
     // Answers before the version is agreed are written in the newest
     // version this node speaks (older clients ignore the extra fields).
     auto newest = opts_.versions.max;
-    auto opened = opts_.auth->open(peer, std::move(wire));
-    if (!opened) {
-      warn("gateway: refused request from node={}: {}", caf::to_string(peer),
-           describe(opened.error()));
-      return seal_error(peer, 0, newest,
-                        to_error_response(opened.error(),
-                                          errc::unauthenticated));
-    }
     uint64_t id = 0;
     auto frame = decode_request(*opened, opts_.versions, &id);
     if (!frame) {
-      warn("gateway: bad request id={} from node={}: {}", id,
-           caf::to_string(peer), describe(frame.error()));
-      return seal_error(peer, id, newest, to_error_response(frame.error()));
+      warn("gateway: bad request id={} from peer={}: {}", id, to_hex(who.key),
+           describe(frame.error()));
+      return seal_error(who, id, newest, to_error_response(frame.error()));
     }
     if (draining_)
-      return seal_error(peer, frame->id, frame->version,
+      return seal_error(who, frame->id, frame->version,
                         fail(errc::shutting_down, "the node is shutting down"));
     auto job = ++next_job_;
     auto rp = make_response_promise();
-    jobs_.emplace(job, job_state{rp, peer, frame->id, frame->version});
+    jobs_.emplace(job, job_state{rp, who, frame->id, frame->version});
     std::visit(handlers{this, job}, std::move(frame->body));
     return rp;
   }
 
-  wire_bytes seal_error(const caf::node_id& peer, uint64_t id, uint16_t version,
+  wire_bytes seal_error(const job_peer& who, uint64_t id, uint16_t version,
                         error_response err) {
-    return opts_.auth->seal(peer, encode(control::response{std::move(err)}, id,
-                                         version));
+    return seal_for(who.session,
+                    encode(control::response{std::move(err)}, id, version));
+  }
+
+  // Whether `p` is a dead actor (for a proxy: its connection closed).
+  static bool is_down(const caf::strong_actor_ptr& p) {
+    auto* a = p->get();
+    return a->getf(caf::abstract_actor::is_terminated_flag)
+           || a->getf(caf::abstract_actor::is_cleaned_up_flag);
+  }
+
+  // Drops the sessions and handshakes of `who` when it is really down (a
+  // peer can forge a down message); returns how many.
+  size_t drop_sessions_of(const caf::actor_addr& who) {
+    size_t n = 0;
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (caf::actor_cast<caf::actor_addr>(it->second.peer) == who
+          && is_down(it->second.peer)) {
+        it = sessions_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = handshakes_.begin(); it != handshakes_.end();) {
+      if (caf::actor_cast<caf::actor_addr>(it->second.peer) == who
+          && is_down(it->second.peer)) {
+        it = handshakes_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
+
+  // Drops expired handshakes and the sessions of peers that are down (in
+  // case a down message never came).
+  void sweep_links() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = handshakes_.begin(); it != handshakes_.end();) {
+      if (it->second.deadline <= now || is_down(it->second.peer))
+        it = handshakes_.erase(it);
+      else
+        ++it;
+    }
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (is_down(it->second.peer))
+        it = sessions_.erase(it);
+      else
+        ++it;
+    }
   }
 
   runtime& rt_;
@@ -543,6 +758,9 @@ private:
 
   uint64_t next_job_ = 0;
   std::unordered_map<uint64_t, job_state> jobs_;
+
+  std::map<link::session_id, half_open> handshakes_;
+  std::map<link::session_id, live_session> sessions_;
 
   uint64_t next_ask_ = 0;
   // Outstanding asks: what to call when one fails or its deadline passes.
@@ -748,25 +966,6 @@ void handlers::operator()(resume_request x) {
     list_atom::value);
 }
 
-// -- no authentication --------------------------------------------------------
-
-class no_authentication final : public authenticator {
-public:
-  caf::expected<std::vector<char>> open(const caf::node_id&,
-                                        std::vector<char> wire) override {
-    return wire;
-  }
-
-  std::vector<char> seal(const caf::node_id&,
-                         std::vector<char> response) override {
-    return response;
-  }
-
-  const char* mode() const override {
-    return "none";
-  }
-};
-
 // CAF reports every failure to listen as cannot_open_port. Binding a plain
 // socket to the same address tells why (the port is taken, the address is
 // not on this host, ...), so the operator reads the cause, not just the
@@ -799,10 +998,6 @@ std::string why_cannot_listen(const std::string& host, uint16_t port) {
 
 } // namespace
 
-std::unique_ptr<authenticator> make_no_authentication() {
-  return std::make_unique<no_authentication>();
-}
-
 // -- gateway ------------------------------------------------------------------
 
 struct gateway::impl {
@@ -819,8 +1014,6 @@ struct gateway::impl {
 
 gateway::gateway(caf::actor_system& sys, runtime& rt, gateway_options opts)
   : impl_(std::make_unique<impl>(sys)) {
-  if (!opts.auth)
-    opts.auth = make_no_authentication();
   auto on_exit = opts.on_unexpected_exit;
   impl_->gw = sys.spawn<gateway_actor>(&rt, std::move(opts));
   if (on_exit) {
