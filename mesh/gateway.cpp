@@ -80,6 +80,15 @@ error_response fail(errc code, std::string what) {
   return {code, std::move(what)};
 }
 
+// The error's own words, without the code describe() puts in front (the
+// message that carries it names the code once).
+std::string words_of(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return describe(err);
+}
+
 std::string ms(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + " ms";
 }
@@ -611,7 +620,7 @@ private:
       warn("gateway: refused a handshake from {}: {}", origin(peer),
            describe(accepted.error()));
       return plain_error(errc::unauthenticated,
-                         "handshake refused: " + describe(accepted.error()));
+                         "handshake refused: " + words_of(accepted.error()));
     }
     auto sid = accepted->first.id();
     auto deadline = std::chrono::steady_clock::now() + opts_.handshake_timeout;
@@ -643,7 +652,7 @@ private:
       warn("gateway: refused a ClientFinish from {}: {}", origin(peer),
            describe(done.error()));
       return plain_error(errc::unauthenticated,
-                         "handshake refused: " + describe(done.error()));
+                         "handshake refused: " + words_of(done.error()));
     }
     handshakes_.erase(it);
     spdlog::debug("gateway: link up peer={} from {}",
@@ -671,7 +680,7 @@ private:
     if (!opened) {
       warn("gateway: refused a frame from {}: {}", origin(peer),
            describe(opened.error()));
-      return plain_error(errc::unauthenticated, describe(opened.error()));
+      return plain_error(errc::unauthenticated, words_of(opened.error()));
     }
     job_peer who{*sid, it->second.s.peer()};
     // Answers before the version is agreed are written in the newest

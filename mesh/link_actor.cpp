@@ -77,6 +77,15 @@ struct link_state {
 
 using link_actor = caf::stateful_actor<link_state>;
 
+// The error's own words, without the code describe() puts in front (the
+// message that carries it names the code once).
+std::string words_of(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return describe(err);
+}
+
 caf::error went_away(const std::string& address) {
   return make_error(errc::target_unavailable, "node " + address + " went away");
 }
@@ -203,7 +212,7 @@ void become_ready(link_actor* self, link::session s) {
 caf::error handshake_error(const link_state& st, const caf::error& why) {
   auto code = code_of(why);
   return make_error(code == errc{} ? errc::unauthenticated : code,
-                    "link to " + st.address + " refused: " + describe(why));
+                    "link to " + st.address + " refused: " + words_of(why));
 }
 
 void send_finish(link_actor* self, wire_bytes finish, link::session s) {
