@@ -12,6 +12,8 @@
 #include "base/errc.hpp"
 #include "mesh/middleman_defaults.hpp"
 #include "mesh/client_connection_internal.hpp"
+#include "identity/key_file.hpp"
+#include "mesh/psk.hpp"
 #include "persistence/nonce_file.hpp"
 
 namespace mesh {
@@ -94,10 +96,11 @@ struct client::impl {
       return it->second.get();
     if (it != pool.end())
       pool.erase(it);
-    if (auto err = refuse_credentials())
-      return err;
+    auto creds = credentials();
+    if (!creds)
+      return std::move(creds.error());
     auto c = client_detail::connection::open(*sys, address, opts.timeout,
-                                             opts.speaks);
+                                             opts.speaks, **creds);
     if (!c)
       return std::move(c.error());
     (*c)->set_route(opts.follow_moved ? control::route_mode::redirect
@@ -115,15 +118,26 @@ struct client::impl {
     return raw;
   }
 
-  // This build's links are not authenticated yet (issue 9, helper "link"):
-  // claiming credentials and then talking in the clear would be worse than
-  // refusing.
-  caf::error refuse_credentials() const {
-    if (opts.credentials.empty())
-      return {};
-    return make_error(errc::invalid_argument,
-                      "this client build cannot authenticate links yet: "
-                      "connect without credentials (a loopback node)");
+  // The link credentials, loaded once: opts.link, else the files of
+  // opts.credentials, else the open PSK with a fresh key.
+  caf::expected<std::shared_ptr<const link_credentials>> credentials() {
+    if (opts.link)
+      return opts.link;
+    const auto& c = opts.credentials;
+    auto the_psk = psk::open();
+    if (!c.psk_file.empty()) {
+      auto loaded = load_psk_file(c.psk_file);
+      if (!loaded)
+        return std::move(loaded.error());
+      the_psk = std::move(*loaded);
+    }
+    auto key = c.key_file.empty() ? caf::expected<keypair>{keypair::generate()}
+                                  : load_or_create_key_file(c.key_file);
+    if (!key)
+      return std::move(key.error());
+    opts.link = std::make_shared<const link_credentials>(
+      link_credentials{std::move(the_psk), std::move(*key), std::nullopt});
+    return opts.link;
   }
 
   // One request, routed: returns the final answer (moved is followed when

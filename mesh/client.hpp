@@ -47,6 +47,7 @@
 
 #include "base/bytes.hpp"
 #include "mesh/control_codec.hpp"
+#include "mesh/link_crypto.hpp"
 
 namespace mesh {
 
@@ -68,6 +69,11 @@ struct client_options {
   /// The deadline of every request (and of connecting).
   std::chrono::milliseconds timeout{10000};
   client_credentials credentials;
+  /// Credentials already loaded (meshctl loads them itself to word its
+  /// errors); when set, `credentials` is not read. With neither, the client
+  /// uses the open PSK and a fresh key: it reaches nodes that run without a
+  /// PSK file (loopback only).
+  std::shared_ptr<const link_credentials> link;
   /// Follow `moved` answers to the daemon's node (and cache the route).
   /// When false a `moved` answer is an error (errc::moved) naming the node.
   bool follow_moved = true;

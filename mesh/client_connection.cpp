@@ -1,5 +1,7 @@
 #include "mesh/client_connection_internal.hpp"
 
+#include "mesh/link_actor.hpp"
+
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -101,43 +103,22 @@ caf::error no_answer(const std::string& address,
 caf::expected<std::unique_ptr<connection>>
 connection::open(caf::actor_system& sys, const std::string& address,
                  std::chrono::milliseconds timeout,
-                 control::version_range speaks) {
+                 control::version_range speaks,
+                 const link_credentials& creds) {
   auto addr = node_address::parse(address);
   if (!addr)
     return std::move(addr.error());
   if (!sys.has_middleman())
     return make_error(errc::invalid_argument,
                       "the actor system has no middleman");
-  caf::expected<caf::actor> gw = make_error(errc::target_unavailable,
-                                            "cannot reach " + address);
-  {
-    caf::scoped_actor self{sys};
-    self
-      ->request(sys.middleman().actor_handle(), timeout,
-                caf::connect_atom::value, addr->host, addr->port)
-      .receive(
-        [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
-            const std::set<std::string>&) {
-          if (ptr)
-            gw = caf::actor_cast<caf::actor>(std::move(ptr));
-          else
-            gw = make_error(errc::target_unavailable,
-                            "nothing is published at " + address);
-        },
-        [&](caf::error& err) {
-          if (err == caf::sec::request_timeout)
-            gw = no_answer(address, timeout);
-          else
-            gw = make_error(errc::target_unavailable,
-                            "cannot connect to " + address + " ("
-                              + describe(err) + ")");
-        });
-  }
-  if (!gw)
-    return std::move(gw.error());
+  // Connects and runs the link handshake (mesh/link_actor.hpp): every
+  // request after it is sealed, every answer opened, by the link actor.
+  auto link = connect_link(sys, addr->host, addr->port, creds, timeout);
+  if (!link)
+    return std::move(link.error());
   auto inbox = std::make_shared<connection_inbox>();
   inbox->address = address;
-  auto fwd = sys.spawn(forwarder, std::move(*gw), inbox);
+  auto fwd = sys.spawn(forwarder, std::move(link->actor), inbox);
   return std::unique_ptr<connection>{
     new connection(std::move(fwd), std::move(inbox), address, timeout, speaks)};
 }

@@ -28,6 +28,7 @@
 #include <caf/fwd.hpp>
 
 #include "mesh/control_codec.hpp"
+#include "mesh/link_crypto.hpp"
 
 namespace mesh::client_detail {
 
@@ -42,7 +43,8 @@ public:
   /// (cannot connect, nothing published), timeout.
   static caf::expected<std::unique_ptr<connection>>
   open(caf::actor_system& sys, const std::string& address,
-       std::chrono::milliseconds timeout, control::version_range speaks);
+       std::chrono::milliseconds timeout, control::version_range speaks,
+       const link_credentials& creds);
 
   ~connection();
 

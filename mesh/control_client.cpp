@@ -22,93 +22,31 @@
 
 #include "base/errc.hpp"
 #include "mesh/gateway.hpp"
+#include "mesh/link_actor.hpp"
 
 namespace mesh {
 
-namespace {
-
 using control::wire_bytes;
-
-// Forwards requests to the gateway and fails every one in flight as soon as
-// the connection to the node is lost. A scoped_actor waiting on a remote
-// response cannot see that (CAF 0.17 sends no error when a remote proxy
-// dies), so the blocking caller waits on this actor instead.
-struct caller_state {
-  caf::actor gateway;
-  std::string address;
-  bool gone = false;
-  std::vector<caf::response_promise> pending;
-
-  static inline const char* name = "mesh.control_caller";
-};
-
-caf::error went_away(const std::string& address) {
-  return make_error(errc::target_unavailable, "node " + address + " went away");
-}
-
-caf::behavior caller_actor(caf::stateful_actor<caller_state>* self,
-                           caf::actor gateway, std::string address) {
-  self->state.gateway = gateway;
-  self->state.address = std::move(address);
-  self->monitor(gateway);
-  self->set_down_handler([self](caf::down_msg&) {
-    auto& st = self->state;
-    st.gone = true;
-    for (auto& rp : st.pending)
-      if (rp.pending())
-        rp.deliver(went_away(st.address));
-    st.pending.clear();
-  });
-  return {
-    [self](request_atom, wire_bytes& bytes) -> caf::result<wire_bytes> {
-      auto& st = self->state;
-      if (st.gone)
-        return went_away(st.address);
-      auto rp = self->make_response_promise();
-      st.pending.push_back(rp);
-      self
-        ->request(st.gateway, caf::infinite, request_atom::value,
-                  std::move(bytes))
-        .then(
-          [rp](wire_bytes& res) mutable {
-            if (rp.pending())
-              rp.deliver(std::move(res));
-          },
-          [self, rp](caf::error& err) mutable {
-            if (!rp.pending())
-              return;
-            if (err == caf::sec::request_receiver_down)
-              rp.deliver(went_away(self->state.address));
-            else
-              rp.deliver(std::move(err));
-          });
-      // Forget promises already answered so `pending` stays small.
-      auto& p = st.pending;
-      p.erase(std::remove_if(p.begin(), p.end(),
-                             [](const caf::response_promise& x) {
-                               return !x.pending();
-                             }),
-              p.end());
-      return rp;
-    },
-  };
-}
-
-} // namespace
 
 struct control_client::impl {
   caf::actor_system& sys;
+  // The link actor (mesh/link_actor.hpp): seals, opens, and fails every
+  // pending call as soon as the connection is lost, which a scoped_actor
+  // waiting on a remote response cannot see (CAF 0.17 sends no error when
+  // a remote proxy dies).
   caf::actor caller;
+  entity_id peer;
   std::string address;
   std::chrono::milliseconds timeout;
   control::version_range speaks;
   uint64_t next_id = 0;
   uint16_t version = 0;
 
-  impl(caf::actor_system& s, caf::actor c, std::string addr,
+  impl(caf::actor_system& s, caf::actor c, const entity_id& p, std::string addr,
        std::chrono::milliseconds t, control::version_range v)
     : sys(s),
       caller(std::move(c)),
+      peer(p),
       address(std::move(addr)),
       timeout(t),
       speaks(v) {}
@@ -199,41 +137,14 @@ control_client::~control_client() = default;
 caf::expected<control_client>
 control_client::connect(caf::actor_system& sys, const std::string& host,
                         uint16_t port, std::chrono::milliseconds timeout,
+                        const link_credentials& creds,
                         control::version_range speaks) {
-  auto address = host + ":" + std::to_string(port);
-  if (!sys.has_middleman())
-    return make_error(errc::invalid_argument,
-                      "the actor system has no middleman");
-  caf::expected<caf::actor> gw = make_error(errc::target_unavailable,
-                                            "cannot reach " + address);
-  caf::scoped_actor self{sys};
-  self
-    ->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value,
-              host, port)
-    .receive(
-      [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
-          const std::set<std::string>&) {
-        if (ptr)
-          gw = caf::actor_cast<caf::actor>(std::move(ptr));
-        else
-          gw = make_error(errc::target_unavailable,
-                          "nothing is published at " + address);
-      },
-      [&](caf::error& err) {
-        if (err == caf::sec::request_timeout)
-          gw = make_error(errc::timeout,
-                          "no answer from " + address + " within "
-                            + std::to_string(timeout.count()) + " ms");
-        else
-          gw = make_error(errc::target_unavailable, "cannot connect to "
-                                                      + address + " ("
-                                                      + describe(err) + ")");
-      });
-  if (!gw)
-    return std::move(gw.error());
-  auto caller = sys.spawn(caller_actor, std::move(*gw), address);
+  auto link = connect_link(sys, host, port, creds, timeout);
+  if (!link)
+    return std::move(link.error());
   return control_client{
-    std::make_unique<impl>(sys, std::move(caller), address, timeout, speaks)};
+    std::make_unique<impl>(sys, std::move(link->actor), link->peer,
+                           host + ":" + std::to_string(port), timeout, speaks)};
 }
 
 caf::expected<control::response>
@@ -252,6 +163,10 @@ uint16_t control_client::version() const {
 
 const std::string& control_client::address() const {
   return impl_->address;
+}
+
+const entity_id& control_client::peer() const {
+  return impl_->peer;
 }
 
 } // namespace mesh

@@ -6,16 +6,25 @@
 //   caf::actor_system_config cfg;
 //   cfg.load<caf::io::middleman>();
 //   caf::actor_system sys{cfg};
+//   mesh::link_credentials creds{*mesh::load_psk_file("mesh.psk"),
+//                                *mesh::load_key_file("client.key"), {}};
 //   auto client = mesh::control_client::connect(sys, "127.0.0.1", 7400,
-//                                                std::chrono::seconds{10});
+//                                                std::chrono::seconds{10},
+//                                                creds);
 //   auto res = client->call(mesh::control::daemons_request{});
+//
+// Requests travel through a link actor (mesh/link_actor.hpp): connect()
+// runs the link handshake (the mesh PSK and the client's key, both ways),
+// and every request and response is sealed.
 //
 // Each call carries a fresh request id, which the node's response must
 // echo, and the range of protocol versions the client speaks; the node
 // answers in the newest version both speak (docs/protocol.md, "Versions").
 //
 // Transport failures are caf::errors: target_unavailable (cannot connect,
-// or the node went away while a request was in flight) and timeout. A
+// or the node went away while a request was in flight), timeout, and
+// unauthenticated (the node refused the PSK or the key, or could not prove
+// the PSK, or is not the pinned expect_peer). A
 // response that is not the answer to the request (another id, a version
 // outside the client's range) is corrupt_data / unsupported_version. A
 // request the node refused comes back as a control::error_response inside
@@ -31,18 +40,22 @@
 #include <caf/fwd.hpp>
 
 #include "mesh/control_codec.hpp"
+#include "mesh/link_crypto.hpp"
 
 namespace mesh {
 
 class control_client {
 public:
-  /// Connects to the gateway at `host`:`port`. The actor system must have
-  /// the middleman loaded. `speaks` is the range of protocol versions the
-  /// client claims (tests claim others). Errors: target_unavailable, naming
-  /// the address.
+  /// Connects to the gateway at `host`:`port` and runs the link handshake
+  /// with `creds`; `timeout` bounds the connect, the handshake and each
+  /// call. The actor system must have the middleman loaded. `speaks` is
+  /// the range of protocol versions the client claims (tests claim others).
+  /// Errors: target_unavailable naming the address, timeout,
+  /// unauthenticated, and the node's refusal of the link (limit_exceeded,
+  /// shutting_down).
   static caf::expected<control_client>
   connect(caf::actor_system& sys, const std::string& host, uint16_t port,
-          std::chrono::milliseconds timeout,
+          std::chrono::milliseconds timeout, const link_credentials& creds,
           control::version_range speaks = control::supported_versions);
 
   control_client(control_client&&) noexcept;
@@ -64,6 +77,9 @@ public:
 
   /// "host:port", for messages.
   const std::string& address() const;
+
+  /// The node's key, proven in the link handshake.
+  const entity_id& peer() const;
 
   struct impl;
 

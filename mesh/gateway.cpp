@@ -6,6 +6,7 @@
 #include <cstring>
 #include <chrono>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/actor_cast.hpp>
 #include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -41,6 +44,7 @@
 #include "base/errc.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/keypair.hpp"
+#include "mesh/link_crypto.hpp"
 #include "mesh/mesh_messages.hpp"
 #include "snapshot/snapshot.hpp"
 
@@ -88,6 +92,15 @@ error_response fail(errc code, std::string what) {
   return {code, std::move(what)};
 }
 
+// The error's own words, without the code describe() puts in front (the
+// message that carries it names the code once).
+std::string words_of(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return describe(err);
+}
+
 std::string ms(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + " ms";
 }
@@ -101,6 +114,7 @@ class gateway_actor;
 struct handlers {
   gateway_actor* gw;
   uint64_t job;
+  // gw->peer_key(job): the authenticated key of the peer that sent it.
 
   void operator()(daemons_request);
   void operator()(kinds_request);
@@ -116,6 +130,12 @@ struct handlers {
   void operator()(probe_request x);
   void operator()(directory_request x);
   void operator()(local_daemons_request);
+};
+
+// Which session a job came in on and who the peer proved to be.
+struct job_peer {
+  link::session_id session{};
+  entity_id key{};
 };
 
 // The published actor. Its handle is the only one that crosses the wire, so
@@ -148,7 +168,11 @@ public:
       rt_(*rt),
       sup_(rt->supervisor()),
       opts_(std::move(opts)),
-      warnings_(opts_.warn_limit) {}
+      warnings_(opts_.warn_limit) {
+    if (!opts_.link)
+      opts_.link = std::make_shared<const link_credentials>(
+        link_credentials{psk::open(), keypair::generate(), std::nullopt});
+  }
 
   const char* name() const override {
     return "mesh.gateway";
@@ -178,8 +202,9 @@ public:
            origin(current_sender()));
     });
     set_down_handler([this](caf::scheduled_actor*, caf::down_msg& dm) {
-      warn("gateway: ignored down message ({}) from {}", describe(dm.reason),
-           origin(current_sender()));
+      if (drop_sessions_of(dm.source) == 0)
+        warn("gateway: ignored down message ({}) from {}", describe(dm.reason),
+             origin(current_sender()));
     });
     delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
     return {
@@ -208,6 +233,7 @@ public:
         opts_.node_address = std::move(m.address);
       },
       [this](gateway_tick) {
+        sweep_links();
         report_suppressed(warnings_.take_suppressed());
         delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
       },
@@ -231,6 +257,14 @@ public:
   // Whether `job` still waits for its answer (a drain may have answered it).
   bool pending(uint64_t job) const {
     return jobs_.count(job) > 0;
+  }
+
+  // The ed25519 key the peer of `job` proved in its handshake (all zero
+  // for a job no longer pending).
+  const entity_id& peer_key(uint64_t job) const {
+    static const entity_id none{};
+    auto it = jobs_.find(job);
+    return it == jobs_.end() ? none : it->second.peer.key;
   }
 
   // Answers `job` (once; later answers are ignored).
@@ -333,12 +367,6 @@ public:
 
   const caf::actor& mesh() const {
     return opts_.mesh;
-  }
-
-  // The key that authenticated `job`'s link (all zero when unknown).
-  entity_id peer_key(uint64_t job) const {
-    auto it = jobs_.find(job);
-    return it != jobs_.end() ? it->second.peer_key : entity_id{};
   }
 
   // The daemon list entry of a daemon this node runs.
@@ -446,15 +474,26 @@ private:
 
   struct job_state {
     caf::response_promise rp;
-    caf::node_id peer;
+    job_peer peer;
     uint64_t request_id = 0;
     uint16_t version = 0;
     // The request as it arrived (opened), kept while a mesh may need to
     // forward it to the node that runs its daemon.
     wire_bytes plain;
     request_flags flags;
-    // The key that authenticated the link the request came over.
-    entity_id peer_key{};
+  };
+
+  // A handshake between ServerHello and ClientFinish.
+  struct half_open {
+    link::responder hs;
+    caf::strong_actor_ptr peer;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  // An established session, bound to the actor that ran its handshake.
+  struct live_session {
+    link::session s;
+    caf::strong_actor_ptr peer;
   };
 
   struct waiter {
@@ -555,7 +594,27 @@ private:
 
   void deliver(job_state& j, control::response res) {
     j.rp.deliver(
-      opts_.auth->seal(j.peer, encode(res, j.request_id, j.version)));
+      seal_for(j.peer.session, encode(res, j.request_id, j.version)));
+  }
+
+  // Seals `plain` for session `sid`. A session that is gone (its peer went
+  // down) gets a plain error nobody will read.
+  wire_bytes seal_for(const link::session_id& sid, wire_bytes plain) {
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end())
+      return plain_error(errc::unauthenticated, "the link session is gone");
+    auto sealed = it->second.s.seal(plain);
+    if (!sealed)
+      return plain_error(errc::unauthenticated, describe(sealed.error()));
+    return std::move(*sealed);
+  }
+
+  // A Response any client decodes without a session: how every refusal of
+  // the link layer is answered. Written in the newest version this node
+  // speaks (older clients ignore the extra fields).
+  wire_bytes plain_error(errc code, std::string what) const {
+    return encode(control::response{fail(code, std::move(what))}, 0,
+                  opts_.versions.max);
   }
 
   void finish() {
@@ -649,33 +708,140 @@ private:
   }
 
   caf::result<wire_bytes> serve_request(wire_bytes wire) {
-    caf::node_id peer;
-    if (const auto& sender = current_sender())
-      peer = sender->node();
+    if (opts_.before_serve)
+      opts_.before_serve();
+    auto kind = link::kind_of(wire);
+    if (!kind) {
+      warn("gateway: refused a request without a link session from {}",
+           origin(current_sender()));
+      return plain_error(errc::unauthenticated,
+                         "this node serves only authenticated links: run the "
+                         "link handshake first (docs/protocol.md section 5; "
+                         "meshctl --psk-file)");
+    }
+    switch (*kind) {
+      case link::kind::client_hello: return on_hello(wire);
+      case link::kind::client_finish: return on_finish(wire);
+      case link::kind::frame: return on_frame(std::move(wire));
+      default:
+        warn("gateway: refused a link message a node never takes from {}",
+             origin(current_sender()));
+        return plain_error(errc::unauthenticated,
+                           "unexpected link message (a node takes only "
+                           "ClientHello, ClientFinish and Frame)");
+    }
+  }
+
+  // The sender of the current message as a handle the gateway can keep
+  // and compare (a remote sender is its proxy on this node).
+  caf::strong_actor_ptr peer_actor() {
+    return current_sender();
+  }
+
+  wire_bytes on_hello(const wire_bytes& wire) {
+    if (draining_)
+      return plain_error(errc::shutting_down, "the node is shutting down");
+    auto peer = peer_actor();
+    if (!peer)
+      return plain_error(errc::unauthenticated,
+                         "an anonymous sender cannot hold a link session");
+    sweep_links();
+    if (handshakes_.size() >= opts_.max_handshakes) {
+      warn("gateway: refused a handshake from {}: {} handshakes are open",
+           origin(peer), handshakes_.size());
+      return plain_error(errc::limit_exceeded,
+                         "too many handshakes in progress; retry later");
+    }
+    if (sessions_.size() >= opts_.max_sessions) {
+      warn("gateway: refused a handshake from {}: {} sessions are open",
+           origin(peer), sessions_.size());
+      return plain_error(errc::limit_exceeded,
+                         "too many links to this node; retry later");
+    }
+    auto accepted = link::responder::accept(*opts_.link, wire);
+    if (!accepted) {
+      warn("gateway: refused a handshake from {}: {}", origin(peer),
+           describe(accepted.error()));
+      return plain_error(errc::unauthenticated,
+                         "handshake refused: " + words_of(accepted.error()));
+    }
+    auto sid = accepted->first.id();
+    auto deadline = std::chrono::steady_clock::now() + opts_.handshake_timeout;
+    handshakes_.emplace(sid, half_open{std::move(accepted->first),
+                                       std::move(peer), deadline});
+    return std::move(accepted->second);
+  }
+
+  wire_bytes on_finish(const wire_bytes& wire) {
+    auto peer = peer_actor();
+    auto sid = link::session_of(wire);
+    auto it = sid ? handshakes_.find(*sid) : handshakes_.end();
+    if (it == handshakes_.end() || it->second.peer != peer) {
+      warn("gateway: refused a ClientFinish from {}: no such handshake "
+           "from that actor",
+           origin(peer));
+      return plain_error(errc::unauthenticated,
+                         "no handshake in progress for this ClientFinish (it "
+                         "expired, or it is a replay)");
+    }
+    if (draining_) {
+      handshakes_.erase(it);
+      return plain_error(errc::shutting_down, "the node is shutting down");
+    }
+    // A failed finish leaves the handshake open: a forged one must not end
+    // the genuine peer's handshake (it expires on its own).
+    auto done = it->second.hs.finish(wire);
+    if (!done) {
+      warn("gateway: refused a ClientFinish from {}: {}", origin(peer),
+           describe(done.error()));
+      return plain_error(errc::unauthenticated,
+                         "handshake refused: " + words_of(done.error()));
+    }
+    handshakes_.erase(it);
+    spdlog::debug("gateway: link up peer={} from {}",
+                  to_hex(done->second.peer()), origin(peer));
+    // The peer's link actor (a proxy for a remote one) goes down when its
+    // connection dies: the session goes with it.
+    monitor(peer);
+    sessions_.emplace(*sid, live_session{std::move(done->second), peer});
+    return std::move(done->first);
+  }
+
+  caf::result<wire_bytes> on_frame(wire_bytes wire) {
+    auto peer = peer_actor();
+    auto sid = link::session_of(wire);
+    auto it = sid ? sessions_.find(*sid) : sessions_.end();
+    if (it == sessions_.end() || it->second.peer != peer) {
+      warn("gateway: refused a frame from {}: no such session from that "
+           "actor",
+           origin(peer));
+      return plain_error(errc::unauthenticated,
+                         "no link session for this frame (replayed, or from "
+                         "another connection)");
+    }
+    auto opened = it->second.s.open(wire);
+    if (!opened) {
+      warn("gateway: refused a frame from {}: {}", origin(peer),
+           describe(opened.error()));
+      return plain_error(errc::unauthenticated, words_of(opened.error()));
+    }
+    job_peer who{*sid, it->second.s.peer()};
     // Answers before the version is agreed are written in the newest
     // version this node speaks (older clients ignore the extra fields).
     auto newest = opts_.versions.max;
-    auto opened = opts_.auth->open(peer, std::move(wire));
-    if (!opened) {
-      warn("gateway: refused request from node={}: {}", caf::to_string(peer),
-           describe(opened.error()));
-      return seal_error(peer, 0, newest,
-                        to_error_response(opened.error(),
-                                          errc::unauthenticated));
-    }
     uint64_t id = 0;
     auto frame = decode_request(*opened, opts_.versions, &id);
     if (!frame) {
-      warn("gateway: bad request id={} from node={}: {}", id,
-           caf::to_string(peer), describe(frame.error()));
-      return seal_error(peer, id, newest, to_error_response(frame.error()));
+      warn("gateway: bad request id={} from peer={}: {}", id, to_hex(who.key),
+           describe(frame.error()));
+      return seal_error(who, id, newest, to_error_response(frame.error()));
     }
     if (draining_)
-      return seal_error(peer, frame->id, frame->version,
+      return seal_error(who, frame->id, frame->version,
                         fail(errc::shutting_down, "the node is shutting down"));
     auto job = ++next_job_;
     auto rp = make_response_promise();
-    job_state js{rp, peer, frame->id, frame->version, {}, {}, {}};
+    job_state js{rp, who, frame->id, frame->version, {}, {}};
     js.flags = frame->flags;
     if (opts_.mesh)
       js.plain = std::move(*opened);
@@ -684,10 +850,60 @@ private:
     return rp;
   }
 
-  wire_bytes seal_error(const caf::node_id& peer, uint64_t id, uint16_t version,
+  wire_bytes seal_error(const job_peer& who, uint64_t id, uint16_t version,
                         error_response err) {
-    return opts_.auth->seal(peer, encode(control::response{std::move(err)}, id,
-                                         version));
+    return seal_for(who.session,
+                    encode(control::response{std::move(err)}, id, version));
+  }
+
+  // Whether `p` is a dead actor (for a proxy: its connection closed).
+  static bool is_down(const caf::strong_actor_ptr& p) {
+    auto* a = p->get();
+    return a->getf(caf::abstract_actor::is_terminated_flag)
+           || a->getf(caf::abstract_actor::is_cleaned_up_flag);
+  }
+
+  // Drops the sessions and handshakes of `who` when it is really down (a
+  // peer can forge a down message); returns how many.
+  size_t drop_sessions_of(const caf::actor_addr& who) {
+    size_t n = 0;
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (caf::actor_cast<caf::actor_addr>(it->second.peer) == who
+          && is_down(it->second.peer)) {
+        it = sessions_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = handshakes_.begin(); it != handshakes_.end();) {
+      if (caf::actor_cast<caf::actor_addr>(it->second.peer) == who
+          && is_down(it->second.peer)) {
+        it = handshakes_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
+
+  // Drops expired handshakes and the sessions of peers that are down (in
+  // case a down message never came).
+  void sweep_links() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = handshakes_.begin(); it != handshakes_.end();) {
+      if (it->second.deadline <= now || is_down(it->second.peer))
+        it = handshakes_.erase(it);
+      else
+        ++it;
+    }
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (is_down(it->second.peer))
+        it = sessions_.erase(it);
+      else
+        ++it;
+    }
   }
 
   runtime& rt_;
@@ -698,6 +914,9 @@ private:
 
   uint64_t next_job_ = 0;
   std::unordered_map<uint64_t, job_state> jobs_;
+
+  std::map<link::session_id, half_open> handshakes_;
+  std::map<link::session_id, live_session> sessions_;
 
   uint64_t next_ask_ = 0;
   // Outstanding asks: what to call when one fails or its deadline passes.
@@ -1155,25 +1374,6 @@ void handlers::operator()(resume_request x) {
     list_atom::value);
 }
 
-// -- no authentication --------------------------------------------------------
-
-class no_authentication final : public authenticator {
-public:
-  caf::expected<std::vector<char>> open(const caf::node_id&,
-                                        std::vector<char> wire) override {
-    return wire;
-  }
-
-  std::vector<char> seal(const caf::node_id&,
-                         std::vector<char> response) override {
-    return response;
-  }
-
-  const char* mode() const override {
-    return "none";
-  }
-};
-
 // CAF reports every failure to listen as cannot_open_port. Binding a plain
 // socket to the same address tells why (the port is taken, the address is
 // not on this host, ...), so the operator reads the cause, not just the
@@ -1206,10 +1406,6 @@ std::string why_cannot_listen(const std::string& host, uint16_t port) {
 
 } // namespace
 
-std::unique_ptr<authenticator> make_no_authentication() {
-  return std::make_unique<no_authentication>();
-}
-
 // -- gateway ------------------------------------------------------------------
 
 struct gateway::impl {
@@ -1226,8 +1422,6 @@ struct gateway::impl {
 
 gateway::gateway(caf::actor_system& sys, runtime& rt, gateway_options opts)
   : impl_(std::make_unique<impl>(sys)) {
-  if (!opts.auth)
-    opts.auth = make_no_authentication();
   auto on_exit = opts.on_unexpected_exit;
   impl_->gw = sys.spawn<gateway_actor>(&rt, std::move(opts));
   if (on_exit) {

@@ -13,6 +13,20 @@
 // cannot reach them by name (docs/protocol.md, "What a raw CAF peer can
 // do").
 //
+// Link security (docs/protocol.md section 5): the bytes of every request
+// are a link message (mesh/link_crypto.hpp). A peer first runs the
+// handshake (ClientHello, ClientFinish), proving the mesh PSK and its
+// ed25519 key; every request after it is a Frame sealed under that session,
+// and every response is sealed back. Sessions live in the gateway actor,
+// keyed by session id and bound to the actor that ran the handshake (the
+// peer's link actor); the gateway monitors that actor and drops its
+// session when it goes down (the connection died). A plain control
+// Request, a frame that does not open, or a handshake that fails is
+// answered with a plain (unsealed) `unauthenticated` Response that any
+// client decodes, and changes nothing: a legitimate session survives a
+// rogue's bad frames. Each handler knows the authenticated key of the peer
+// it serves.
+//
 // Threading: nothing in the gateway blocks. It authenticates and decodes
 // on the CAF scheduler (both cheap), then serves each request by messages to
 // the runtime's actors (`request(...).then(...)`): it looks a daemon up in
@@ -39,7 +53,6 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
-#include "mesh/authenticator.hpp"
 #include "mesh/control_codec.hpp"
 #include "identity/fwd.hpp"
 #include "mesh/log_limiter.hpp"
@@ -47,13 +60,26 @@
 namespace mesh {
 
 class runtime;
+struct link_credentials;
 
 /// Tags the one message shape the gateway accepts.
 using request_atom = caf::atom_constant<caf::atom("mesh_req")>;
 
 struct gateway_options {
-  /// nullptr = make_no_authentication().
-  std::shared_ptr<authenticator> auth;
+  /// The node's side of every link: the mesh PSK and the node's own key
+  /// (expect_peer is unused). nullptr = the open PSK (psk::open()) and a
+  /// fresh key, for tests and in-process use.
+  std::shared_ptr<const link_credentials> link;
+  /// Most established sessions at once (one per connected client or
+  /// node); a handshake beyond it is answered limit_exceeded.
+  size_t max_sessions = 4096;
+  /// Most handshakes between ServerHello and ClientFinish at once; beyond
+  /// it a ClientHello is answered limit_exceeded. Each costs the gateway a
+  /// signature, and a peer need not finish one.
+  size_t max_handshakes = 256;
+  /// How long a handshake may wait for its ClientFinish before it is
+  /// dropped (checked on each new handshake and every warn_limit.interval).
+  std::chrono::milliseconds handshake_timeout{10000};
   /// Largest deploy count one request may ask for.
   uint32_t max_deploy_count = 10000;
   /// Deadline of each message the gateway sends the runtime's actors for a
@@ -84,6 +110,10 @@ struct gateway_options {
   /// Deadline of a request forwarded to the node that runs its daemon,
   /// and of each node asked for its daemons by `daemons`.
   std::chrono::milliseconds forward_timeout{10000};
+  /// Test hook: called in the gateway actor before each request is
+  /// served. meshd's MESHD_FAULT_INJECTION=gateway-throw throws from it, as
+  /// a bug would (docs/operations.md, "Test hooks").
+  std::function<void()> before_serve;
 };
 
 class gateway {

@@ -45,12 +45,17 @@ cleanup() {
 trap cleanup EXIT
 say "working in $work (removed when the demo ends)"
 
+# The mesh's pre-shared key: every connection proves it (and encrypts with
+# it); meshctl's own key lives in the work directory too.
+"$meshctl_bin" new-psk "$work/mesh.psk" >/dev/null
+export MESHCTL_CLIENT_KEY="$work/client.key"
+
 # start_node [HOST:PORT]: starts meshd in the background and waits until it
 # listens; sets node_pid and addr.
 start_node() {
   local listen="${1:-127.0.0.1:0}"
   rm -f "$work/ready"
-  "$meshd_bin" --data-dir "$work/node" --listen "$listen" \
+  "$meshd_bin" --data-dir "$work/node" --listen "$listen" --psk-file "$work/mesh.psk" \
     --ready-file "$work/ready" --log-level warn >"$work/meshd.out" 2>>"$work/meshd.log" &
   node_pid=$!
   for _ in $(seq 1 200); do
@@ -66,17 +71,17 @@ start_node() {
   addr="$(cat "$work/ready")"
   say "meshd pid $node_pid listening on $addr"
 }
-ctl() { "$meshctl_bin" --node "$addr" "$@"; }
+ctl() { "$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" "$@"; }
 
 section "2. Start a node"
 start_node
-show "$meshctl_bin" --node "$addr" kinds
+show "$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" kinds
 
 section "3. Deploy a counter and a sliding window"
 counter="$(ctl deploy counter)"
 window="$(ctl deploy window)"
 say "counter = $counter, window = $window"
-show "$meshctl_bin" --node "$addr" daemons
+show "$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" daemons
 
 section "4. Feed the window a few values"
 for v in 10 20 30 40; do
@@ -90,7 +95,7 @@ expected=$((events * (events + 1) / 2))
 say "line i carries the number i, so the exact total is $expected"
 say "the producer id lives in $work/producer.nonce, so a re-run resumes exactly once"
 set +e
-"$meshctl_bin" --node "$addr" send "$counter" --from-file "$work/numbers.txt" \
+"$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" send "$counter" --from-file "$work/numbers.txt" \
   --producer-file "$work/producer.nonce" --progress-every 1 &
 sender=$!
 sleep 1.5
@@ -105,10 +110,10 @@ say "meshctl exited with $sender_rc: it saw the node go away and said how far it
 
 section "6. Restart the node on the same data directory and port"
 start_node "$addr"
-show "$meshctl_bin" --node "$addr" daemons
+show "$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" daemons
 
 section "7. Re-run the very same send: applied lines come back as duplicates"
-show "$meshctl_bin" --node "$addr" send "$counter" --from-file "$work/numbers.txt" \
+show "$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" send "$counter" --from-file "$work/numbers.txt" \
   --producer-file "$work/producer.nonce"
 
 section "8. Check: every event counted exactly once"
@@ -122,7 +127,7 @@ else
 fi
 printf 'window after the crash, one more value 50 -> '
 ctl send "$window" 50
-show "$meshctl_bin" --node "$addr" stats "$counter"
+show "$meshctl_bin" --node "$addr" --psk-file "$work/mesh.psk" stats "$counter"
 
 section "9. Clean shutdown (SIGTERM) and a look at the node's event log"
 kill -TERM "$node_pid"

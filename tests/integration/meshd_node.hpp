@@ -2,16 +2,25 @@
 
 // One meshd process on 127.0.0.1 for integration tests, driven with meshctl.
 // The node is stopped when the object goes out of scope.
+//
+// Every node started in one scratch directory shares the mesh PSK
+// scratch/mesh.psk (created on first use), and meshctl runs with it and
+// with the client key scratch/client.key: the tests exercise the PSK path
+// of the link layer, not the open PSK.
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "integration/process.hpp"
 
@@ -21,7 +30,19 @@ class meshd_node {
 public:
   /// `scratch` holds logs and the ready file; `data_dir` the node's data.
   meshd_node(std::string scratch, std::string data_dir)
-    : scratch_(std::move(scratch)), data_dir_(std::move(data_dir)) {}
+    : scratch_(std::move(scratch)), data_dir_(std::move(data_dir)) {
+    ensure_psk_file(psk_file());
+  }
+
+  /// The mesh PSK every node and meshctl run of this scratch directory use.
+  std::string psk_file() const {
+    return scratch_ + "/mesh.psk";
+  }
+
+  /// meshctl's client key (created by meshctl on first use).
+  std::string client_key() const {
+    return scratch_ + "/client.key";
+  }
 
   /// Starts meshd and waits until it listens. `listen` defaults to an
   /// ephemeral port; pass address() of an earlier run to reuse its port.
@@ -32,7 +53,7 @@ public:
     log_ = scratch_ + "/meshd-" + std::to_string(starts_) + ".log";
     std::vector<std::string> argv{meshd_binary(), "--data-dir", data_dir_,
                                   "--listen",     listen,       "--ready-file",
-                                  ready};
+                                  ready,          "--psk-file", psk_file()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     proc_ = std::make_unique<child>(argv,
                                     scratch_ + "/meshd-"
@@ -63,7 +84,9 @@ public:
 
   /// meshctl --node <address> args...
   run_result ctl(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv{meshctl_binary(), "--node", address_};
+    std::vector<std::string> argv{meshctl_binary(), "--node",   address_,
+                                  "--psk-file",     psk_file(), "--client-key",
+                                  client_key()};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, scratch_);
   }
@@ -102,6 +125,24 @@ public:
   }
 
 private:
+  // 64 random hex digits, mode 0600, unless the file exists.
+  static void ensure_psk_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+      return; // exists (or the node's start will say why not)
+    std::random_device rd;
+    std::string hex;
+    for (int i = 0; i < 32; ++i) {
+      char b[3];
+      std::snprintf(b, sizeof(b), "%02x", rd() & 0xff);
+      hex += b;
+    }
+    hex += "\n";
+    auto n = ::write(fd, hex.data(), hex.size());
+    ::close(fd);
+    REQUIRE(n == static_cast<ssize_t>(hex.size()));
+  }
+
   std::string scratch_;
   std::string data_dir_;
   std::string address_;

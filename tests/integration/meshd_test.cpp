@@ -190,7 +190,9 @@ TEST_CASE("an unknown daemon id fails with one line on stderr") {
 TEST_CASE("an unreachable node fails with a clear message") {
   temp_dir dir;
   auto addr = "127.0.0.1:" + std::to_string(closed_port());
-  auto r = run({meshctl_binary(), "--node", addr, "daemons"}, dir.path());
+  auto r = run({meshctl_binary(), "--node", addr, "--client-key",
+                dir / "client.key", "daemons"},
+               dir.path());
   CHECK(r.code == 3);
   CHECK(r.out.empty());
   CHECK(r.err_lines() == 1);
@@ -309,6 +311,10 @@ void resume_after(interruption how) {
   std::vector<std::string> send{meshctl_binary(),
                                 "--node",
                                 node.address(),
+                                "--psk-file",
+                                node.psk_file(),
+                                "--client-key",
+                                node.client_key(),
                                 "send",
                                 id,
                                 "--from-file",

@@ -25,6 +25,7 @@
 #include "mesh/control.capnp.h"
 #include "mesh/control_client.hpp"
 #include "mesh/gateway.hpp"
+#include "mesh/link_actor.hpp"
 #include "snapshot/snapshot.hpp"
 #include "support/log_capture.hpp"
 
@@ -42,31 +43,10 @@ std::string text(const bytes& x) {
   return std::string(x.begin(), x.end());
 }
 
-// Records what the gateway asks of it; refuses everything when `refuse`.
-class recording_authenticator : public authenticator {
-public:
-  std::atomic<int> opened{0};
-  std::atomic<int> sealed{0};
-  bool refuse = false;
-
-  caf::expected<std::vector<char>> open(const caf::node_id&,
-                                        std::vector<char> wire) override {
-    ++opened;
-    if (refuse)
-      return make_error(errc::unauthenticated, "no session for this peer");
-    return wire;
-  }
-
-  std::vector<char> seal(const caf::node_id&,
-                         std::vector<char> response) override {
-    ++sealed;
-    return response;
-  }
-
-  const char* mode() const override {
-    return "recording";
-  }
-};
+// The open PSK and a fresh key: what a test client brings.
+link_credentials client_creds() {
+  return {psk::open(), keypair::generate(), std::nullopt};
+}
 
 // How many sleepy daemons are inside process() right now.
 std::atomic<int> sleepers{0};
@@ -92,12 +72,11 @@ struct fixture {
   std::unique_ptr<caf::actor_system> sys;
   std::unique_ptr<runtime> rt;
   std::unique_ptr<gateway> gw;
-  std::shared_ptr<recording_authenticator> auth;
+  link_credentials creds = client_creds();
   uint16_t port = 0;
   std::optional<control_client> client;
 
-  explicit fixture(bool refuse = false, log_limit warn_limit = {},
-                   size_t scheduler_threads = 0) {
+  explicit fixture(log_limit warn_limit = {}, size_t scheduler_threads = 0) {
     mesh::apply_scheduler_defaults(cfg);
     if (scheduler_threads > 0)
       cfg.set("scheduler.max-threads", scheduler_threads);
@@ -110,17 +89,14 @@ struct fixture {
       return std::make_unique<sleepy_daemon>();
     }));
     REQUIRE(!rt->start());
-    auth = std::make_shared<recording_authenticator>();
-    auth->refuse = refuse;
     gateway_options opts;
-    opts.auth = auth;
     opts.max_deploy_count = 50;
     opts.warn_limit = warn_limit;
     gw = std::make_unique<gateway>(*sys, *rt, opts);
     auto p = gw->publish("127.0.0.1", 0);
     REQUIRE(p);
     port = *p;
-    auto c = control_client::connect(*sys, "127.0.0.1", port, 10s);
+    auto c = control_client::connect(*sys, "127.0.0.1", port, 10s, creds);
     REQUIRE(c);
     client.emplace(std::move(*c));
   }
@@ -313,7 +289,7 @@ TEST_CASE("garbage bytes get corrupt_data and the gateway keeps serving") {
 
 TEST_CASE("a flood of bad requests writes a bounded number of log lines") {
   mesh::test::log_capture logs;
-  fixture f{false, log_limit{10, 60s}};
+  fixture f{log_limit{10, 60s}};
   for (int i = 0; i < 2000; ++i) {
     auto res = f.client->call_raw(wire_bytes{'n', 'o', 'p', 'e'});
     REQUIRE(res);
@@ -329,17 +305,32 @@ TEST_CASE("a flood of bad requests writes a bounded number of log lines") {
 TEST_CASE("a flood of unauthenticated requests writes a bounded number of log "
           "lines") {
   mesh::test::log_capture logs;
-  fixture f{true, log_limit{10, 60s}};
+  fixture f{log_limit{10, 60s}};
+  caf::scoped_actor self{*f.sys};
   for (int i = 0; i < 2000; ++i)
-    CHECK(f.ask_error(kinds_request{}).code == errc::unauthenticated);
-  CHECK(logs.count("refused request") == 10);
+    self
+      ->request(f.gw->handle(), 10s, request_atom::value,
+                encode(request{kinds_request{}}, 1))
+      .receive(
+        [](const wire_bytes& res) {
+          auto frame = decode_response(res);
+          REQUIRE(frame);
+          REQUIRE(std::holds_alternative<error_response>(frame->body));
+          CHECK(std::get<error_response>(frame->body).code
+                == errc::unauthenticated);
+        },
+        [](const caf::error& err) {
+          FAIL(caf::to_string(err));
+        });
+  CHECK(logs.count("refused a request without a link session") == 10);
+  f.ask<kinds_response>(kinds_request{});
   f.gw->stop();
   CHECK(logs.count("suppressed 1990 similar warnings") == 1);
 }
 
 TEST_CASE("suppressed warnings are summarized once per interval") {
   mesh::test::log_capture logs;
-  fixture f{false, log_limit{3, 1s}};
+  fixture f{log_limit{3, 1s}};
   for (int i = 0; i < 50; ++i)
     (void)f.client->call_raw(wire_bytes{'x'});
   auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -352,21 +343,6 @@ TEST_CASE("suppressed warnings are summarized once per interval") {
 
 namespace {
 
-// A bug in the gateway actor: open() throws.
-class throwing_authenticator : public authenticator {
-public:
-  caf::expected<std::vector<char>> open(const caf::node_id&,
-                                        std::vector<char>) override {
-    throw std::runtime_error("bug");
-  }
-  std::vector<char> seal(const caf::node_id&, std::vector<char> r) override {
-    return r;
-  }
-  const char* mode() const override {
-    return "throwing";
-  }
-};
-
 // A published gateway whose on_unexpected_exit counts its calls.
 struct watched_gateway {
   caf::actor_system_config cfg;
@@ -377,13 +353,13 @@ struct watched_gateway {
     exits = std::make_shared<std::atomic<int>>();
   uint16_t port = 0;
 
-  explicit watched_gateway(std::shared_ptr<authenticator> auth) {
+  explicit watched_gateway(std::function<void()> before_serve = {}) {
     cfg.load<caf::io::middleman>();
     sys = std::make_unique<caf::actor_system>(cfg);
     rt = std::make_unique<runtime>(*sys, runtime_options{});
     REQUIRE(!rt->start());
     gateway_options opts;
-    opts.auth = std::move(auth);
+    opts.before_serve = std::move(before_serve);
     auto n = exits;
     opts.on_unexpected_exit = [n](const caf::error&) {
       ++*n;
@@ -403,11 +379,13 @@ struct watched_gateway {
 } // namespace
 
 TEST_CASE("a gateway that dies reports it through on_unexpected_exit") {
-  watched_gateway w{std::make_shared<throwing_authenticator>()};
-  auto c = control_client::connect(*w.sys, "127.0.0.1", w.port, 10s);
-  REQUIRE(c);
-  auto res = c->call(kinds_request{});
-  CHECK(!res);
+  // A bug in the gateway actor: serving a request throws.
+  watched_gateway w{[] {
+    throw std::runtime_error("bug");
+  }};
+  auto c = control_client::connect(*w.sys, "127.0.0.1", w.port, 10s,
+                                   client_creds());
+  CHECK(!c);
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (*w.exits == 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
@@ -415,32 +393,15 @@ TEST_CASE("a gateway that dies reports it through on_unexpected_exit") {
 }
 
 TEST_CASE("a stopped gateway does not report an unexpected exit") {
-  watched_gateway w{make_no_authentication()};
+  watched_gateway w;
   w.gw->stop();
   CHECK(*w.exits == 0);
 }
 
 TEST_CASE("publishing removes CAF's named ConfigServ and SpawnServ") {
-  watched_gateway w{make_no_authentication()};
+  watched_gateway w;
   CHECK(w.sys->registry().get(caf::atom("ConfigServ")) == nullptr);
   CHECK(w.sys->registry().get(caf::atom("SpawnServ")) == nullptr);
-}
-
-TEST_CASE("every request passes the authenticator in and out") {
-  fixture f;
-  f.ask<kinds_response>(kinds_request{});
-  f.ask<daemons_response>(daemons_request{});
-  (void)f.client->call_raw(wire_bytes{'x'});
-  CHECK(f.auth->opened == 3);
-  CHECK(f.auth->sealed == 3);
-}
-
-TEST_CASE("a refusing authenticator answers unauthenticated to everything") {
-  fixture f{true};
-  CHECK(f.ask_error(kinds_request{}).code == errc::unauthenticated);
-  CHECK(f.ask_error(deploy_request{"echo", 1}).code == errc::unauthenticated);
-  CHECK(f.rt->daemon_count() == 0);
-  CHECK(f.auth->sealed == 2);
 }
 
 TEST_CASE("the client reports a stopped gateway as target_unavailable") {
@@ -477,7 +438,7 @@ TEST_CASE("connecting to a closed port is target_unavailable") {
     REQUIRE(p);
     port = *p;
   }
-  auto c = control_client::connect(sys, "127.0.0.1", port, 5s);
+  auto c = control_client::connect(sys, "127.0.0.1", port, 5s, client_creds());
   REQUIRE(!c);
   CHECK(is(c.error(), errc::target_unavailable));
   CHECK(describe(c.error()).find("127.0.0.1:" + std::to_string(port))
@@ -493,10 +454,19 @@ TEST_CASE("the gateway serves an in-process request without any network") {
     REQUIRE(!rt.register_factory(kind, factory));
   REQUIRE(!rt.start());
   gateway gw{sys, rt};
+  // A link to the gateway's handle, as a node's own actors would use.
+  auto link = spawn_link(sys, gw.handle(), "in-process", client_creds());
+  // The actor system waits for every actor: stop the link however the test
+  // ends.
+  std::shared_ptr<void>
+    stop_link{nullptr, [link](void*) {
+                caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+              }};
+  REQUIRE(await_link(sys, link, 10s));
   auto ask = [&](const request& req) {
     caf::scoped_actor self{sys};
     std::optional<response_frame> out;
-    self->request(gw.handle(), 10s, request_atom::value, encode(req, 11))
+    self->request(link, 10s, request_atom::value, encode(req, 11))
       .receive(
         [&](wire_bytes& bytes) {
           auto frame = decode_response(bytes);
@@ -522,7 +492,7 @@ TEST_CASE("a daemon sleeping in process does not delay another daemon's "
           "answers") {
   // Enough scheduler threads that the sleeping daemon holding one does not
   // starve the others: what is measured is the gateway.
-  fixture f{false, {}, 4};
+  fixture f{{}, 4};
   auto slow = f.deploy("sleepy");
   // A counter that the former gateway served on the same worker thread as
   // the slow daemon (worker = origin mod 4).
@@ -534,7 +504,8 @@ TEST_CASE("a daemon sleeping in process does not delay another daemon's "
   }
   REQUIRE(fast != 0);
   f.send(fast, {"1"});
-  auto other = control_client::connect(*f.sys, "127.0.0.1", f.port, 30s);
+  auto other = control_client::connect(*f.sys, "127.0.0.1", f.port, 30s,
+                                       f.creds);
   REQUIRE(other);
   std::atomic<bool> slow_ok{false};
   std::thread slow_sender{[&] {
@@ -583,7 +554,8 @@ TEST_CASE("clients of adjacent protocol versions are served") {
   fixture f;
   for (version_range v :
        {version_range{1, 1}, version_range{1, 2}, version_range{2, 3}}) {
-    auto c = control_client::connect(*f.sys, "127.0.0.1", f.port, 10s, v);
+    auto c = control_client::connect(*f.sys, "127.0.0.1", f.port, 10s, f.creds,
+                                     v);
     REQUIRE(c);
     auto res = c->call(kinds_request{});
     INFO("client speaks " << to_string(v));
@@ -596,7 +568,8 @@ TEST_CASE("clients of adjacent protocol versions are served") {
 TEST_CASE("a client too new or too old gets an error naming both versions") {
   fixture f;
   auto refusal = [&](version_range v) {
-    auto c = control_client::connect(*f.sys, "127.0.0.1", f.port, 10s, v);
+    auto c = control_client::connect(*f.sys, "127.0.0.1", f.port, 10s, f.creds,
+                                     v);
     REQUIRE(c);
     auto res = c->call(kinds_request{});
     REQUIRE(res);
@@ -633,7 +606,7 @@ TEST_CASE("a daemon stopped behind the gateway's back is daemon_not_found") {
 }
 
 TEST_CASE("stop lets a request in flight finish and answers it") {
-  fixture f{false, {}, 4};
+  fixture f{{}, 4};
   auto slow = f.deploy("sleepy");
   std::optional<caf::expected<response>> got;
   std::thread sender{[&] {
@@ -659,24 +632,56 @@ TEST_CASE("stop lets a request in flight finish and answers it") {
 namespace {
 
 // A node built before version negotiation: it speaks version 1 only and
-// refuses anything else as such a build did, with no Response.version.
+// refuses anything else as such a build did, with no Response.version. It
+// runs the link layer as a node does (mesh/link_crypto.hpp), so a client
+// reaches it.
+struct old_node_link {
+  link_credentials creds{psk::open(), keypair::generate(), std::nullopt};
+  std::optional<link::responder> handshake;
+  std::optional<link::session> session;
+};
+
+wire_bytes version_one_answer(const wire_bytes& bytes) {
+  std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.data(), bytes.data(), bytes.size());
+  capnp::FlatArrayMessageReader reader{
+    kj::arrayPtr(words.data(), words.size())};
+  auto version = reader.getRoot<schema::Request>().getVersion();
+  if (version != 1)
+    return encode(response{error_response{errc::unsupported_version,
+                                          "request speaks control protocol "
+                                            + std::to_string(version)
+                                            + ", this build speaks 1"}},
+                  0, 1);
+  return encode(response{kinds_response{{"old"}}}, 0, 1);
+}
+
 caf::behavior version_one_node(caf::event_based_actor*,
                                std::shared_ptr<std::atomic<int>> requests) {
+  auto st = std::make_shared<old_node_link>();
   return {
-    [requests](request_atom, const wire_bytes& bytes) -> wire_bytes {
-      ++*requests;
-      std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-      std::memcpy(words.data(), bytes.data(), bytes.size());
-      capnp::FlatArrayMessageReader reader{
-        kj::arrayPtr(words.data(), words.size())};
-      auto version = reader.getRoot<schema::Request>().getVersion();
-      if (version != 1)
-        return encode(response{error_response{errc::unsupported_version,
-                                              "request speaks control protocol "
-                                                + std::to_string(version)
-                                                + ", this build speaks 1"}},
-                      0, 1);
-      return encode(response{kinds_response{{"old"}}}, 0, 1);
+    [requests, st](request_atom, const wire_bytes& bytes) -> wire_bytes {
+      switch (link::kind_of(bytes).value_or(link::kind::link_ready)) {
+        case link::kind::client_hello: {
+          auto acc = link::responder::accept(st->creds, bytes);
+          REQUIRE(acc);
+          st->handshake.emplace(std::move(acc->first));
+          return std::move(acc->second);
+        }
+        case link::kind::client_finish: {
+          auto done = st->handshake->finish(bytes);
+          REQUIRE(done);
+          st->session.emplace(std::move(done->second));
+          return std::move(done->first);
+        }
+        case link::kind::frame: {
+          auto plain = st->session->open(bytes);
+          REQUIRE(plain);
+          ++*requests;
+          return *st->session->seal(version_one_answer(*plain));
+        }
+        default: FAIL("unexpected message"); return {};
+      }
     },
   };
 }
@@ -698,7 +703,8 @@ TEST_CASE("a client falls back to version 1 for a node that predates "
              }};
   auto port = sys.middleman().publish(old, 0, "127.0.0.1");
   REQUIRE(port);
-  auto c = control_client::connect(sys, "127.0.0.1", *port, 10s);
+  auto c = control_client::connect(sys, "127.0.0.1", *port, 10s,
+                                   client_creds());
   REQUIRE(c);
   for (int i = 0; i < 2; ++i) {
     auto res = c->call(kinds_request{});
@@ -711,7 +717,8 @@ TEST_CASE("a client falls back to version 1 for a node that predates "
   // One refused version 2 request, then version 1 only.
   CHECK(*requests == 3);
   // A client that does not speak version 1 gets the old node's refusal.
-  auto v2 = control_client::connect(sys, "127.0.0.1", *port, 10s, {2, 2});
+  auto v2 = control_client::connect(sys, "127.0.0.1", *port, 10s,
+                                    client_creds(), {2, 2});
   REQUIRE(v2);
   auto res = v2->call(kinds_request{});
   REQUIRE(res);

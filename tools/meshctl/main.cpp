@@ -2,13 +2,18 @@
 // docs/operations.md). Parses the command line, connects to the node's
 // gateway and runs one command.
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
+
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <caf/actor_system.hpp>
@@ -16,8 +21,12 @@
 #include <caf/io/middleman.hpp>
 
 #include "base/errc.hpp"
-#include "mesh/middleman_defaults.hpp"
+#include "identity/entity_id.hpp"
+#include "identity/key_file.hpp"
 #include "mesh/client.hpp"
+#include "mesh/link_crypto.hpp"
+#include "mesh/middleman_defaults.hpp"
+#include "mesh/psk.hpp"
 #include "mesh/node_address.hpp"
 #include "tools/meshctl/commands.hpp"
 
@@ -32,8 +41,14 @@ MESHCTL_NODE. Daemon ids are the hex origin hashes 'meshctl daemons' prints
 
 Exit codes: 0 ok; 1 the node refused (unknown daemon or kind, rejected
 event, partial deploy, no protocol version in common, or the daemon moved:
-the message names the node to ask); 2 bad usage or input; 3 node
-unreachable, gone or too slow (--timeout).
+the message names the node to ask); 2 bad usage or input (also a bad
+--psk-file or --client-key); 3 node unreachable, gone or too slow
+(--timeout), or the link handshake failed (another PSK: "unauthenticated").
+
+Every connection proves the mesh PSK (--psk-file, the same file the nodes
+use; without it the public open PSK, which only a loopback-only node
+accepts) and the client's own ed25519 key (--client-key; created on first
+use). Make a PSK with 'meshctl new-psk FILE'.
 
 Examples:
   meshctl --node 127.0.0.1:7400 kinds
@@ -44,6 +59,8 @@ Examples:
           --producer-file ev.producer
   meshctl --node 127.0.0.1:7400 --json stats 0x1a2b3c4d5e6f7081
   meshctl --node 127.0.0.1:7400 resume 0x1a2b3c4d5e6f7081
+  meshctl new-psk /etc/meshd/mesh.psk
+  meshctl --node 10.0.0.5:7400 --psk-file /etc/meshd/mesh.psk daemons
 Run 'meshctl COMMAND --help' for a command's options.)";
 
 constexpr const char* send_footer
@@ -94,6 +111,8 @@ Examples:
 
 struct global_args {
   std::string node;
+  std::string psk_file;
+  std::string client_key;
   bool json = false;
   uint32_t timeout_ms = 60000;
 };
@@ -113,8 +132,79 @@ uint64_t to_id(const std::string& text) {
   return *parse_daemon_id(text);
 }
 
+// $MESHCTL_CLIENT_KEY, else $HOME/.config/meshd/client.key.
+std::string default_client_key() {
+  if (const char* env = std::getenv("MESHCTL_CLIENT_KEY"); env && *env)
+    return env;
+  const char* home = std::getenv("HOME");
+  return std::string{home != nullptr && *home ? home : "."}
+         + "/.config/meshd/client.key";
+}
+
+// Creates the missing directories of `path`'s parent, mode 0700 (the key
+// inside is private).
+caf::error make_parent_dirs(const std::string& path) {
+  for (auto at = path.find('/', 1); at != std::string::npos;
+       at = path.find('/', at + 1)) {
+    auto dir = path.substr(0, at);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return mesh::make_error(mesh::errc::io_error,
+                              "mkdir " + dir + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+// The PSK and the client key; prints one line and returns nullopt when
+// either is bad.
+std::optional<mesh::link_credentials> load_credentials(const global_args& g) {
+  auto key_path = g.client_key.empty() ? default_client_key() : g.client_key;
+  if (auto err = make_parent_dirs(key_path)) {
+    std::cerr << "meshctl: --client-key: " << mesh::describe(err) << std::endl;
+    return std::nullopt;
+  }
+  auto key = mesh::load_or_create_key_file(key_path);
+  if (!key) {
+    std::cerr << "meshctl: --client-key: " << mesh::describe(key.error())
+              << std::endl;
+    return std::nullopt;
+  }
+  auto link_psk = mesh::psk::open();
+  if (!g.psk_file.empty()) {
+    auto loaded = mesh::load_psk_file(g.psk_file);
+    if (!loaded) {
+      std::cerr << "meshctl: --psk-file: " << mesh::describe(loaded.error())
+                << std::endl;
+      return std::nullopt;
+    }
+    link_psk = std::move(*loaded);
+  }
+  return mesh::link_credentials{std::move(link_psk), std::move(*key),
+                                std::nullopt};
+}
+
+int run_new_psk(const std::string& path) {
+  auto made = mesh::write_new_psk_file(path);
+  if (!made) {
+    std::cerr << "meshctl: " << mesh::describe(made.error()) << std::endl;
+    return exit_refused;
+  }
+  std::cout << "wrote a new PSK to " << path
+            << " (mode 0600); copy it to every node and client of the mesh"
+            << std::endl;
+  return exit_ok;
+}
+
 int connect_and_run(const global_args& g,
                     const std::function<int(session&)>& command) {
+  if (g.node.empty()) {
+    std::cerr << "meshctl: --node is required (or MESHCTL_NODE; see meshctl "
+                 "--help)"
+              << std::endl;
+    return exit_usage;
+  }
+  auto creds = load_credentials(g);
+  if (!creds)
+    return exit_usage;
   auto addr = mesh::node_address::parse(g.node);
   if (!addr) {
     std::cerr << "meshctl: --node: " << mesh::describe(addr.error())
@@ -128,6 +218,8 @@ int connect_and_run(const global_args& g,
   mesh::client_options opts;
   opts.nodes.push_back(addr->to_string());
   opts.timeout = std::chrono::milliseconds{g.timeout_ms};
+  opts.link = std::make_shared<const mesh::link_credentials>(
+    std::move(*creds));
   auto client = mesh::client::connect(sys, std::move(opts));
   if (!client) {
     std::cerr << "meshctl: " << mesh::describe(client.error()) << std::endl;
@@ -153,8 +245,18 @@ int main(int argc, char** argv) {
   app.get_formatter()->column_width(30);
   app.add_option("--node", g.node, "Address of the node's gateway")
     ->type_name("HOST:PORT")
-    ->envname("MESHCTL_NODE")
-    ->required();
+    ->envname("MESHCTL_NODE");
+  app
+    .add_option("--psk-file", g.psk_file,
+                "The mesh's PSK file (default: the public open PSK, "
+                "accepted by loopback-only nodes)")
+    ->type_name("FILE");
+  app
+    .add_option("--client-key", g.client_key,
+                "This client's ed25519 key file, created (0600) on first use "
+                "[default: $MESHCTL_CLIENT_KEY, else "
+                "$HOME/.config/meshd/client.key]")
+    ->type_name("FILE");
   app.add_flag("--json", g.json, "Machine-readable JSON output");
   app
     .add_option("--timeout", g.timeout_ms,
@@ -339,6 +441,16 @@ int main(int argc, char** argv) {
   resume->add_flag("--accept-loss", res.accept_loss,
                    "Skip the logged inputs the failure lost (their seqs are "
                    "never reused)");
+  std::string psk_out;
+  bool new_psk_run = false;
+  auto* new_psk = app.add_subcommand(
+    "new-psk", "Write a fresh mesh PSK to FILE (mode 0600; never overwrites); "
+               "needs no node");
+  new_psk->add_option("FILE", psk_out, "Where to write it")->required();
+  new_psk->callback([&] {
+    new_psk_run = true;
+  });
+
   resume->callback([&] {
     res.daemon_id = to_id(res_id);
     command = [&res](session& s) {
@@ -368,5 +480,7 @@ int main(int argc, char** argv) {
                 << std::endl;
     return exit_usage;
   }
+  if (new_psk_run)
+    return run_new_psk(psk_out);
   return connect_and_run(g, command);
 }

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -40,9 +42,10 @@
 #include "examples/examples.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/key_file.hpp"
-#include "mesh/authenticator.hpp"
 #include "mesh/gateway.hpp"
+#include "mesh/link_crypto.hpp"
 #include "mesh/node_address.hpp"
+#include "mesh/psk.hpp"
 #include "persistence/segment.hpp"
 
 namespace {
@@ -59,18 +62,25 @@ on stdout (and writes "127.0.0.1:7400" to --ready-file) once it accepts
 requests, and logs to stderr. SIGTERM or SIGINT snapshots every daemon,
 closes the log and exits 0.
 
-There is no authentication yet: anyone who can reach the port is served.
-Listen on 127.0.0.1 or another private address.
+Every connection runs the link handshake (docs/protocol.md section 5): it
+proves the mesh PSK (--psk-file) and the peer's own key both ways, and every
+request after it is encrypted and authenticated. Create the PSK once with
+'meshctl new-psk FILE' and give the same file to every node and client.
+Without --psk-file meshd uses the fixed, public "open" PSK and listens on
+loopback only (127.0.0.0/8, ::1, localhost).
 
 Exit codes: 0 clean shutdown, 1 could not start (data directory in use,
 address in use, ...) or shut down cleanly, or the gateway terminated
 unexpectedly (run meshd under a service manager that restarts it), 2 bad
-usage (an empty --data-dir too).
+usage (an empty --data-dir too; a missing, unreadable, malformed or
+group/world-readable --psk-file; no --psk-file with a non-loopback --listen).
 
 Examples:
   meshd --data-dir /var/lib/meshd --listen 127.0.0.1:7400
   meshd --data-dir ./node-a --listen 127.0.0.1:0 --ready-file ./node-a.addr
   meshd --data-dir ./node-a --plugin ./libmy_kinds.so --fsync every_n:1
+  meshd --data-dir /var/lib/meshd --listen 10.0.0.5:7400 \
+        --psk-file /etc/meshd/mesh.psk
 Operations guide: docs/operations.md)";
 
 struct options {
@@ -80,6 +90,7 @@ struct options {
   std::string fsync = "every_n:1000";
   std::string log_level = "info";
   std::string ready_file;
+  std::string psk_file;
   uint64_t snapshot_every = 10000;
 };
 
@@ -244,37 +255,36 @@ struct gateway_watch {
   }
 };
 
-// MESHD_FAULT_INJECTION=gateway-throw: the gateway's authenticator throws on
-// the first request, inside the gateway actor, as a bug would. Lets tests
-// check that meshd exits when its gateway dies (docs/operations.md, "Test
-// hooks"); it has no other use.
-class throwing_authenticator final : public mesh::authenticator {
-public:
-  caf::expected<std::vector<char>> open(const caf::node_id&,
-                                        std::vector<char>) override {
+// MESHD_FAULT_INJECTION=gateway-throw: the gateway throws on its first
+// request, inside the gateway actor, as a bug would. Lets tests check that
+// meshd exits when its gateway dies (docs/operations.md, "Test hooks"); it
+// has no other use.
+std::function<void()> fault_injection() {
+  const char* fault = std::getenv("MESHD_FAULT_INJECTION");
+  if (fault == nullptr || std::string{fault} != "gateway-throw")
+    return {};
+  return [] {
     throw std::runtime_error("injected fault (MESHD_FAULT_INJECTION="
                              "gateway-throw)");
-  }
+  };
+}
 
-  std::vector<char> seal(const caf::node_id&,
-                         std::vector<char> response) override {
-    return response;
-  }
-
-  const char* mode() const override {
-    return "none (fault injection: gateway-throw)";
-  }
-};
-
-std::shared_ptr<mesh::authenticator> make_authenticator() {
-  const char* fault = std::getenv("MESHD_FAULT_INJECTION");
-  if (fault != nullptr && std::string{fault} == "gateway-throw")
-    return std::make_shared<throwing_authenticator>();
-  return mesh::make_no_authentication();
+// Whether `host` can only be reached from this machine: the open PSK is
+// public, so without a PSK file nothing else may be listened on.
+bool is_loopback(const std::string& host) {
+  if (host == "localhost")
+    return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1)
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1)
+    return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
 int run(const options& opts, const mesh::fsync_policy& policy,
-        const mesh::node_address& listen) {
+        const mesh::node_address& listen, mesh::psk link_psk) {
   auto signals = block_stop_signals();
   if (auto err = ensure_data_dir(opts.data_dir))
     return fail(exit_failure, mesh::describe(err));
@@ -327,12 +337,16 @@ int run(const options& opts, const mesh::fsync_policy& policy,
                                 + ": " + mesh::describe(err));
 
   mesh::gateway_options gopts;
-  gopts.auth = make_authenticator();
+  auto link_mode = link_psk.is_open() ? std::string{"open PSK, loopback only"}
+                                      : "psk file " + opts.psk_file;
+  gopts.link = std::make_shared<const mesh::link_credentials>(
+    mesh::link_credentials{std::move(link_psk), node_key->clone(),
+                           std::nullopt});
+  gopts.before_serve = fault_injection();
   auto watch = std::make_shared<gateway_watch>();
   gopts.on_unexpected_exit = [watch](const caf::error& why) {
     watch->notify(why);
   };
-  auto auth_mode = gopts.auth->mode();
   mesh::gateway gw{sys, rt, gopts};
   auto port = gw.publish(listen.host, listen.port);
   if (!port) {
@@ -342,11 +356,10 @@ int run(const options& opts, const mesh::fsync_policy& policy,
   }
   auto bound = listen.with_port(*port).to_string();
   auto count = rt.daemon_count();
-  spdlog::info("meshd listening on {} node={} data={} daemons={} fsync={} "
-               "auth={}",
+  spdlog::info("meshd listening on {} node={} data={} daemons={} fsync={}",
                bound, node_id, opts.data_dir,
-               count ? std::to_string(*count) : "?", policy.to_string(),
-               auth_mode);
+               count ? std::to_string(*count) : "?", policy.to_string());
+  spdlog::info("link security: {}", link_mode);
   std::cout << "ready " << bound << std::endl;
   if (!opts.ready_file.empty())
     if (auto err = write_ready_file(opts.ready_file, bound))
@@ -427,6 +440,12 @@ int main(int argc, char** argv) {
                 "on clean shutdown)")
     ->type_name("FILE");
   app
+    .add_option("--psk-file", opts.psk_file,
+                "The mesh's pre-shared key (64 hex digits, mode 0600; make "
+                "one with 'meshctl new-psk FILE'). Without it: the public "
+                "open PSK, and --listen must be a loopback address")
+    ->type_name("FILE");
+  app
     .add_option("--snapshot-every", opts.snapshot_every,
                 "Snapshot a daemon after this many applied events. 0 = not "
                 "by count; a daemon still snapshots at shutdown (when it "
@@ -453,6 +472,19 @@ int main(int argc, char** argv) {
   if (!policy)
     return fail(exit_usage,
                 "invalid --fsync: " + mesh::describe(policy.error()));
+  auto link_psk = mesh::psk::open();
+  if (!opts.psk_file.empty()) {
+    auto loaded = mesh::load_psk_file(opts.psk_file);
+    if (!loaded)
+      return fail(exit_usage, "--psk-file: " + mesh::describe(loaded.error()));
+    link_psk = std::move(*loaded);
+  } else if (!is_loopback(listen->host)) {
+    return fail(exit_usage,
+                "refusing to listen on " + listen->to_string()
+                  + " without --psk-file: the open PSK is public, so anyone "
+                    "who reaches the port could run the node (give "
+                    "--psk-file, or listen on 127.0.0.1)");
+  }
   setup_logging(spdlog::level::from_str(opts.log_level));
-  return run(opts, *policy, *listen);
+  return run(opts, *policy, *listen, std::move(link_psk));
 }
