@@ -70,6 +70,11 @@ caf::error went_away(const std::string& address) {
 caf::behavior forwarder(caf::event_based_actor* self, caf::actor target,
                         std::shared_ptr<connection_inbox> inbox) {
   self->monitor(target);
+  // The link actor lives as long as this forwarder: an actor system waits
+  // for every actor at its end, and a link nobody talks to must not hold it.
+  self->attach_functor([target](const caf::error&) {
+    caf::anon_send_exit(target, caf::exit_reason::user_shutdown);
+  });
   self->set_down_handler([self, inbox](caf::down_msg&) {
     inbox->lost();
     self->quit();

@@ -282,7 +282,17 @@ private:
     auto dialer = opts_.dial;
     auto me = caf::actor_cast<caf::actor>(this);
     system().spawn([dialer, address, me](caf::blocking_actor* self) {
-      self->send(me, mesh_dialed{address, dialer(address)});
+      auto result = dialer(address);
+      if (result) {
+        // A link lives no longer than the mesh actor: the actor system
+        // waits for every actor at shutdown, and an orphaned link would
+        // hold it forever. On a mesh actor that is already gone this runs
+        // at once.
+        me->attach_functor([link = result->link] {
+          caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+        });
+      }
+      self->send(me, mesh_dialed{address, std::move(result)});
     });
   }
 

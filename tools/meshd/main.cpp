@@ -32,7 +32,9 @@
 #include <CLI/CLI.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/send.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -42,8 +44,14 @@
 #include "examples/examples.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/key_file.hpp"
+#include "base/file_system.hpp"
+#include "mesh/capabilities.hpp"
 #include "mesh/gateway.hpp"
+#include "mesh/link_actor.hpp"
 #include "mesh/link_crypto.hpp"
+#include "mesh/membership.hpp"
+#include "mesh/mesh_service.hpp"
+#include "mesh/middleman_defaults.hpp"
 #include "mesh/node_address.hpp"
 #include "mesh/psk.hpp"
 #include "persistence/segment.hpp"
@@ -92,6 +100,13 @@ struct options {
   std::string ready_file;
   std::string psk_file;
   uint64_t snapshot_every = 10000;
+  std::vector<std::string> joins;
+  std::vector<std::string> tags;
+  std::vector<std::string> labels;
+  std::string advertise;
+  uint32_t heartbeat_ms = 500;
+  uint32_t suspect_ms = 1000;
+  uint32_t failure_ms = 2000;
 };
 
 int fail(int code, const std::string& what) {
@@ -305,6 +320,7 @@ int run(const options& opts, const mesh::fsync_policy& policy,
 
   caf::actor_system_config cfg;
   mesh::apply_scheduler_defaults(cfg);
+  mesh::apply_middleman_defaults(cfg);
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
 
@@ -355,10 +371,64 @@ int run(const options& opts, const mesh::fsync_policy& policy,
     return fail(exit_failure, mesh::describe(port.error()));
   }
   auto bound = listen.with_port(*port).to_string();
+  auto advertised = opts.advertise.empty() ? bound : opts.advertise;
+
+  // The mesh: membership, directory and routing behind the gateway.
+  auto caps = mesh::detect_capabilities(opts.tags, opts.labels, rt.kinds());
+  if (!caps)
+    return fail(exit_usage, mesh::describe(caps.error()));
+  auto* fs = mesh::real_file_system();
+  auto previous = mesh::load_incarnation(*fs, opts.data_dir);
+  if (!previous)
+    return fail(exit_failure,
+                "incarnation: " + mesh::describe(previous.error()));
+  auto incarnation = mesh::next_incarnation(*previous);
+  if (auto err = mesh::store_incarnation(*fs, opts.data_dir, incarnation))
+    return fail(exit_failure, "incarnation: " + mesh::describe(err));
+  mesh::mesh_service_options mopts;
+  mopts.self.id = node_key->id();
+  mopts.self.address = advertised;
+  mopts.self.incarnation = incarnation;
+  mopts.self.caps = std::move(*caps);
+  mopts.seeds = opts.joins;
+  mopts.membership.heartbeat_interval = std::chrono::milliseconds{
+    opts.heartbeat_ms};
+  mopts.membership.suspect_after = std::chrono::milliseconds{opts.suspect_ms};
+  mopts.membership.failure_timeout = std::chrono::milliseconds{
+    opts.failure_ms};
+  // A peer is dialed on a thread of its own (mesh_service.hpp); a dial that
+  // does not complete within the failure timeout is a failed one.
+  auto dial_creds = std::make_shared<const mesh::link_credentials>(
+    gopts.link->clone());
+  auto dial_timeout = std::chrono::milliseconds{opts.failure_ms};
+  mopts.dial = [&sys, dial_creds, dial_timeout](
+                 const std::string& address) -> caf::expected<mesh::dialed_link> {
+    auto a = mesh::node_address::parse(address);
+    if (!a)
+      return std::move(a.error());
+    auto c = mesh::connect_link(sys, a->host, a->port, *dial_creds,
+                                dial_timeout);
+    if (!c)
+      return std::move(c.error());
+    return mesh::dialed_link{c->actor, c->peer};
+  };
+  auto mesh_actor = mesh::spawn_mesh_service(sys, rt, std::move(mopts));
+  if (!mesh_actor) {
+    gw.stop();
+    (void)rt.shutdown();
+    return fail(exit_failure, mesh::describe(mesh_actor.error()));
+  }
+  gw.attach_mesh(*mesh_actor, node_key->id(), advertised);
+  auto stop_mesh = [&] {
+    caf::anon_send_exit(*mesh_actor, caf::exit_reason::user_shutdown);
+  };
   auto count = rt.daemon_count();
-  spdlog::info("meshd listening on {} node={} data={} daemons={} fsync={}",
+  spdlog::info("meshd listening on {} node={} data={} daemons={} fsync={} "
+               "incarnation={} advertise={} join={}",
                bound, node_id, opts.data_dir,
-               count ? std::to_string(*count) : "?", policy.to_string());
+               count ? std::to_string(*count) : "?", policy.to_string(),
+               incarnation, advertised,
+               opts.joins.empty() ? "-" : opts.joins.front());
   spdlog::info("link security: {}", link_mode);
   std::cout << "ready " << bound << std::endl;
   if (!opts.ready_file.empty())
@@ -374,6 +444,7 @@ int run(const options& opts, const mesh::fsync_policy& policy,
                   "unreachable; shutting down and exiting 1 so that the "
                   "service manager restarts meshd",
                   watch->why());
+    stop_mesh();
     gw.stop();
     if (auto err = rt.shutdown())
       spdlog::error("shutdown failed: {}", mesh::describe(err));
@@ -381,6 +452,7 @@ int run(const options& opts, const mesh::fsync_policy& policy,
   }
   spdlog::info("received {}, shutting down",
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  stop_mesh();
   gw.stop();
   auto daemons = rt.daemon_count();
   if (auto err = rt.shutdown()) {
@@ -454,6 +526,50 @@ int main(int argc, char** argv) {
                 "since its last snapshot (the bound of its rebuild journal)")
     ->type_name("N")
     ->capture_default_str();
+  app
+    .add_option("--join", opts.joins,
+                "Join the mesh through the node at HOST:PORT (repeatable: "
+                "any one that answers is enough; the others are learned "
+                "from it). Without --join the node starts a mesh of its own "
+                "that others join")
+    ->type_name("HOST:PORT");
+  app
+    .add_option("--tag", opts.tags,
+                "Capability tag placement can require (repeatable), e.g. "
+                "--tag ssd")
+    ->type_name("TAG");
+  app
+    .add_option("--label", opts.labels,
+                "Capability label placement can require (repeatable), e.g. "
+                "--label zone=eu-1")
+    ->type_name("KEY=VALUE");
+  app
+    .add_option("--advertise", opts.advertise,
+                "Address other nodes and clients dial to reach this node "
+                "(default: the listen address with its bound port; required "
+                "when listening on a wildcard address)")
+    ->type_name("HOST:PORT");
+  app
+    .add_option("--heartbeat-interval", opts.heartbeat_ms,
+                "Milliseconds between heartbeats to every other node")
+    ->type_name("MS")
+    ->capture_default_str()
+    ->check(CLI::Range(10u, 60000u));
+  app
+    .add_option("--suspect-after", opts.suspect_ms,
+                "A node silent this long (ms) is suspect: other nodes are "
+                "asked to probe it")
+    ->type_name("MS")
+    ->capture_default_str()
+    ->check(CLI::Range(20u, 600000u));
+  app
+    .add_option("--failure-timeout", opts.failure_ms,
+                "A node silent this long (ms) that no indirect probe "
+                "reached is down. With the defaults a SIGKILLed or "
+                "SIGSTOPped node is down within 2.2 s")
+    ->type_name("MS")
+    ->capture_default_str()
+    ->check(CLI::Range(30u, 3600000u));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -468,6 +584,25 @@ int main(int argc, char** argv) {
   auto listen = mesh::node_address::parse(opts.listen);
   if (!listen)
     return fail(exit_usage, mesh::describe(listen.error()));
+  for (const auto& j : opts.joins)
+    if (auto a = mesh::node_address::parse(j); !a)
+      return fail(exit_usage, "invalid --join " + j + ": "
+                                + mesh::describe(a.error()));
+  if (!opts.advertise.empty())
+    if (auto a = mesh::node_address::parse(opts.advertise); !a)
+      return fail(exit_usage, "invalid --advertise " + opts.advertise + ": "
+                                + mesh::describe(a.error()));
+  if (auto caps = mesh::detect_capabilities(opts.tags, opts.labels, {});
+      !caps)
+    return fail(exit_usage, mesh::describe(caps.error()));
+  {
+    mesh::membership_options m;
+    m.heartbeat_interval = std::chrono::milliseconds{opts.heartbeat_ms};
+    m.suspect_after = std::chrono::milliseconds{opts.suspect_ms};
+    m.failure_timeout = std::chrono::milliseconds{opts.failure_ms};
+    if (auto err = mesh::validate(m))
+      return fail(exit_usage, mesh::describe(err));
+  }
   auto policy = mesh::fsync_policy::parse(opts.fsync);
   if (!policy)
     return fail(exit_usage,
