@@ -114,6 +114,7 @@ struct global_args {
   std::string psk_file;
   std::string client_key;
   bool json = false;
+  bool forward = false;
   uint32_t timeout_ms = 60000;
 };
 
@@ -218,6 +219,7 @@ int connect_and_run(const global_args& g,
   mesh::client_options opts;
   opts.nodes.push_back(addr->to_string());
   opts.timeout = std::chrono::milliseconds{g.timeout_ms};
+  opts.follow_moved = !g.forward;
   opts.link = std::make_shared<const mesh::link_credentials>(
     std::move(*creds));
   auto client = mesh::client::connect(sys, std::move(opts));
@@ -258,6 +260,10 @@ int main(int argc, char** argv) {
                 "$HOME/.config/meshd/client.key]")
     ->type_name("FILE");
   app.add_flag("--json", g.json, "Machine-readable JSON output");
+  app.add_flag("--forward", g.forward,
+               "Have --node pass requests for daemons it does not run on to "
+               "their node (one hop) instead of answering 'moved' and "
+               "meshctl asking that node directly");
   app
     .add_option("--timeout", g.timeout_ms,
                 "How long to wait for the node to connect and answer each "
