@@ -335,6 +335,20 @@ std::vector<control::request> every_request(uint64_t daemon) {
   all.push_back(control::snapshot_request{daemon});
   all.push_back(control::stats_request{daemon});
   all.push_back(control::high_water_request{daemon, 7});
+  // Membership and directory messages with content: a node claiming to
+  // join, and an entry that would take the daemon over.
+  control::heartbeat_request beat;
+  beat.beat.from.id = mesh::keypair::generate().id();
+  beat.beat.from.address = "127.0.0.1:1";
+  beat.beat.from.incarnation = 1;
+  all.push_back(std::move(beat));
+  control::directory_request hijack;
+  hijack.entries.push_back(mesh::directory_entry{
+    daemon, mesh::keypair::generate().id(), 1000, "counter", false});
+  hijack.want_table = true;
+  all.push_back(std::move(hijack));
+  all.push_back(control::probe_request{mesh::keypair::generate().id(),
+                                       "127.0.0.1:1", 100});
   return all;
 }
 
@@ -530,4 +544,35 @@ TEST_CASE("meshd refuses a bad PSK file, and no PSK file on a non-loopback "
     CHECK(r.err_lines() == 1);
     CHECK(r.err.find("without --psk-file") != std::string::npos);
   }
+}
+
+TEST_CASE("an authenticated peer cannot speak for another node: a heartbeat "
+          "whose sender is not the link's key is refused and changes "
+          "nothing") {
+  temp_dir dir;
+  meshd_node node{dir.path(), dir / "data"};
+  node.start();
+  auto mesh_psk = mesh::load_psk_file(node.psk_file());
+  REQUIRE(mesh_psk);
+  auto nodes_before = node.ok({"--json", "nodes"});
+  rogue r{node.address()};
+  raw_link p{r, mesh_psk->clone()};
+  REQUIRE(p.connect());
+  control::heartbeat_request beat;
+  beat.beat.from.id = mesh::keypair::generate().id(); // not p's key
+  beat.beat.from.address = "127.0.0.1:1";
+  beat.beat.from.incarnation = 1;
+  auto res = p.ask(beat);
+  auto* err = std::get_if<control::error_response>(&res);
+  REQUIRE(err != nullptr);
+  CHECK(err->code == mesh::errc::unauthenticated);
+  // The node's view is unchanged: nobody joined.
+  auto after = node.ok({"--json", "nodes"});
+  CHECK(after.find("127.0.0.1:1\"") == std::string::npos);
+  CHECK(std::count(after.begin(), after.end(), '{')
+        == std::count(nodes_before.begin(), nodes_before.end(), '{'));
+  // Its own key is accepted: a PSK holder may join as a node.
+  beat.beat.from.id = p.creds.key.id();
+  auto ok = p.ask(beat);
+  CHECK(std::holds_alternative<control::heartbeat_response>(ok));
 }
