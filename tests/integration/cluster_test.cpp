@@ -388,3 +388,30 @@ TEST_CASE("a node whose CPU is saturated for 30 s is never marked down",
   CHECK(c[2].log().find("is down") == std::string::npos);
   stream.stop(5s);
 }
+
+TEST_CASE("a node that missed directory updates while stopped is repaired "
+          "by anti-entropy and routes to the daemons deployed meanwhile",
+          "[cluster]") {
+  cluster c{3};
+  c.wait_all_up();
+  auto sleeper = c[2].address();
+  c[2].signal(SIGSTOP);
+  c.wait_state(0, sleeper, "down", 5s);
+  // Deployed while node 2 cannot hear about it.
+  auto d = lines_of(c[0].ok({"deploy", "counter", "--on", c.id_of(1)})).at(0);
+  c[2].signal(SIGCONT);
+  c.wait_state(0, sleeper, "up", 10s);
+  // Node 2 learns the entry from a peer whose digest differs; until then it
+  // does not know the daemon.
+  auto deadline = steady_clock::now() + 10s;
+  for (;;) {
+    auto r = c[2].ctl({"--forward", "--json", "send", d, "1"});
+    if (r.code == 0) {
+      CHECK(r.out.find("\"status\":\"applied\"") != std::string::npos);
+      break;
+    }
+    INFO("node 2 answers: " << r.err);
+    REQUIRE(steady_clock::now() < deadline);
+    std::this_thread::sleep_for(200ms);
+  }
+}
