@@ -29,6 +29,7 @@ client connect(const meshd_node& node, std::chrono::milliseconds timeout) {
   client_options opts;
   opts.nodes = {node.address()};
   opts.timeout = timeout;
+  opts.credentials = {node.psk_file(), node.client_key()};
   auto c = client::connect(opts);
   INFO("connect: " << (c ? "" : describe(c.error())));
   REQUIRE(c);
@@ -147,6 +148,7 @@ TEST_CASE("client: a producer killed mid-stream resumes exactly once") {
     client_options opts;
     opts.nodes = {node.address()};
     opts.timeout = 30s;
+    opts.credentials = {node.psk_file(), node.client_key()};
     auto c = client::connect(opts);
     if (!c)
       ::_exit(3);

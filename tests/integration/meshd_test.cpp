@@ -123,8 +123,12 @@ TEST_CASE("daemons prints a table of id, kind, seq and phase") {
   CHECK(header.find("SEQ") != std::string::npos);
   CHECK(header.find("PHASE") != std::string::npos);
   int rows = 0;
-  for (std::string id, kind, seq, phase; in >> id >> kind >> seq >> phase;) {
+  // Each row: ID KIND SEQ PHASE EPOCH NODE ADDRESS.
+  for (std::string id, kind, seq, phase, epoch, node_id, address;
+       in >> id >> kind >> seq >> phase >> epoch >> node_id >> address;) {
     ++rows;
+    CHECK(epoch == "1");
+    CHECK(address == node.address());
     CHECK(phase == "running");
     if (id == counter) {
       CHECK(kind == "counter");
