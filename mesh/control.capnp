@@ -129,6 +129,10 @@ struct DirEntry {
 struct DirectorySync {
   entries @0 :List(DirEntry);
   wantTable @1 :Bool;
+  # With wantTable: the sender's digest of each directory bucket
+  # (mesh/directory.hpp); the receiver answers only the entries of the
+  # buckets whose digests differ from its own. Empty: the whole table.
+  bucketDigests @2 :List(UInt64);
 }
 
 struct Deploy {

@@ -683,13 +683,19 @@ struct binding<directory_request> {
     auto d = out.initDirectory();
     fill(d.initEntries(x.entries.size()), x.entries);
     d.setWantTable(x.want_table);
+    auto buckets = d.initBucketDigests(x.bucket_digests.size());
+    for (size_t i = 0; i < x.bucket_digests.size(); ++i)
+      buckets.set(i, x.bucket_digests[i]);
   }
   static caf::expected<directory_request> read(s::Request::Reader in) {
     auto d = in.getDirectory();
     auto entries = control::read(d.getEntries());
     if (!entries)
       return std::move(entries.error());
-    return directory_request{std::move(*entries), d.getWantTable()};
+    directory_request out{std::move(*entries), d.getWantTable(), {}};
+    for (auto b : d.getBucketDigests())
+      out.bucket_digests.push_back(b);
+    return out;
   }
   static void write(s::Response::Builder out, const directory_response& x) {
     fill(out.initDirectory(x.entries.size()), x.entries);

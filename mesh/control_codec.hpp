@@ -252,6 +252,10 @@ struct directory_request {
   using response = directory_response;
   std::vector<directory_entry> entries;
   bool want_table = false;
+  /// With want_table: the sender's per-bucket digests; the answer then
+  /// holds only the buckets that differ (anti-entropy). Empty: the whole
+  /// table.
+  std::vector<uint64_t> bucket_digests;
 };
 
 /// Node to node: the daemons the receiving node runs (`daemons` gathers

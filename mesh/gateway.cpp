@@ -1201,7 +1201,14 @@ void handlers::operator()(deploy_request x) {
         return g_->answer(j_, *r.failure);
       g_->answer(j_, std::move(r));
     };
-    return deploy_next(gw, job, std::move(run));
+    if (!gw->mesh())
+      return deploy_next(gw, job, std::move(run));
+    // A share another node placed: the kind's own requirements hold here
+    // too (the placing node may not have had the kind to read them).
+    return gw->ask<bool>(
+      gw->mesh(), [g_, j_, run](bool) { deploy_next(g_, j_, run); },
+      [g_, j_](caf::error e) { g_->answer(j_, to_error_response(e)); },
+      mesh_admit{x.kind});
   }
   auto kind = x.kind;
   gw->ask<std::vector<mesh_share>>(

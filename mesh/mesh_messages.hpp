@@ -11,6 +11,7 @@
 //   mesh_route         -> mesh_route_result
 //   mesh_place         -> std::vector<mesh_share>
 //   mesh_peers         -> mesh_peer_list
+//   mesh_admit         -> bool               (may this node run a kind?)
 //   mesh_local_change  (no answer)          (the gateway deployed or stopped)
 
 #include <cstdint>
@@ -95,6 +96,15 @@ struct mesh_place {
 
 struct mesh_peers {};
 
+/// Whether this node may run `kind`: the kind's own requirements
+/// (daemon::requirements()) against this node's capabilities. Answers true,
+/// or no_target_available naming what the node lacks. A node checks it
+/// before spawning its share of a deployment another node placed (that
+/// node may lack the kind's plugin, and so its requirements).
+struct mesh_admit {
+  std::string kind;
+};
+
 /// A daemon was deployed here (entry.stopped false) or stopped here (true;
 /// the epoch is taken from the directory).
 struct mesh_local_change {
@@ -112,6 +122,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::mesh_nodes)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::mesh_route)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::mesh_place)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::mesh_peers)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::mesh_admit)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::mesh_local_change)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mesh::heartbeat)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<mesh::directory_entry>)

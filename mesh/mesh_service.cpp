@@ -102,9 +102,15 @@ public:
       [this](mesh_directory_in& in)
         -> caf::result<std::vector<directory_entry>> {
         apply_remote(in.req.entries);
-        if (in.req.want_table)
+        if (!in.req.want_table)
+          return std::vector<directory_entry>{};
+        if (in.req.bucket_digests.empty())
           return all_entries();
-        return std::vector<directory_entry>{};
+        // Anti-entropy: only the buckets where the tables differ.
+        auto differ = dir_.differing_buckets(in.req.bucket_digests);
+        if (!differ)
+          return std::move(differ.error());
+        return or_log(dir_.entries_in(*differ), "bucket listing");
       },
       [this](mesh_nodes) -> std::vector<member_info> {
         return members_.members(steady_clock::now());
@@ -114,6 +120,18 @@ public:
         return place_deploy(p.req);
       },
       [this](mesh_peers) -> mesh_peer_list { return peer_list(); },
+      [this](mesh_admit& a) -> caf::result<bool> {
+        for (const auto& r : kind_filter(a.kind)) {
+          auto why = check(r, opts_.self.caps);
+          if (!why.empty())
+            return make_error(errc::no_target_available,
+                              "node " + describe_node(opts_.self.id,
+                                                      opts_.self.address)
+                                + " cannot run kind " + a.kind
+                                + " (its own requirements): " + why);
+        }
+        return true;
+      },
       [this](mesh_local_change& c) { local_change(std::move(c.entries)); },
     };
   }
@@ -371,8 +389,9 @@ private:
 
   // -- directory -------------------------------------------------------------
 
-  // Exchanges whole tables with `peer` when our digests differ; at most one
-  // exchange in flight per peer, and not more often than every 2 s.
+  // Pulls the entries of the buckets where our table and `peer`'s differ,
+  // when their digests differ; at most one exchange in flight per peer,
+  // and not more often than every 2 s.
   void maybe_sync(const entity_id& peer) {
     auto now = steady_clock::now();
     auto& last = last_sync_[peer];
@@ -383,7 +402,10 @@ private:
       return;
     last = now;
     syncing_.insert(peer);
-    control::directory_request req{all_entries(), true};
+    // Our bucket digests (2 KiB); the peer answers the entries of the
+    // buckets that differ. What we hold that it lacks, it pulls the same
+    // way when our heartbeat's digest differs from its own.
+    control::directory_request req{{}, true, dir_.bucket_digests()};
     call<control::directory_response>(
       it->second.link, opts_.peer_timeout, std::move(req),
       [this, peer](control::directory_response& r) {
@@ -424,7 +446,7 @@ private:
       if (!m || m->state == node_state::down)
         continue;
       call<control::directory_response>(
-        l.link, opts_.peer_timeout, control::directory_request{applied, false},
+        l.link, opts_.peer_timeout, control::directory_request{applied, false, {}},
         [](control::directory_response&) {}, [](const caf::error&) {});
     }
   }

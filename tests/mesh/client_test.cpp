@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,9 @@
 #include "base/errc.hpp"
 #include "mesh/client.hpp"
 #include "mesh/gateway.hpp"
+#include "mesh/link_crypto.hpp"
+#include "mesh/psk.hpp"
+#include "identity/keypair.hpp"
 
 using namespace mesh;
 using namespace mesh::control;
@@ -31,16 +35,54 @@ namespace {
 
 using answer_fn = std::function<response(const request&)>;
 
+// The link layer as a node runs it (mesh/link_crypto.hpp), per client
+// actor, so mesh::client reaches the fake nodes as it reaches meshd.
+struct fake_links {
+  link_credentials creds{psk::open(), keypair::generate(), std::nullopt};
+  std::map<caf::actor_addr, link::responder> handshakes;
+  std::map<caf::actor_addr, link::session> sessions;
+};
+
 // A node that answers every request with `answer` and counts them.
-caf::behavior fake_node(caf::event_based_actor*, answer_fn answer,
+caf::behavior fake_node(caf::event_based_actor* self, answer_fn answer,
                         std::shared_ptr<std::atomic<int>> count) {
+  auto st = std::make_shared<fake_links>();
   return {
-    [answer, count](request_atom, wire_bytes& bytes) -> wire_bytes {
-      ++*count;
-      auto req = decode_request(bytes);
-      if (!req)
-        return encode(response{to_error_response(req.error())});
-      return encode(answer(req->body), req->id, req->version);
+    [self, st, answer, count](request_atom, wire_bytes& bytes) -> wire_bytes {
+      auto from = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      switch (link::kind_of(bytes).value_or(link::kind::link_ready)) {
+        case link::kind::client_hello: {
+          auto acc = link::responder::accept(st->creds, bytes);
+          REQUIRE(acc);
+          st->handshakes.erase(from);
+          st->handshakes.emplace(from, std::move(acc->first));
+          return std::move(acc->second);
+        }
+        case link::kind::client_finish: {
+          auto it = st->handshakes.find(from);
+          REQUIRE(it != st->handshakes.end());
+          auto done = it->second.finish(bytes);
+          REQUIRE(done);
+          st->sessions.erase(from);
+          st->sessions.emplace(from, std::move(done->second));
+          st->handshakes.erase(it);
+          return std::move(done->first);
+        }
+        case link::kind::frame: {
+          auto it = st->sessions.find(from);
+          REQUIRE(it != st->sessions.end());
+          auto plain = it->second.open(bytes);
+          REQUIRE(plain);
+          ++*count;
+          auto req = decode_request(*plain);
+          auto res = req ? encode(answer(req->body), req->id, req->version)
+                         : encode(response{to_error_response(req.error())});
+          return *it->second.seal(res);
+        }
+        default:
+          FAIL("unexpected message");
+          return {};
+      }
     },
   };
 }
