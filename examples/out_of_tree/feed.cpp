@@ -2,8 +2,12 @@
 // without shelling out to meshctl. Deploys a counter, streams EVENTS events
 // ("1" each) with a window of batches in flight, and prints the count.
 //
-//   meshd_feed 127.0.0.1:7400 5000
+//   meshd_feed 127.0.0.1:7400 5000 mesh.psk client.key
 //   counter 0x1a2b3c4d5e6f7081: 5000
+//
+// PSK_FILE is the mesh's pre-shared key (meshd --psk-file); KEY_FILE the
+// program's own ed25519 key, created on first use. Without them the client
+// uses the open PSK, which only a node without --psk-file (loopback) takes.
 
 #include <cstdlib>
 #include <iostream>
@@ -14,12 +18,15 @@
 #include <mesh/client.hpp>
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::cerr << "usage: meshd_feed HOST:PORT EVENTS" << std::endl;
+  if (argc != 3 && argc != 5) {
+    std::cerr << "usage: meshd_feed HOST:PORT EVENTS [PSK_FILE KEY_FILE]"
+              << std::endl;
     return 2;
   }
   mesh::client_options opts;
   opts.nodes = {argv[1]};
+  if (argc == 5)
+    opts.credentials = {argv[3], argv[4]};
   auto events = std::strtoull(argv[2], nullptr, 10);
   auto c = mesh::client::connect(opts);
   if (!c) {

@@ -94,7 +94,8 @@ TEST_CASE("out-of-tree plugin builds against the installed package and loads",
 
   // A client program built against the installed package feeds the same
   // node through mesh::client: deploy, a window of batches, the count.
-  auto feed = test::run({build + "/meshd_feed", node.address(), "3000"},
+  auto feed = test::run({build + "/meshd_feed", node.address(), "3000",
+                         node.psk_file(), node.client_key()},
                         tmp.path());
   INFO("meshd_feed stderr: " << feed.err);
   CHECK(feed.code == 0);
