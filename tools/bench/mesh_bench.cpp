@@ -17,8 +17,10 @@
 //     caller thread);
 //   - the row list in make_rows() and, for a target, one entry in
 //     make_targets().
-// start_server() and child_process are what rows that run meshd processes
-// (or kill and stop them) build on.
+// The meshd rows run real meshd processes (meshd_group: their data
+// directories, logs, PSK and client key in a scratch directory removed at
+// the end) and talk to them through mesh::client; the detection rows
+// SIGKILL / SIGSTOP one node (child_process::signal) and poll the others.
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -63,10 +66,23 @@
 #include "base/errc.hpp"
 #include "bench_util.hpp"
 #include "examples/text.hpp"
+#include "identity/entity_id.hpp"
+#include "identity/key_file.hpp"
+#include "identity/keypair.hpp"
+#include "mesh/client.hpp"
 #include "mesh/control_codec.hpp"
+#include "mesh/link_crypto.hpp"
+#include "mesh/middleman_defaults.hpp"
+#include "mesh/psk.hpp"
 
 #ifndef MESHD_MESH_BENCH_ERLANG_DIR
 #  define MESHD_MESH_BENCH_ERLANG_DIR ""
+#endif
+#ifndef MESHD_MESH_BENCH_MESHD
+#  define MESHD_MESH_BENCH_MESHD "meshd"
+#endif
+#ifndef MESHD_MESH_BENCH_MESHCTL
+#  define MESHD_MESH_BENCH_MESHCTL "meshctl"
 #endif
 
 namespace {
@@ -90,12 +106,19 @@ struct options {
   size_t batch = 1000;   // events per batch frame
   size_t window = 8;     // batch frames in flight
   double rate = 10000;   // requests/s of the latency rows
-  unsigned callers = 4;  // threads sending them (max in flight)
-  double time_box = 110; // rows not started by then are skipped
+  // Threads sending them (max in flight). 4 could not keep 10,000/s even
+  // for the raw actor on the 2-core box (a round trip there is 0.4-1 ms),
+  // so the rows measured the callers' backlog, not the requests.
+  unsigned callers = 16;
+  double time_box = 170; // rows not started by then are skipped
   int erlang = -1;       // -1 = if erl is on PATH, 0 = off, 1 = on
   std::string erlang_script;
-  std::string filter; // substring of the row label
-  std::string serve;  // internal: run as the server of this kind
+  std::string filter;   // substring of the row label
+  std::string dir = "/tmp"; // where the scratch directory is made
+  std::string meshd;    // the meshd binary of the meshd rows
+  std::string meshctl;  // the meshctl binary (new-psk)
+  std::string serve;    // internal: run as the server of this kind
+  std::string psk_file; // internal: the PSK of the link-counter server
 };
 
 [[noreturn]] void die(const std::string& what);
@@ -107,13 +130,18 @@ void usage(FILE* out) {
     "                  [--window N] [--rate R] [--callers N]\n"
     "                  [--filter TEXT]\n"
     "                  [--erlang | --no-erlang] [--erlang-script P]\n"
+    "                  [--dir DIR] [--meshd P] [--meshctl P]\n"
     "                  [--time-box S]\n"
     "\n"
     "Events/s from a client process to a counter in another process over\n"
     "TCP on 127.0.0.1: a raw CAF remote actor with one message per event\n"
     "(the floor) and with batch frames in meshd's encoding (the ceiling),\n"
     "an Erlang distributed gen_server:cast counter when Erlang is\n"
-    "installed, and the latency of paced single requests.\n"
+    "installed, the same raw counter behind meshd's link layer, meshd end\n"
+    "to end (two meshd processes, direct and through a forwarding node),\n"
+    "the latency of paced single requests (raw and through meshd), and the\n"
+    "time three meshd processes take to see a SIGKILLed or SIGSTOPped\n"
+    "node down.\n"
     "\n"
     "  --seconds S        time budget per row (default 3)\n"
     "  --trials N         split each row into N timed runs, report the\n"
@@ -124,19 +152,25 @@ void usage(FILE* out) {
     "  --window N         batch frames in flight (default 8)\n"
     "  --rate R           requests/s of the latency rows (default 10000)\n"
     "  --callers N        threads sending them, so at most N in flight\n"
-    "                     (default 4)\n"
+    "                     (default 16)\n"
     "  --filter TEXT      run only rows whose label contains TEXT\n"
     "  --erlang           run the Erlang row (default when erl is on PATH)\n"
     "  --no-erlang        skip it\n"
     "  --erlang-script P  the runner (default %s/run_dist.sh)\n"
-    "  --time-box S       stop starting rows after S seconds (default 110);\n"
+    "  --dir DIR          the meshd rows' scratch directory (data\n"
+    "                     directories, PSK, client key, node logs) is made\n"
+    "                     inside DIR and removed at the end (default /tmp)\n"
+    "  --meshd P          the meshd binary (default %s)\n"
+    "  --meshctl P        the meshctl binary (default %s)\n"
+    "  --time-box S       stop starting rows after S seconds (default 170);\n"
     "                     the process aborts at S + 5 s whatever it is doing\n"
     "  --help             this text\n"
     "  --serve KIND       internal: run as a row's server process (kinds:\n"
-    "                     raw-counter)\n"
+    "                     raw-counter, link-counter with --psk-file F)\n"
     "\n"
     "Progress goes to stderr, the tables to stdout.\n",
-    MESHD_MESH_BENCH_ERLANG_DIR);
+    MESHD_MESH_BENCH_ERLANG_DIR, MESHD_MESH_BENCH_MESHD,
+    MESHD_MESH_BENCH_MESHCTL);
 }
 
 double parse_double(const std::string& name, const std::string& v, double lo,
@@ -197,8 +231,16 @@ options parse_args(int argc, char** argv) {
       o.erlang = 0;
     } else if (a == "--erlang-script") {
       o.erlang_script = value();
+    } else if (a == "--dir") {
+      o.dir = value();
+    } else if (a == "--meshd") {
+      o.meshd = value();
+    } else if (a == "--meshctl") {
+      o.meshctl = value();
     } else if (a == "--serve") {
       o.serve = value();
+    } else if (a == "--psk-file") {
+      o.psk_file = value();
     } else {
       usage(stderr);
       die("unknown argument '" + a + "'");
@@ -206,6 +248,10 @@ options parse_args(int argc, char** argv) {
   }
   if (o.erlang_script.empty() && *MESHD_MESH_BENCH_ERLANG_DIR)
     o.erlang_script = std::string{MESHD_MESH_BENCH_ERLANG_DIR} + "/run_dist.sh";
+  if (o.meshd.empty())
+    o.meshd = MESHD_MESH_BENCH_MESHD;
+  if (o.meshctl.empty())
+    o.meshctl = MESHD_MESH_BENCH_MESHCTL;
   return o;
 }
 
@@ -245,15 +291,41 @@ void kill_live_groups() {
   }
 }
 
+// The scratch directory of the meshd rows (data directories, the PSK, the
+// client key, the nodes' logs): made on first use inside --dir, removed at
+// the end, on error, on SIGINT/SIGTERM and at the time box. Its path sits in
+// a fixed buffer so that a signal handler can remove it (fork + exec of rm,
+// both async-signal-safe), after the processes writing in it are killed.
+char scratch_path[4096];
+std::atomic<bool> scratch_made{false};
+
+/// Async-signal-safe: removes the scratch directory, if made.
+void remove_scratch() {
+  if (!scratch_made.exchange(false))
+    return;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    const char* argv[] = {"rm", "-rf", "--", scratch_path, nullptr};
+    ::execv("/bin/rm", const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  int st = 0;
+  if (pid > 0)
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR)
+      ;
+}
+
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "\nmesh_bench: %s\n", what.c_str());
   kill_live_groups();
+  remove_scratch();
   std::exit(1);
 }
 
 /// A process this bench started, with its stdin and stdout on pipes and its
-/// stderr shared with the bench. Destroying it closes its stdin, waits up
-/// to two seconds for it to exit, then kills its process group.
+/// stderr shared with the bench (or appended to a file: meshd's log).
+/// Destroying it closes its stdin, waits up to two seconds for it to exit,
+/// then kills its process group.
 class child_process {
 public:
   child_process() = default;
@@ -276,11 +348,20 @@ public:
     stop();
   }
 
-  /// Starts argv[0] (a path, or a name looked up on PATH).
-  static child_process start(const std::vector<std::string>& argv) {
+  /// Starts argv[0] (a path, or a name looked up on PATH); its stderr goes
+  /// to `stderr_path` (appended) when given.
+  static child_process start(const std::vector<std::string>& argv,
+                             const std::string& stderr_path = {}) {
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
       die(std::string{"pipe: "} + std::strerror(errno));
+    int err_fd = -1;
+    if (!stderr_path.empty()) {
+      err_fd = ::open(stderr_path.c_str(),
+                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (err_fd < 0)
+        die("open " + stderr_path + ": " + std::strerror(errno));
+    }
     std::vector<char*> args;
     for (auto& a : argv)
       args.push_back(const_cast<char*>(a.c_str()));
@@ -296,6 +377,8 @@ public:
         ::_exit(127);
       ::dup2(in[0], STDIN_FILENO);
       ::dup2(out[1], STDOUT_FILENO);
+      if (err_fd >= 0)
+        ::dup2(err_fd, STDERR_FILENO);
       ::execvp(args[0], args.data());
       const char msg[] = "mesh_bench: exec failed\n";
       auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -307,6 +390,8 @@ public:
     register_group(pid);
     ::close(in[0]);
     ::close(out[1]);
+    if (err_fd >= 0)
+      ::close(err_fd);
     child_process c;
     c.pid_ = pid;
     c.in_ = in[1];
@@ -425,6 +510,14 @@ public:
       return -1;
     return static_cast<double>(utime + stime)
            / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+
+  /// SIGKILL to its process group; reaps it.
+  void kill() {
+    if (pid_ > 0) {
+      ::kill(-pid_, SIGKILL);
+      wait(5.0);
+    }
   }
 
   /// Closes stdin, waits up to two seconds, then kills the group.
@@ -575,18 +668,112 @@ caf::behavior raw_counter(caf::stateful_actor<raw_counter_state>* self) {
   };
 }
 
+// -- the link counter (server side) -------------------------------------------
+//
+// The raw counter behind meshd's link layer (mesh/link_crypto.hpp), as the
+// gateway runs it: every message is a link message; the first two are the
+// initiator's ClientHello and ClientFinish, answered by a link::responder;
+// after them every message is a Frame that the session opens (strict
+// counter, MAC) before the same apply_batch(), and the ack goes back
+// sealed. One session: the row has one client.
+
+/// A link message (bytes) as a request; the answer is a link message.
+using mb_link_atom = caf::atom_constant<caf::atom("mb_link")>;
+
+struct link_counter_state {
+  raw_counter_state counter;
+  std::shared_ptr<const mesh::link_credentials> creds;
+  std::optional<mesh::link::responder> handshake;
+  std::optional<mesh::link::session> session;
+  static inline const char* name = "bench.link_counter";
+};
+
+caf::expected<wire_bytes> serve_link(link_counter_state& st,
+                                     const wire_bytes& msg) {
+  namespace link = mesh::link;
+  auto refuse = [](const char* why) {
+    return mesh::make_error(mesh::errc::unauthenticated, why);
+  };
+  auto kind = link::kind_of(msg);
+  if (!kind)
+    return refuse("not a link message");
+  switch (*kind) {
+    case link::kind::client_hello: {
+      if (st.session)
+        return refuse("one session per server");
+      auto accepted = link::responder::accept(*st.creds, msg);
+      if (!accepted)
+        return std::move(accepted.error());
+      st.handshake.emplace(std::move(accepted->first));
+      return std::move(accepted->second);
+    }
+    case link::kind::client_finish: {
+      if (!st.handshake)
+        return refuse("ClientFinish without a ClientHello");
+      auto done = st.handshake->finish(msg);
+      if (!done)
+        return std::move(done.error());
+      st.session.emplace(std::move(done->second));
+      st.handshake.reset();
+      return std::move(done->first);
+    }
+    case link::kind::frame: {
+      if (!st.session)
+        return refuse("frame before the handshake");
+      auto plain = st.session->open(msg);
+      if (!plain)
+        return std::move(plain.error());
+      auto ack = apply_batch(st.counter, *plain);
+      if (!ack)
+        return std::move(ack.error());
+      return st.session->seal(*ack);
+    }
+    default:
+      return refuse("unexpected link message");
+  }
+}
+
+caf::behavior link_counter(caf::stateful_actor<link_counter_state>* self,
+                           std::shared_ptr<const mesh::link_credentials> c) {
+  self->state.creds = std::move(c);
+  return {
+    [self](mb_link_atom, const wire_bytes& msg) -> caf::result<wire_bytes> {
+      auto out = serve_link(self->state, msg);
+      if (!out)
+        return std::move(out.error());
+      return std::move(*out);
+    },
+    [self](mb_count_atom) -> caf::result<uint64_t, int64_t> {
+      return {self->state.counter.events, self->state.counter.total};
+    },
+  };
+}
+
 /// What `--serve KIND` runs: spawns the actor to publish.
 struct server_kind {
   const char* name;
   const char* what;
-  caf::actor (*spawn)(caf::actor_system&);
+  caf::actor (*spawn)(caf::actor_system&, const options&);
 };
 
 const server_kind server_kinds[] = {
   {"raw-counter",
    "the raw counter actor (mb_add / mb_ping / mb_batch / mb_count)",
-   [](caf::actor_system& sys) {
+   [](caf::actor_system& sys, const options&) {
      return sys.spawn(raw_counter);
+   }},
+  {"link-counter",
+   "the raw counter behind the link layer (mb_link / mb_count)",
+   [](caf::actor_system& sys, const options& o) {
+     if (o.psk_file.empty())
+       die("--serve link-counter needs --psk-file");
+     auto psk = mesh::load_psk_file(o.psk_file);
+     if (!psk)
+       die("--psk-file: " + mesh::describe(psk.error()));
+     auto creds = std::make_shared<const mesh::link_credentials>(
+       mesh::link_credentials{std::move(*psk), mesh::keypair::generate(),
+                              std::nullopt});
+     return sys.spawn(link_counter, std::move(creds));
    }},
 };
 
@@ -611,7 +798,7 @@ int serve_main(const options& o) {
   caf::actor_system_config cfg;
   configure(cfg);
   caf::actor_system sys{cfg};
-  auto a = kind->spawn(sys);
+  auto a = kind->spawn(sys, o);
   auto port = sys.middleman().publish(a, 0, "127.0.0.1");
   if (!port)
     die("--serve: publish: " + sys.render(port.error()));
@@ -634,6 +821,8 @@ enum class row_style {
   rate,
   /// request latency percentiles; the latency table.
   latency,
+  /// time until a signalled node is reported down; the detection table.
+  detect,
 };
 
 struct row;
@@ -646,6 +835,13 @@ struct row {
   std::string label;
   row_style style = row_style::rate;
   row_fn run;
+  /// Seconds the row needs beyond --seconds (process starts, trials that
+  /// are not timed by --seconds): it is skipped when the time box leaves
+  /// less than --seconds + this.
+  double extra_seconds = 2;
+  /// Runs on the meshd pair (bench_context::pair), which stays up between
+  /// consecutive rows that use it and is stopped before any other row.
+  bool uses_pair = false;
   // Results.
   bool ran = false;
   std::string skipped;    // why not run (shown in the table)
@@ -656,6 +852,9 @@ struct row {
   double server_cpu = -1; // seconds, server process(es), over the trials
   // Latency rows: microseconds.
   double p50 = 0, p99 = 0, p999 = 0, max = 0;
+  // Detection rows: milliseconds per trial (negative: not seen down within
+  // the trial's limit).
+  std::vector<double> detect_ms;
   std::string note;
 };
 
@@ -667,11 +866,29 @@ struct bench_clock {
   }
 };
 
+struct meshd_group;
+
 struct bench_context {
   options opt;
   bench_clock clock;
   std::string self_exe;
   std::vector<wire_bytes> pool = make_pool();
+  /// The meshd rows' two-node mesh, started by the first row that uses it.
+  std::shared_ptr<meshd_group> pair;
+
+  /// The scratch directory (made on first use).
+  const char* scratch() {
+    if (!scratch_made.load()) {
+      auto tmpl = opt.dir + "/mesh_bench.XXXXXX";
+      if (tmpl.size() >= sizeof scratch_path)
+        die("--dir: path too long");
+      std::strcpy(scratch_path, tmpl.c_str());
+      if (::mkdtemp(scratch_path) == nullptr)
+        die("mkdtemp " + tmpl + ": " + std::strerror(errno));
+      scratch_made = true;
+    }
+    return scratch_path;
+  }
 };
 
 /// A client step: delivers some events, returns once the counter has
@@ -693,16 +910,41 @@ double median_of(std::vector<double> v) {
 /// events, seconds, the median rate and the CPU time of the client process
 /// and of `server` (when given). Returns the events delivered, warm-up
 /// included, for the row's final check.
+/// CPU seconds of the server side of a row (one process or several),
+/// -1 when unknown.
+using cpu_probe = std::function<double()>;
+
+cpu_probe cpu_of(const child_process* server) {
+  if (!server)
+    return {};
+  return [server] {
+    return server->cpu_seconds();
+  };
+}
+
+/// Sum of the CPU time of `procs`; -1 when one is unknown.
+cpu_probe cpu_of(std::vector<const child_process*> procs) {
+  return [procs] {
+    double sum = 0;
+    for (auto* p : procs) {
+      double c = p->cpu_seconds();
+      if (c < 0)
+        return -1.0;
+      sum += c;
+    }
+    return sum;
+  };
+}
+
 uint64_t run_rate_row(bench_context& ctx, row& r, uint64_t warmup_events,
-                      const client_step& step,
-                      const child_process* server = nullptr) {
+                      const client_step& step, const cpu_probe& server) {
   uint64_t total = 0;
   while (total < warmup_events)
     total += step();
   const auto& o = ctx.opt;
   std::vector<double> rates;
   double cpu0 = process_cpu();
-  double srv0 = server ? server->cpu_seconds() : -1;
+  double srv0 = server ? server() : -1;
   for (unsigned t = 0; t < o.trials; ++t) {
     double budget = std::min(o.seconds / o.trials,
                              std::max(0.05, ctx.clock.remaining()));
@@ -721,11 +963,17 @@ uint64_t run_rate_row(bench_context& ctx, row& r, uint64_t warmup_events,
   }
   r.client_cpu = process_cpu() - cpu0;
   if (server && srv0 >= 0) {
-    double srv1 = server->cpu_seconds();
+    double srv1 = server();
     r.server_cpu = srv1 >= 0 ? srv1 - srv0 : -1;
   }
   r.median_rate = median_of(rates);
   return total;
+}
+
+uint64_t run_rate_row(bench_context& ctx, row& r, uint64_t warmup_events,
+                      const client_step& step,
+                      const child_process* server = nullptr) {
+  return run_rate_row(ctx, r, warmup_events, step, cpu_of(server));
 }
 
 /// One request: sends request number `seq` (its payload is pool[seq % 64])
@@ -747,7 +995,7 @@ using latency_caller = std::function<latency_request()>;
 /// sent, warm-up included (numbered 0..n-1), for the row's final check.
 uint64_t run_latency_row(bench_context& ctx, row& r,
                          const latency_caller& make_caller,
-                         const child_process* server = nullptr) {
+                         const cpu_probe& server) {
   const auto& o = ctx.opt;
   constexpr uint64_t warmup = 1000;
   uint64_t n = static_cast<uint64_t>(o.rate * o.seconds);
@@ -796,7 +1044,7 @@ uint64_t run_latency_row(bench_context& ctx, row& r,
   while (warmed.load() < o.callers)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   double cpu0 = process_cpu();
-  double srv0 = server ? server->cpu_seconds() : -1;
+  double srv0 = server ? server() : -1;
   t0 = clock_type::now() + std::chrono::milliseconds(1);
   go = true;
   for (auto& t : threads)
@@ -804,7 +1052,7 @@ uint64_t run_latency_row(bench_context& ctx, row& r,
   r.seconds = since(t0);
   r.client_cpu = process_cpu() - cpu0;
   if (server && srv0 >= 0) {
-    double srv1 = server->cpu_seconds();
+    double srv1 = server();
     r.server_cpu = srv1 >= 0 ? srv1 - srv0 : -1;
   }
   lat.erase(std::remove(lat.begin(), lat.end(), -1.0), lat.end());
@@ -827,15 +1075,24 @@ uint64_t run_latency_row(bench_context& ctx, row& r,
   return std::min<uint64_t>(next.load(), end);
 }
 
+uint64_t run_latency_row(bench_context& ctx, row& r,
+                         const latency_caller& make_caller,
+                         const child_process* server = nullptr) {
+  return run_latency_row(ctx, r, make_caller, cpu_of(server));
+}
+
 /// A server process (`--serve KIND`) and the port it published on.
 struct server_process {
   child_process proc;
   uint16_t port = 0;
 };
 
-server_process start_server(bench_context& ctx, const std::string& kind) {
+server_process start_server(bench_context& ctx, const std::string& kind,
+                            const std::vector<std::string>& extra = {}) {
   server_process s;
-  s.proc = child_process::start({ctx.self_exe, "--serve", kind});
+  std::vector<std::string> argv{ctx.self_exe, "--serve", kind};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  s.proc = child_process::start(argv);
   std::string line;
   unsigned port = 0;
   if (!s.proc.read_line(line, 10.0)
@@ -1007,6 +1264,93 @@ void row_raw_batch(bench_context& ctx, row& r) {
            + " (control::encode), window " + std::to_string(ctx.opt.window);
 }
 
+/// Row: the raw.batch traffic behind meshd's link layer. The client runs a
+/// link::initiator handshake with the link-counter server (the PSK from a
+/// fresh file in the scratch directory, an ed25519 key each), then seals
+/// every batch frame with its session and opens every ack; the server
+/// opens every frame before apply_batch() and seals the ack. Same batch,
+/// window and checks as raw.batch, so the difference is the link layer.
+void row_link_batch(bench_context& ctx, row& r) {
+  std::string psk_path = std::string{ctx.scratch()} + "/link.psk";
+  auto psk = mesh::write_new_psk_file(psk_path);
+  if (!psk)
+    die(r.label + ": " + mesh::describe(psk.error()));
+  auto srv = start_server(ctx, "link-counter", {"--psk-file", psk_path});
+  client_system cs;
+  auto counter = cs.connect(srv.port);
+  caf::scoped_actor self{*cs.sys};
+  mesh::link_credentials creds{std::move(*psk), mesh::keypair::generate(),
+                               std::nullopt};
+  auto ask = [&self, &counter, &r](wire_bytes msg) {
+    wire_bytes answer;
+    self->request(counter, request_timeout, mb_link_atom::value, std::move(msg))
+      .receive(
+        [&answer](wire_bytes& a) {
+          answer = std::move(a);
+        },
+        [&r](caf::error& e) {
+          die(r.label + ": handshake: " + caf::to_string(e));
+        });
+    return answer;
+  };
+  mesh::link::initiator init;
+  auto server_hello = ask(init.hello(creds));
+  auto finished = init.finish(creds, server_hello);
+  if (!finished)
+    die(r.label + ": handshake: " + mesh::describe(finished.error()));
+  auto session = std::move(finished->second);
+  if (!mesh::link::is_ready(ask(std::move(finished->first)), session.id()))
+    die(r.label + ": handshake: no LinkReady");
+
+  batch_encoder enc{ctx};
+  using handle_t = decltype(self->request(counter, request_timeout,
+                                          mb_link_atom::value, wire_bytes{}));
+  std::deque<handle_t> in_flight;
+  uint64_t acked = 0;
+  auto send_one = [&self, &counter, &enc, &in_flight, &session, &r] {
+    auto sealed = session.seal(enc.next());
+    if (!sealed)
+      die(r.label + ": seal: " + mesh::describe(sealed.error()));
+    in_flight.push_back(self->request(counter, request_timeout,
+                                      mb_link_atom::value,
+                                      std::move(*sealed)));
+  };
+  auto receive_one = [&in_flight, &acked, &r, &enc, &session] {
+    in_flight.front().receive(
+      [&acked, &r, &enc, &session](const wire_bytes& sealed) {
+        auto ack = session.open(sealed);
+        if (!ack)
+          die(r.label + ": open: " + mesh::describe(ack.error()));
+        if (ack->size() != 16)
+          die(r.label + ": short ack");
+        uint64_t events = mesh::load_le64(
+          reinterpret_cast<const uint8_t*>(ack->data()));
+        if (events != acked + enc.batch())
+          die(r.label + ": ack for " + std::to_string(events)
+              + " events, expected " + std::to_string(acked + enc.batch()));
+        acked = events;
+      },
+      [&r](caf::error& e) {
+        die(r.label + ": " + caf::to_string(e));
+      });
+    in_flight.pop_front();
+  };
+  for (size_t i = 0; i < ctx.opt.window; ++i)
+    send_one();
+  client_step step = [&send_one, &receive_one, &enc]() -> uint64_t {
+    receive_one();
+    send_one();
+    return enc.batch();
+  };
+  run_rate_row(ctx, r, 4 * ctx.opt.window * enc.batch(), step, &srv.proc);
+  while (!in_flight.empty())
+    receive_one();
+  check_raw_counter(self, counter, r, enc.events());
+  r.note = "raw.batch's frames sealed/opened with mesh::link::session "
+           "(ChaCha20-Poly1305-IETF), acks too; after a link::initiator / "
+           "link::responder handshake with a fresh PSK";
+}
+
 /// Row: one request per event (mb_ping, answered with the new total),
 /// opt.rate per second from opt.callers threads, each its own scoped_actor
 /// on the row's actor system.
@@ -1088,30 +1432,494 @@ void row_erlang_cast(bench_context& ctx, row& r) {
   r.note = "chunks of 10,000 casts + 1 call; " + info;
 }
 
+// -- meshd processes ----------------------------------------------------------
+//
+// The meshd rows run real meshd processes in the default configuration
+// (write-ahead log on, default fsync, default membership timers), each with
+// a data directory and a log (its stderr) in the scratch directory, all
+// with one fresh mesh PSK made by `meshctl new-psk` there, listening on
+// 127.0.0.1:0 (the address comes from meshd's `ready HOST:PORT` line). Node
+// 0 starts the mesh, the others --join it. The clients (mesh::client)
+// authenticate with that PSK and a client key in the scratch directory.
+
+/// The text of the last `lines` lines of `path` (a node's log), for the
+/// message of a row that fails.
+std::string tail_of(const std::string& path, size_t lines) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f)
+    return "(no log at " + path + ")";
+  std::string all;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    all.append(buf, n);
+  std::fclose(f);
+  if (all.empty())
+    return "(empty log " + path + ")\n";
+  // Start after the (lines + 1)-th newline from the end (the last one ends
+  // the last line), or at the beginning.
+  size_t start = 0, seen = 0;
+  for (size_t i = all.size(); i-- > 0;)
+    if (all[i] == '\n' && ++seen == lines + 1) {
+      start = i + 1;
+      break;
+    }
+  return all.substr(start);
+}
+
+/// One meshd process.
+struct meshd_node {
+  std::string name; // "A", "B", "C": how the rows name it
+  std::string dir;  // its data directory
+  std::string log;  // its stderr
+  std::vector<std::string> extra; // --join
+  std::string address;            // from its ready line
+  mesh::entity_id id{};           // from a nodes listing
+  child_process proc;
+};
+
+/// Starts `n` (again: a restarted node keeps its data directory, so its
+/// node key, and gets a new port) and waits for its ready line.
+void start_node(const bench_context& ctx, meshd_node& n,
+                const std::string& psk) {
+  std::vector<std::string> argv{ctx.opt.meshd,  "--data-dir", n.dir,
+                                "--listen",     "127.0.0.1:0", "--psk-file",
+                                psk};
+  argv.insert(argv.end(), n.extra.begin(), n.extra.end());
+  n.proc = child_process::start(argv, n.log);
+  std::string line;
+  if (!n.proc.read_line(line, 20.0) || line.rfind("ready ", 0) != 0)
+    die("meshd " + n.name + " did not start (stdout: '" + line
+        + "'); its log:\n" + tail_of(n.log, 20));
+  n.address = line.substr(6);
+}
+
+/// SIGCONT (a stopped node cannot act on SIGTERM), SIGTERM (meshd's clean
+/// shutdown), and SIGKILL to its group when it has not exited in 5 s.
+void stop_node(meshd_node& n) {
+  if (n.proc.pid() <= 0)
+    return;
+  n.proc.signal(SIGCONT);
+  n.proc.signal(SIGTERM);
+  if (!n.proc.wait(5.0))
+    n.proc.kill();
+}
+
+/// Runs `meshctl new-psk path`.
+void make_mesh_psk(const bench_context& ctx, const std::string& path,
+                   const std::string& log) {
+  auto p = child_process::start({ctx.opt.meshctl, "new-psk", path}, log);
+  std::string line;
+  while (p.read_line(line, 10.0))
+    ;
+  int status = 0;
+  if (!p.wait(10.0, &status) || !WIFEXITED(status)
+      || WEXITSTATUS(status) != 0)
+    die("meshctl new-psk " + path + " failed: " + tail_of(log, 5));
+}
+
+/// A mesh of meshd processes under scratch/PREFIX-*: node 0 ("A") starts
+/// it, the others join it. Stops every node when destroyed.
+struct meshd_group {
+  std::string psk;
+  std::string key;
+  std::vector<std::unique_ptr<meshd_node>> nodes;
+
+  meshd_group(bench_context& ctx, const std::string& prefix, size_t n) {
+    for (auto& m : {ctx.opt.meshd, ctx.opt.meshctl})
+      if (::access(m.c_str(), X_OK) != 0 && which(m).empty())
+        die(m + " not found (build meshd and meshctl, or pass --meshd / "
+                "--meshctl)");
+    std::string base = std::string{ctx.scratch()} + "/" + prefix;
+    psk = base + "-mesh.psk";
+    make_mesh_psk(ctx, psk, base + "-meshctl.log");
+    // The clients' key, made here, before several clients (the latency
+    // callers) would race to create it.
+    key = base + "-client.key";
+    if (auto k = mesh::load_or_create_key_file(key); !k)
+      die("client key " + key + ": " + mesh::describe(k.error()));
+    for (size_t i = 0; i < n; ++i) {
+      auto node = std::make_unique<meshd_node>();
+      node->name = std::string(1, static_cast<char>('A' + i));
+      node->dir = base + "-" + node->name;
+      node->log = node->dir + ".log";
+      if (i > 0)
+        node->extra = {"--join", nodes[0]->address};
+      start_node(ctx, *node, psk);
+      nodes.push_back(std::move(node));
+    }
+  }
+
+  ~meshd_group() {
+    for (auto it = nodes.rbegin(); it != nodes.rend(); ++it)
+      stop_node(**it);
+  }
+
+  meshd_group(const meshd_group&) = delete;
+  meshd_group& operator=(const meshd_group&) = delete;
+
+  meshd_node& operator[](size_t i) {
+    return *nodes[i];
+  }
+
+  /// The CPU time of every node, summed.
+  cpu_probe cpu() const {
+    std::vector<const child_process*> procs;
+    for (auto& n : nodes)
+      procs.push_back(&n->proc);
+    return cpu_of(procs);
+  }
+
+  /// The last lines of every node's log.
+  std::string logs() const {
+    std::string out;
+    for (auto& n : nodes)
+      out += "--- meshd " + n->name + " (" + n->log + "):\n"
+             + tail_of(n->log, 15);
+    return out;
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    die(what + "\n" + logs());
+  }
+
+  /// A mesh::client of node `address`, authenticated with the group's PSK
+  /// and the client key, on `sys`.
+  mesh::client connect(caf::actor_system& sys, const std::string& address,
+                       bool follow_moved = true,
+                       std::chrono::milliseconds timeout
+                       = std::chrono::seconds(10)) const {
+    mesh::client_options o;
+    o.nodes = {address};
+    o.credentials = {psk, key};
+    o.follow_moved = follow_moved;
+    o.timeout = timeout;
+    auto c = mesh::client::connect(sys, std::move(o));
+    if (!c)
+      fail("connect to " + address + ": " + mesh::describe(c.error()));
+    return std::move(*c);
+  }
+
+  /// Waits until `viewer` lists every node of the group up, and learns
+  /// their ids.
+  void wait_all_up(mesh::client& viewer, double limit = 20) {
+    auto t0 = clock_type::now();
+    for (;;) {
+      auto members = viewer.nodes();
+      size_t up = 0;
+      if (members)
+        for (auto& n : nodes)
+          for (auto& m : *members)
+            if (m.node.address == n->address
+                && m.state == mesh::node_state::up) {
+              n->id = m.node.id;
+              ++up;
+            }
+      if (up == nodes.size())
+        return;
+      if (since(t0) > limit)
+        fail("the mesh did not form within "
+             + fmt_f("%.0f", limit) + " s (" + viewer.address() + " lists "
+             + std::to_string(up) + " of " + std::to_string(nodes.size())
+             + " nodes up"
+             + (members ? std::string{}
+                        : "; nodes: " + mesh::describe(members.error()))
+             + ")");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+};
+
+/// The client side of a meshd row: an actor system with meshd's scheduler
+/// and middleman settings (as meshctl's), gone when the row ends.
+struct mesh_client_system {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  mesh_client_system() {
+    configure(cfg);
+    mesh::apply_middleman_defaults(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+};
+
+/// The meshd rows' mesh: A and B (B --join A), started by the first row
+/// that uses it; main() stops it before a row that does not.
+meshd_group& the_pair(bench_context& ctx, caf::actor_system& sys) {
+  if (!ctx.pair) {
+    ctx.pair = std::make_shared<meshd_group>(ctx, "pair", 2);
+    auto c = ctx.pair->connect(sys, (*ctx.pair)[0].address);
+    ctx.pair->wait_all_up(c);
+    auto d = ctx.pair->connect(sys, (*ctx.pair)[1].address);
+    ctx.pair->wait_all_up(d);
+  }
+  return *ctx.pair;
+}
+
+/// Deploys a fresh counter daemon --on `node`; returns its id.
+uint64_t deploy_counter(const meshd_group& g, mesh::client& c,
+                        const meshd_node& node, const row& r) {
+  auto dep = c.deploy("counter", 1, {}, node.id);
+  if (!dep)
+    g.fail(r.label + ": deploy: " + mesh::describe(dep.error()));
+  if (dep->daemons.size() != 1)
+    g.fail(r.label + ": deploy: "
+           + (dep->failure
+                ? mesh::describe(mesh::control::to_error(*dep->failure))
+                : std::to_string(dep->daemons.size()) + " daemons"));
+  auto& d = dep->daemons.front();
+  if (d.node != node.id)
+    g.fail(r.label + ": the counter landed on " + d.node_address + ", not on "
+           + node.address);
+  return d.origin_hash;
+}
+
+/// Checks that the counter's total is the sum of the first `sent`
+/// payloads: the event "0" (no producer) adds nothing and answers the total.
+void check_mesh_counter(const meshd_group& g, mesh::client& c, uint64_t id,
+                        uint64_t sent, const row& r) {
+  std::vector<mesh::inbound_event> probe(1);
+  probe[0].payload = mesh::bytes{'0'};
+  auto ds = c.send(id, std::move(probe));
+  if (!ds || ds->size() != 1 || ds->front().outputs.empty())
+    g.fail(r.label + ": cannot read the counter's total"
+           + (ds ? std::string{} : ": " + mesh::describe(ds.error())));
+  auto& p = ds->front().outputs.front().payload;
+  std::string total(p.begin(), p.end());
+  if (total != std::to_string(expected_sum(sent)))
+    g.fail(r.label + ": the counter's total is " + total + " after "
+           + std::to_string(sent) + " events, expected "
+           + std::to_string(expected_sum(sent)));
+}
+
+/// Rows meshd.batch and meshd.forward: a send_window of opt.window batches
+/// of opt.batch events (producer 1, producer_seq 1, 2, ...; 16-byte
+/// payloads) to a fresh counter on B, from a mesh::client on B (direct) or
+/// on A with follow_moved = false (A forwards every batch to B).
+void run_meshd_batch(bench_context& ctx, row& r, bool through_a) {
+  mesh_client_system cs;
+  auto& g = the_pair(ctx, *cs.sys);
+  auto& entry = g[through_a ? 0 : 1];
+  auto c = g.connect(*cs.sys, entry.address, !through_a);
+  auto id = deploy_counter(g, c, g[1], r);
+  uint64_t applied = 0, other = 0;
+  mesh::send_window::options wo;
+  wo.window = ctx.opt.window;
+  wo.on_batch = [&applied, &other](const mesh::control::send_request&,
+                                   const std::vector<mesh::delivery>& ds) {
+    for (auto& d : ds)
+      (d.state == mesh::delivery::status::applied ? applied : other) += 1;
+  };
+  mesh::send_window win{c, id, wo};
+  const size_t batch = ctx.opt.batch;
+  uint64_t seq = 0;
+  // The producer's work is timed: a batch is built from the payloads for
+  // every push, as a program feeding the mesh would.
+  client_step step = [&ctx, &win, &seq, &g, &r, batch]() -> uint64_t {
+    std::vector<mesh::inbound_event> events(batch);
+    for (auto& ev : events) {
+      ev.producer_id = producer_id;
+      auto& p = ctx.pool[seq % pool_size];
+      ev.producer_seq = ++seq;
+      ev.payload.assign(p.begin(), p.end());
+    }
+    if (auto err = win.push(std::move(events)))
+      g.fail(r.label + ": " + mesh::describe(err));
+    return batch;
+  };
+  uint64_t sent = run_rate_row(ctx, r, 4 * ctx.opt.window * batch, step,
+                               g.cpu());
+  if (auto err = win.finish())
+    g.fail(r.label + ": " + mesh::describe(err));
+  if (applied != sent || other != 0)
+    g.fail(r.label + ": " + std::to_string(applied) + " events applied and "
+           + std::to_string(other) + " duplicate or rejected, of "
+           + std::to_string(sent) + " sent");
+  if (win.address() != entry.address)
+    g.fail(r.label + ": the batches went to " + win.address() + ", not to "
+           + entry.address);
+  check_mesh_counter(g, c, id, sent, r);
+  r.note = std::string{"mesh::send_window, batches of "}
+           + fmt_num(static_cast<double>(batch)) + ", window "
+           + std::to_string(ctx.opt.window)
+           + (through_a ? ", client on A (follow_moved=false), A forwards "
+                          "to B"
+                        : ", client on B")
+           + "; PSK + client key; WAL on, fsync every_n:1000 (default); "
+             "server CPU = A + B";
+}
+
+void row_meshd_batch(bench_context& ctx, row& r) {
+  run_meshd_batch(ctx, r, false);
+}
+
+void row_meshd_forward(bench_context& ctx, row& r) {
+  run_meshd_batch(ctx, r, true);
+}
+
+/// Row meshd.latency: one event per request (mesh::client::send) to a fresh
+/// counter on B, opt.rate per second from opt.callers threads, each with
+/// its own mesh::client (one connection) to B and its own producer id.
+void row_meshd_latency(bench_context& ctx, row& r) {
+  mesh_client_system cs;
+  auto& g = the_pair(ctx, *cs.sys);
+  auto& b = g[1];
+  auto ctl = g.connect(*cs.sys, b.address);
+  auto id = deploy_counter(g, ctl, b, r);
+  std::atomic<uint64_t> next_producer{100};
+  latency_caller make_caller = [&ctx, &cs, &g, &b, &r, &next_producer,
+                                id]() -> latency_request {
+    auto c = std::make_shared<mesh::client>(g.connect(*cs.sys, b.address));
+    uint64_t producer = next_producer.fetch_add(1);
+    auto seq = std::make_shared<uint64_t>(0);
+    return [&ctx, &g, &r, c, id, producer, seq](uint64_t i) {
+      std::vector<mesh::inbound_event> one(1);
+      auto& p = ctx.pool[i % pool_size];
+      one[0].producer_id = producer;
+      one[0].producer_seq = ++*seq;
+      one[0].payload.assign(p.begin(), p.end());
+      auto ds = c->send(id, std::move(one));
+      if (!ds)
+        g.fail(r.label + ": " + mesh::describe(ds.error()));
+      if (ds->front().state != mesh::delivery::status::applied)
+        g.fail(r.label + ": an event was not applied: " + ds->front().error);
+    };
+  };
+  uint64_t sent = run_latency_row(ctx, r, make_caller, g.cpu());
+  check_mesh_counter(g, ctl, id, sent, r);
+  r.note += "mesh::client::send of 1 event, " + std::to_string(ctx.opt.callers)
+            + " callers (a mesh::client each) on B; WAL on (default); "
+              "server CPU = A + B";
+}
+
+/// Rows detect.kill and detect.stop: three fresh meshd processes (A, B, C
+/// --join A); opt.trials times: wait until A and B list C up, send C the
+/// signal, and poll `nodes` on A and on B (mesh::client, every 20 ms)
+/// until one of them lists C down; then bring C back (SIGKILL: restart it
+/// on its data directory, so with its key, and it rejoins with a higher
+/// incarnation; SIGSTOP: SIGCONT) for the next trial.
+void run_detect(bench_context& ctx, row& r, int sig) {
+  constexpr double give_up = 10;  // s: a trial slower than this failed
+  constexpr auto poll = std::chrono::milliseconds(20);
+  mesh_client_system cs;
+  meshd_group g{ctx, sig == SIGKILL ? "kill" : "stop", 3};
+  auto& victim = g[2];
+  // Short deadlines: an observer's answer is what is timed.
+  auto a = g.connect(*cs.sys, g[0].address, true, std::chrono::seconds(2));
+  auto b = g.connect(*cs.sys, g[1].address, true, std::chrono::seconds(2));
+  g.wait_all_up(a);
+  g.wait_all_up(b);
+  auto state_of = [&victim](mesh::client& viewer)
+    -> std::optional<mesh::node_state> {
+    auto members = viewer.nodes();
+    if (members)
+      for (auto& m : *members)
+        if (m.node.id == victim.id)
+          return m.state;
+    return std::nullopt;
+  };
+  unsigned by_a = 0, by_b = 0;
+  for (unsigned t = 0; t < ctx.opt.trials; ++t) {
+    auto t_up = clock_type::now();
+    while (state_of(a) != mesh::node_state::up
+           || state_of(b) != mesh::node_state::up) {
+      if (since(t_up) > 20)
+        g.fail(r.label + ": C is not up again on A and B after 20 s");
+      std::this_thread::sleep_for(poll);
+    }
+    auto t0 = clock_type::now();
+    victim.proc.signal(sig);
+    double ms = -1;
+    for (auto next = t0; since(t0) < give_up; next += poll) {
+      std::this_thread::sleep_until(next);
+      if (state_of(a) == mesh::node_state::down) {
+        ++by_a;
+      } else if (state_of(b) == mesh::node_state::down) {
+        ++by_b;
+      } else {
+        continue;
+      }
+      ms = since(t0) * 1000;
+      break;
+    }
+    r.detect_ms.push_back(ms);
+    if (sig == SIGKILL) {
+      victim.proc.wait(5.0);
+      if (t + 1 < ctx.opt.trials)
+        start_node(ctx, victim, g.psk);
+    } else {
+      victim.proc.signal(SIGCONT);
+    }
+  }
+  r.events = r.detect_ms.size();
+  r.note = std::string{sig == SIGKILL ? "SIGKILL" : "SIGSTOP"}
+           + " to C of A, B, C (fresh processes, default timers: heartbeat "
+             "500 ms, suspect 1 s, failure 2 s); time until A or B lists C "
+             "down (first seen by A " + std::to_string(by_a) + "x, by B "
+           + std::to_string(by_b) + "x); "
+           + (sig == SIGKILL ? "C restarted between trials"
+                             : "SIGCONT between trials");
+}
+
+void row_detect_kill(bench_context& ctx, row& r) {
+  run_detect(ctx, r, SIGKILL);
+}
+
+void row_detect_stop(bench_context& ctx, row& r) {
+  run_detect(ctx, r, SIGSTOP);
+}
+
 /// The rows, in table order. A row's function runs only if its label
 /// passes --filter and the time box leaves room for it.
 std::vector<row> make_rows(const options& o) {
   std::vector<row> rows;
   auto add = [&rows](std::string id, std::string label, row_style style,
-                     row_fn fn) {
+                     row_fn fn) -> row& {
     row r;
     r.id = std::move(id);
     r.label = std::move(label);
     r.style = style;
     r.run = std::move(fn);
     rows.push_back(std::move(r));
+    return rows.back();
   };
+  auto shape = "batch" + std::to_string(o.batch) + " x window "
+               + std::to_string(o.window);
   add("raw.single", "raw CAF remote actor, one message per event",
       row_style::rate, row_raw_single);
-  add("raw.batch",
-      "raw CAF remote actor, batch" + std::to_string(o.batch) + " x window "
-        + std::to_string(o.window),
-      row_style::rate, row_raw_batch);
+  add("raw.batch", "raw CAF remote actor, " + shape, row_style::rate,
+      row_raw_batch);
+  add("link.batch", "raw counter behind the link layer, " + shape,
+      row_style::rate, row_link_batch);
   add("erlang.cast", "Erlang distributed gen_server:cast", row_style::rate,
-      row_erlang_cast);
+      row_erlang_cast)
+    .extra_seconds = 10;
   add("raw.latency",
       "raw CAF remote actor, request per event at " + fmt_num(o.rate) + "/s",
       row_style::latency, row_raw_latency);
+  // The meshd pair's rows run back to back: the pair stays up between them.
+  auto& mb = add("meshd.batch", "meshd end to end (client on B), " + shape,
+                 row_style::rate, row_meshd_batch);
+  mb.uses_pair = true;
+  mb.extra_seconds = 10;
+  auto& mf = add("meshd.forward",
+                 "meshd through a forwarding node (client on A), " + shape,
+                 row_style::rate, row_meshd_forward);
+  mf.uses_pair = true;
+  mf.extra_seconds = 10;
+  auto& ml = add("meshd.latency",
+                 "meshd, request per event at " + fmt_num(o.rate) + "/s",
+                 row_style::latency, row_meshd_latency);
+  ml.uses_pair = true;
+  ml.extra_seconds = 10;
+  // Trials of about 2 s of detection and 1-2 s of recovery, plus three
+  // process starts; --seconds does not apply.
+  double detect_need = 8 + 5.0 * o.trials - o.seconds;
+  add("detect.kill", "meshd failure detection, SIGKILL", row_style::detect,
+      row_detect_kill)
+    .extra_seconds = detect_need;
+  add("detect.stop", "meshd failure detection, SIGSTOP", row_style::detect,
+      row_detect_stop)
+    .extra_seconds = detect_need;
   return rows;
 }
 
@@ -1180,8 +1988,31 @@ target p99_below(std::string what, std::string id, double max_us) {
           }};
 }
 
-/// The targets, by the ids of the rows they judge (the meshd and
-/// link-layer rows use the ids named here).
+/// Every trial of `id` saw the node down within `max_ms`.
+target detected_within(std::string what, std::string id, double max_ms) {
+  return {std::move(what),
+          [id, max_ms](const std::vector<row>& rows)
+            -> std::optional<std::pair<bool, std::string>> {
+            auto r = find_row(rows, id);
+            if (!r || r->detect_ms.empty())
+              return std::nullopt;
+            bool ok = true;
+            double worst = 0;
+            for (double ms : r->detect_ms) {
+              ok = ok && ms >= 0 && ms <= max_ms;
+              worst = ms < 0 ? ms : std::max(worst, ms);
+            }
+            return std::make_pair(
+              ok, worst < 0 ? std::string{"a trial never saw it down"}
+                            : fmt_f("slowest of %.0f trials", static_cast<
+                                                                double>(
+                                                                r->detect_ms
+                                                                  .size()))
+                                + fmt_f(": %.0f ms", worst));
+          }};
+}
+
+/// The targets, by the ids of the rows they judge.
 std::vector<target> make_targets() {
   return {
     rate_at_least("meshd end to end (meshd.batch) >= 1,000,000 events/s",
@@ -1190,6 +2021,10 @@ std::vector<target> make_targets() {
              "link.batch", "raw.batch", 0.70),
     p99_below("meshd request latency (meshd.latency) p99 < 2 ms",
               "meshd.latency", 2000),
+    detected_within("SIGKILLed node down within 3 s (detect.kill)",
+                    "detect.kill", 3000),
+    detected_within("SIGSTOPped node down within 3 s (detect.stop)",
+                    "detect.stop", 3000),
   };
 }
 
@@ -1278,6 +2113,45 @@ void print_tables(const bench_context& ctx, const std::vector<row>& rows,
       o.callers, o.callers);
   }
 
+  bool any_detect = false;
+  for (auto& r : rows)
+    any_detect = any_detect
+                 || (r.style == row_style::detect
+                     && r.skipped != "filtered out");
+  if (any_detect) {
+    std::printf("\n| row | trials | min ms | median ms | max ms | every "
+                "trial ms | notes |\n");
+    std::printf("|---|--:|--:|--:|--:|---|---|\n");
+    for (auto& r : rows) {
+      if (r.style != row_style::detect || r.skipped == "filtered out")
+        continue;
+      if (!r.ran || r.detect_ms.empty()) {
+        std::printf("| %s | - | - | - | - | - | %s |\n", r.label.c_str(),
+                    r.skipped.c_str());
+        continue;
+      }
+      // A trial that never saw the node down counts as the slowest.
+      std::vector<double> v;
+      std::string each;
+      for (double ms : r.detect_ms) {
+        v.push_back(ms < 0 ? 1e12 : ms);
+        each += (each.empty() ? "" : ", ")
+                + (ms < 0 ? std::string{"never"} : fmt_f("%.0f", ms));
+      }
+      std::sort(v.begin(), v.end());
+      auto show = [](double ms) {
+        return ms >= 1e12 ? std::string{"never"} : fmt_f("%.0f", ms);
+      };
+      std::printf("| %s | %zu | %s | %s | %s | %s | %s |\n", r.label.c_str(),
+                  v.size(), show(v.front()).c_str(),
+                  show(median_of(v)).c_str(), show(v.back()).c_str(),
+                  each.c_str(), r.note.c_str());
+    }
+    std::printf("\nms = from the signal to the first `nodes` answer (of A "
+                "or B, polled every 20 ms) listing the node down; \"never\" "
+                "= not within 10 s.\n");
+  }
+
   auto targets = make_targets();
   if (!targets.empty()) {
     std::printf("\nTargets:\n");
@@ -1301,11 +2175,13 @@ extern "C" void on_alarm(int) {
   auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
   (void)n;
   kill_live_groups();
+  remove_scratch();
   ::_exit(3);
 }
 
 extern "C" void on_terminate(int sig) {
   kill_live_groups();
+  remove_scratch();
   ::signal(sig, SIG_DFL);
   ::raise(sig);
 }
@@ -1320,7 +2196,19 @@ std::string self_path() {
 
 } // namespace
 
+int run_main(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  // An exception must not skip the cleanup of die(): the meshd processes
+  // and the scratch directory.
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {
+    die(std::string{"unexpected exception: "} + e.what());
+  }
+}
+
+int run_main(int argc, char** argv) {
   auto opt = parse_args(argc, argv);
   if (!opt.serve.empty())
     return serve_main(opt);
@@ -1349,7 +2237,10 @@ int main(int argc, char** argv) {
       r.skipped = "filtered out";
       continue;
     }
-    if (ctx.clock.remaining() < opt.seconds + 2) {
+    // The meshd pair lives across consecutive rows that use it only.
+    if (!r.uses_pair)
+      ctx.pair.reset();
+    if (ctx.clock.remaining() < opt.seconds + r.extra_seconds) {
       r.skipped = "not measured: time box reached";
       continue;
     }
@@ -1361,9 +2252,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, " %s\n", r.skipped.c_str());
     else if (r.style == row_style::latency)
       std::fprintf(stderr, " p99 %.0f us\n", r.p99);
+    else if (r.style == row_style::detect)
+      std::fprintf(stderr, " %zu trials\n", r.detect_ms.size());
     else
       std::fprintf(stderr, " %12.0f events/s\n", r.median_rate);
   }
+  ctx.pair.reset();
+  remove_scratch();
   double total = since(ctx.clock.start);
   finished = true;
   ::alarm(0);
