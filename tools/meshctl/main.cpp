@@ -36,14 +36,18 @@ using namespace mesh::meshctl;
 
 constexpr const char* main_footer
   = R"(Global options go before the command. The node can also be given in
-MESHCTL_NODE. Daemon ids are the hex origin hashes 'meshctl daemons' prints
-(0x optional).
+MESHCTL_NODE; any node of the mesh will do: 'nodes' and 'daemons' list the
+whole mesh, 'deploy' places daemons on any node, and a request for a
+daemon on another node is redirected there (meshctl then connects to that
+node itself) or, with --forward, passed on by the node asked. Daemon ids
+are the hex origin hashes 'meshctl daemons' prints (0x optional).
 
 Exit codes: 0 ok; 1 the node refused (unknown daemon or kind, rejected
-event, partial deploy, no protocol version in common, or the daemon moved:
-the message names the node to ask); 2 bad usage or input (also a bad
---psk-file or --client-key); 3 node unreachable, gone or too slow
-(--timeout), or the link handshake failed (another PSK: "unauthenticated").
+event, partial deploy, no node passes placement: no_target_available, the
+daemon's node is down: unavailable, no protocol version in common); 2 bad
+usage or input (also a bad --psk-file or --client-key); 3 node
+unreachable, gone or too slow (--timeout), or the link handshake failed
+(another PSK: "unauthenticated").
 
 Every connection proves the mesh PSK (--psk-file, the same file the nodes
 use; without it the public open PSK, which only a loopback-only node
@@ -52,7 +56,11 @@ use). Make a PSK with 'meshctl new-psk FILE'.
 
 Examples:
   meshctl --node 127.0.0.1:7400 kinds
+  meshctl --node 127.0.0.1:7400 nodes
   meshctl --node 127.0.0.1:7400 deploy counter --count 3
+  meshctl --node 127.0.0.1:7400 deploy counter --require tag=ssd \
+          --require label:zone=eu
+  meshctl --node 127.0.0.1:7400 deploy counter --on NODE_ID
   meshctl --node 127.0.0.1:7400 daemons
   meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 42
   meshctl --node 127.0.0.1:7400 send 0x1a2b3c4d5e6f7081 --from-file ev.txt \
@@ -60,7 +68,7 @@ Examples:
   meshctl --node 127.0.0.1:7400 --json stats 0x1a2b3c4d5e6f7081
   meshctl --node 127.0.0.1:7400 resume 0x1a2b3c4d5e6f7081
   meshctl new-psk /etc/meshd/mesh.psk
-  meshctl --node 10.0.0.5:7400 --psk-file /etc/meshd/mesh.psk daemons
+  meshctl --node 10.0.0.5:7400 --psk-file /etc/meshd/mesh.psk --json nodes
 Run 'meshctl COMMAND --help' for a command's options.)";
 
 constexpr const char* send_footer

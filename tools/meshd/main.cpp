@@ -64,11 +64,21 @@ constexpr int exit_usage = 2;
 
 constexpr const char* footer
   = R"(On start meshd recovers every daemon in DIR (snapshot, then replay of the
-event log), publishes its gateway on the listen address, prints
+event log), publishes its gateway on the listen address, joins the mesh
+through the --join seeds, prints
   ready 127.0.0.1:7400
 on stdout (and writes "127.0.0.1:7400" to --ready-file) once it accepts
 requests, and logs to stderr. SIGTERM or SIGINT snapshots every daemon,
 closes the log and exits 0.
+
+Nodes started with the same PSK file form a mesh: one --join seed that
+answers is enough, the others are learned from it. Every node heartbeats
+every other one; a node silent for --suspect-after is suspect (other nodes
+are asked to probe it), and for --failure-timeout with no probe reaching it
+is down: its daemons are reported unavailable until it is back. A
+restarted node rejoins with a new incarnation. Any node serves requests for
+any daemon (forwarding them, or answering where the daemon runs), and
+'meshctl deploy' places daemons by --tag, --label, cores and memory.
 
 Every connection runs the link handshake (docs/protocol.md section 5): it
 proves the mesh PSK (--psk-file) and the peer's own key both ways, and every
@@ -78,18 +88,26 @@ Without --psk-file meshd uses the fixed, public "open" PSK and listens on
 loopback only (127.0.0.0/8, ::1, localhost).
 
 Exit codes: 0 clean shutdown, 1 could not start (data directory in use,
-address in use, ...) or shut down cleanly, or the gateway terminated
-unexpectedly (run meshd under a service manager that restarts it), 2 bad
-usage (an empty --data-dir too; a missing, unreadable, malformed or
-group/world-readable --psk-file; no --psk-file with a non-loopback --listen).
+address in use, ...) or could not shut down cleanly (a final snapshot
+failed), or the gateway terminated unexpectedly (run meshd under a service
+manager that restarts it), 2 bad usage (an empty --data-dir too; a bad
+--join, --advertise, --tag or --label; timers not in the order
+heartbeat < suspect < failure; a missing, unreadable, malformed or
+group/world-readable --psk-file; no --psk-file with a non-loopback
+--listen).
 
 Examples:
   meshd --data-dir /var/lib/meshd --listen 127.0.0.1:7400
   meshd --data-dir ./node-a --listen 127.0.0.1:0 --ready-file ./node-a.addr
   meshd --data-dir ./node-a --plugin ./libmy_kinds.so --fsync every_n:1
   meshd --data-dir /var/lib/meshd --listen 10.0.0.5:7400 \
-        --psk-file /etc/meshd/mesh.psk
-Operations guide: docs/operations.md)";
+        --psk-file /etc/meshd/mesh.psk --tag ssd
+  meshd --data-dir /var/lib/meshd --listen 10.0.0.6:7400 \
+        --psk-file /etc/meshd/mesh.psk --join 10.0.0.5:7400 --label zone=eu
+  meshd --data-dir /var/lib/meshd --listen 0.0.0.0:7400 \
+        --advertise 10.0.0.7:7400 --psk-file /etc/meshd/mesh.psk \
+        --join 10.0.0.5:7400 --join 10.0.0.6:7400
+Operations guide: docs/operations.md ("Running a mesh" for the mesh))";
 
 struct options {
   std::string data_dir;
@@ -471,7 +489,8 @@ int run(const options& opts, const mesh::fsync_policy& policy,
 
 int main(int argc, char** argv) {
   options opts;
-  CLI::App app{"meshd: runs one meshd node (daemons, event log, gateway)",
+  CLI::App app{"meshd: runs one meshd node (daemons, event log, gateway) and "
+               "joins it to a mesh",
                "meshd"};
   app.footer(footer);
   app.get_formatter()->column_width(32);
@@ -546,8 +565,9 @@ int main(int argc, char** argv) {
   app
     .add_option("--advertise", opts.advertise,
                 "Address other nodes and clients dial to reach this node "
-                "(default: the listen address with its bound port; required "
-                "when listening on a wildcard address)")
+                "(default: the listen address with its bound port; give it "
+                "when listening on a wildcard address, which peers cannot "
+                "dial)")
     ->type_name("HOST:PORT");
   app
     .add_option("--heartbeat-interval", opts.heartbeat_ms,
