@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -109,10 +110,25 @@ public:
       proc_->kill9();
   }
 
-  /// Sends `sig` (SIGSTOP, SIGCONT, ...) to the running meshd.
+  /// Sends `sig` (SIGSTOP, SIGCONT, ...) to the running meshd. For SIGSTOP
+  /// it returns once the process is stopped: kill() only queues the signal,
+  /// and a thread running on another core may still answer a request.
   void signal(int sig) {
-    if (proc_)
-      proc_->signal(sig);
+    if (!proc_)
+      return;
+    proc_->signal(sig);
+    if (sig != SIGSTOP)
+      return;
+    auto stat = "/proc/" + std::to_string(proc_->pid()) + "/stat";
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto text = read_file(stat);
+      auto close = text.rfind(')');
+      if (close != std::string::npos && close + 2 < text.size()
+          && text[close + 2] == 'T')
+        return;
+      std::this_thread::sleep_for(1ms);
+    }
   }
 
   bool running() const {
