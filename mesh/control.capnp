@@ -36,8 +36,10 @@ struct Request {
     # Since version 3, node to node: reach `target` directly and say
     # whether it answered (an indirect probe, docs/protocol.md).
     probe @14 :Probe;
-    # Since version 3, node to node: directory entries to apply; the answer
-    # is the receiver's whole table when wantTable is set.
+    # Since version 3, node to node: directory entries to apply; with
+    # wantTable the answer holds the receiver's entries of the buckets whose
+    # digests differ from DirectorySync.bucketDigests (the whole table when
+    # those are absent).
     directory @15 :DirectorySync;
     # Since version 3, node to node: the daemons this node runs (`daemons`
     # lists the whole mesh).

@@ -148,8 +148,10 @@ struct deploy_request {
   std::vector<requirement> requirements;
   /// Only this node may run them.
   std::optional<entity_id> on_node;
-  /// Node to node: spawn them all on the receiving node (placement is
-  /// done). Refused from a client.
+  /// Spawn them all on the receiving node (placement is done): what a
+  /// node sends each node of its plan. The receiver still checks the
+  /// kind's own requirements against itself; a client setting it gets no
+  /// more than `on_node` naming the node would give it.
   bool here = false;
 };
 
@@ -268,11 +270,11 @@ struct local_daemons_request {
 };
 
 /// Every request type: the one list the codec and the gateway iterate.
-using request =
-  std::variant<daemons_request, kinds_request, deploy_request, send_request,
-               high_water_request, stats_request, snapshot_request,
-               stop_request, resume_request, nodes_request, heartbeat_request,
-               probe_request, directory_request, local_daemons_request>;
+using request = std::variant<daemons_request, kinds_request, deploy_request,
+                             send_request, high_water_request, stats_request,
+                             snapshot_request, stop_request, resume_request,
+                             nodes_request, heartbeat_request, probe_request,
+                             directory_request, local_daemons_request>;
 
 /// What a node that does not run the addressed daemon does (version 3).
 enum class route_mode : uint8_t {

@@ -3,11 +3,18 @@
 // Small helpers both benchmarks print their environment and tables with.
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include <sys/vfs.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "base/bytes.hpp"
+#include "examples/text.hpp"
 
 namespace mesh::bench {
 
@@ -79,6 +86,36 @@ inline std::string fmt_f(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
+}
+
+/// Full path of `name` on PATH, or empty.
+inline std::string which(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  if (!path)
+    return {};
+  std::string_view rest = path;
+  while (!rest.empty()) {
+    auto colon = rest.find(':');
+    auto dir = rest.substr(0, colon);
+    rest = colon == std::string_view::npos ? std::string_view{}
+                                           : rest.substr(colon + 1);
+    std::string cand = std::string{dir.empty() ? "." : dir} + "/" + name;
+    if (::access(cand.c_str(), X_OK) == 0)
+      return cand;
+  }
+  return {};
+}
+
+/// Adds `payload` to `total` as examples::counter does: a decimal integer,
+/// or 1 for any other payload; false (total unchanged) on overflow. Every
+/// raw counter of the benchmarks does the same addition with the same
+/// parser, so the comparison with meshd is like for like.
+inline bool add_payload(bytes_view payload, int64_t& total) {
+  int64_t delta = 1;
+  if (mesh::examples::parse_int64(payload, delta)
+      == mesh::examples::parse_status::out_of_range)
+    return false;
+  return !__builtin_add_overflow(total, delta, &total);
 }
 
 } // namespace mesh::bench

@@ -100,12 +100,12 @@ constexpr uint64_t chunk_events = 10000;
 constexpr auto request_timeout = std::chrono::seconds(30);
 
 struct options {
-  double seconds = 3;    // time budget per row
-  unsigned trials = 3;   // the budget is split into this many timed runs
-  uint64_t events = 0;   // 0: time only; else also stop a row after these
-  size_t batch = 1000;   // events per batch frame
-  size_t window = 8;     // batch frames in flight
-  double rate = 10000;   // requests/s of the latency rows
+  double seconds = 3;  // time budget per row
+  unsigned trials = 3; // the budget is split into this many timed runs
+  uint64_t events = 0; // 0: time only; else also stop a row after these
+  size_t batch = 1000; // events per batch frame
+  size_t window = 8;   // batch frames in flight
+  double rate = 10000; // requests/s of the latency rows
   // Threads sending them (max in flight). 4 could not keep 10,000/s even
   // for the raw actor on the 2-core box (a round trip there is 0.4-1 ms),
   // so the rows measured the callers' backlog, not the requests.
@@ -113,12 +113,12 @@ struct options {
   double time_box = 170; // rows not started by then are skipped
   int erlang = -1;       // -1 = if erl is on PATH, 0 = off, 1 = on
   std::string erlang_script;
-  std::string filter;   // substring of the row label
+  std::string filter;       // substring of the row label
   std::string dir = "/tmp"; // where the scratch directory is made
-  std::string meshd;    // the meshd binary of the meshd rows
-  std::string meshctl;  // the meshctl binary (new-psk)
-  std::string serve;    // internal: run as the server of this kind
-  std::string psk_file; // internal: the PSK of the link-counter server
+  std::string meshd;        // the meshd binary of the meshd rows
+  std::string meshctl;      // the meshctl binary (new-psk)
+  std::string serve;        // internal: run as the server of this kind
+  std::string psk_file;     // internal: the PSK of the link-counter server
 };
 
 [[noreturn]] void die(const std::string& what);
@@ -539,24 +539,6 @@ private:
   std::string buf_;
 };
 
-/// Full path of `name` on PATH, or empty.
-std::string which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  if (!path)
-    return {};
-  std::string_view rest = path;
-  while (!rest.empty()) {
-    auto colon = rest.find(':');
-    auto dir = rest.substr(0, colon);
-    rest = colon == std::string_view::npos ? std::string_view{}
-                                           : rest.substr(colon + 1);
-    std::string cand = std::string{dir.empty() ? "." : dir} + "/" + name;
-    if (::access(cand.c_str(), X_OK) == 0)
-      return cand;
-  }
-  return {};
-}
-
 // -- the counter --------------------------------------------------------------
 //
 // Every row does the same addition as the examples/counter daemon (and as
@@ -565,15 +547,6 @@ std::string which(const std::string& name) {
 // added to the total; overflow rejects the event. Payloads are 16 bytes:
 // "1" .. "64" right-aligned in spaces, cycled, so the check at the end of a
 // row knows the total to expect.
-
-/// Adds `payload` to `total`; false (total unchanged) on overflow.
-bool add_payload(bytes_view payload, int64_t& total) {
-  int64_t delta = 1;
-  if (mesh::examples::parse_int64(payload, delta)
-      == mesh::examples::parse_status::out_of_range)
-    return false;
-  return !__builtin_add_overflow(total, delta, &total);
-}
 
 bytes_view view_of(const wire_bytes& b) {
   return {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
@@ -728,8 +701,7 @@ caf::expected<wire_bytes> serve_link(link_counter_state& st,
         return std::move(ack.error());
       return st.session->seal(*ack);
     }
-    default:
-      return refuse("unexpected link message");
+    default: return refuse("unexpected link message");
   }
 }
 
@@ -762,8 +734,7 @@ const server_kind server_kinds[] = {
    [](caf::actor_system& sys, const options&) {
      return sys.spawn(raw_counter);
    }},
-  {"link-counter",
-   "the raw counter behind the link layer (mb_link / mb_count)",
+  {"link-counter", "the raw counter behind the link layer (mb_link / mb_count)",
    [](caf::actor_system& sys, const options& o) {
      if (o.psk_file.empty())
        die("--serve link-counter needs --psk-file");
@@ -1312,8 +1283,7 @@ void row_link_batch(bench_context& ctx, row& r) {
     if (!sealed)
       die(r.label + ": seal: " + mesh::describe(sealed.error()));
     in_flight.push_back(self->request(counter, request_timeout,
-                                      mb_link_atom::value,
-                                      std::move(*sealed)));
+                                      mb_link_atom::value, std::move(*sealed)));
   };
   auto receive_one = [&in_flight, &acked, &r, &enc, &session] {
     in_flight.front().receive(
@@ -1469,9 +1439,9 @@ std::string tail_of(const std::string& path, size_t lines) {
 
 /// One meshd process.
 struct meshd_node {
-  std::string name; // "A", "B", "C": how the rows name it
-  std::string dir;  // its data directory
-  std::string log;  // its stderr
+  std::string name;               // "A", "B", "C": how the rows name it
+  std::string dir;                // its data directory
+  std::string log;                // its stderr
   std::vector<std::string> extra; // --join
   std::string address;            // from its ready line
   mesh::entity_id id{};           // from a nodes listing
@@ -1482,9 +1452,8 @@ struct meshd_node {
 /// node key, and gets a new port) and waits for its ready line.
 void start_node(const bench_context& ctx, meshd_node& n,
                 const std::string& psk) {
-  std::vector<std::string> argv{ctx.opt.meshd,  "--data-dir", n.dir,
-                                "--listen",     "127.0.0.1:0", "--psk-file",
-                                psk};
+  std::vector<std::string> argv{ctx.opt.meshd, "--data-dir", n.dir, "--listen",
+                                "127.0.0.1:0", "--psk-file", psk};
   argv.insert(argv.end(), n.extra.begin(), n.extra.end());
   n.proc = child_process::start(argv, n.log);
   std::string line;
@@ -1513,8 +1482,7 @@ void make_mesh_psk(const bench_context& ctx, const std::string& path,
   while (p.read_line(line, 10.0))
     ;
   int status = 0;
-  if (!p.wait(10.0, &status) || !WIFEXITED(status)
-      || WEXITSTATUS(status) != 0)
+  if (!p.wait(10.0, &status) || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     die("meshctl new-psk " + path + " failed: " + tail_of(log, 5));
 }
 
@@ -1528,8 +1496,9 @@ struct meshd_group {
   meshd_group(bench_context& ctx, const std::string& prefix, size_t n) {
     for (auto& m : {ctx.opt.meshd, ctx.opt.meshctl})
       if (::access(m.c_str(), X_OK) != 0 && which(m).empty())
-        die(m + " not found (build meshd and meshctl, or pass --meshd / "
-                "--meshctl)");
+        die(m
+            + " not found (build meshd and meshctl, or pass --meshd / "
+              "--meshctl)");
     std::string base = std::string{ctx.scratch()} + "/" + prefix;
     psk = base + "-mesh.psk";
     make_mesh_psk(ctx, psk, base + "-meshctl.log");
@@ -1585,10 +1554,10 @@ struct meshd_group {
 
   /// A mesh::client of node `address`, authenticated with the group's PSK
   /// and the client key, on `sys`.
-  mesh::client connect(caf::actor_system& sys, const std::string& address,
-                       bool follow_moved = true,
-                       std::chrono::milliseconds timeout
-                       = std::chrono::seconds(10)) const {
+  mesh::client
+  connect(caf::actor_system& sys, const std::string& address,
+          bool follow_moved = true,
+          std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
     mesh::client_options o;
     o.nodes = {address};
     o.credentials = {psk, key};
@@ -1618,10 +1587,9 @@ struct meshd_group {
       if (up == nodes.size())
         return;
       if (since(t0) > limit)
-        fail("the mesh did not form within "
-             + fmt_f("%.0f", limit) + " s (" + viewer.address() + " lists "
-             + std::to_string(up) + " of " + std::to_string(nodes.size())
-             + " nodes up"
+        fail("the mesh did not form within " + fmt_f("%.0f", limit) + " s ("
+             + viewer.address() + " lists " + std::to_string(up) + " of "
+             + std::to_string(nodes.size()) + " nodes up"
              + (members ? std::string{}
                         : "; nodes: " + mesh::describe(members.error()))
              + ")");
@@ -1798,7 +1766,7 @@ void row_meshd_latency(bench_context& ctx, row& r) {
 /// on its data directory, so with its key, and it rejoins with a higher
 /// incarnation; SIGSTOP: SIGCONT) for the next trial.
 void run_detect(bench_context& ctx, row& r, int sig) {
-  constexpr double give_up = 10;  // s: a trial slower than this failed
+  constexpr double give_up = 10; // s: a trial slower than this failed
   constexpr auto poll = std::chrono::milliseconds(20);
   mesh_client_system cs;
   meshd_group g{ctx, sig == SIGKILL ? "kill" : "stop", 3};
@@ -1808,8 +1776,8 @@ void run_detect(bench_context& ctx, row& r, int sig) {
   auto b = g.connect(*cs.sys, g[1].address, true, std::chrono::seconds(2));
   g.wait_all_up(a);
   g.wait_all_up(b);
-  auto state_of = [&victim](mesh::client& viewer)
-    -> std::optional<mesh::node_state> {
+  auto state_of =
+    [&victim](mesh::client& viewer) -> std::optional<mesh::node_state> {
     auto members = viewer.nodes();
     if (members)
       for (auto& m : *members)
@@ -1854,8 +1822,8 @@ void run_detect(bench_context& ctx, row& r, int sig) {
   r.note = std::string{sig == SIGKILL ? "SIGKILL" : "SIGSTOP"}
            + " to C of A, B, C (fresh processes, default timers: heartbeat "
              "500 ms, suspect 1 s, failure 2 s); time until A or B lists C "
-             "down (first seen by A " + std::to_string(by_a) + "x, by B "
-           + std::to_string(by_b) + "x); "
+             "down (first seen by A "
+           + std::to_string(by_a) + "x, by B " + std::to_string(by_b) + "x); "
            + (sig == SIGKILL ? "C restarted between trials"
                              : "SIGCONT between trials");
 }
@@ -1892,7 +1860,8 @@ std::vector<row> make_rows(const options& o) {
       row_style::rate, row_link_batch);
   add("erlang.cast", "Erlang distributed gen_server:cast", row_style::rate,
       row_erlang_cast)
-    .extra_seconds = 10;
+    .extra_seconds
+    = 10;
   add("raw.latency",
       "raw CAF remote actor, request per event at " + fmt_num(o.rate) + "/s",
       row_style::latency, row_raw_latency);
@@ -1916,10 +1885,12 @@ std::vector<row> make_rows(const options& o) {
   double detect_need = 8 + 5.0 * o.trials - o.seconds;
   add("detect.kill", "meshd failure detection, SIGKILL", row_style::detect,
       row_detect_kill)
-    .extra_seconds = detect_need;
+    .extra_seconds
+    = detect_need;
   add("detect.stop", "meshd failure detection, SIGSTOP", row_style::detect,
       row_detect_stop)
-    .extra_seconds = detect_need;
+    .extra_seconds
+    = detect_need;
   return rows;
 }
 
@@ -2002,13 +1973,13 @@ target detected_within(std::string what, std::string id, double max_ms) {
               ok = ok && ms >= 0 && ms <= max_ms;
               worst = ms < 0 ? ms : std::max(worst, ms);
             }
-            return std::make_pair(
-              ok, worst < 0 ? std::string{"a trial never saw it down"}
-                            : fmt_f("slowest of %.0f trials", static_cast<
-                                                                double>(
-                                                                r->detect_ms
-                                                                  .size()))
-                                + fmt_f(": %.0f ms", worst));
+            return std::make_pair(ok,
+                                  worst < 0
+                                    ? std::string{"a trial never saw it down"}
+                                    : fmt_f("slowest of %.0f trials",
+                                            static_cast<double>(
+                                              r->detect_ms.size()))
+                                        + fmt_f(": %.0f ms", worst));
           }};
 }
 
@@ -2143,9 +2114,8 @@ void print_tables(const bench_context& ctx, const std::vector<row>& rows,
         return ms >= 1e12 ? std::string{"never"} : fmt_f("%.0f", ms);
       };
       std::printf("| %s | %zu | %s | %s | %s | %s | %s |\n", r.label.c_str(),
-                  v.size(), show(v.front()).c_str(),
-                  show(median_of(v)).c_str(), show(v.back()).c_str(),
-                  each.c_str(), r.note.c_str());
+                  v.size(), show(v.front()).c_str(), show(median_of(v)).c_str(),
+                  show(v.back()).c_str(), each.c_str(), r.note.c_str());
     }
     std::printf("\nms = from the signal to the first `nodes` answer (of A "
                 "or B, polled every 20 ms) listing the node down; \"never\" "

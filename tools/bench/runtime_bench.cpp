@@ -200,24 +200,6 @@ options parse_args(int argc, char** argv) {
 
 // -- helpers ------------------------------------------------------------------
 
-/// Full path of `name` on PATH, or empty.
-std::string which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  if (!path)
-    return {};
-  std::string_view rest = path;
-  while (!rest.empty()) {
-    auto colon = rest.find(':');
-    auto dir = rest.substr(0, colon);
-    rest = colon == std::string_view::npos ? std::string_view{}
-                                           : rest.substr(colon + 1);
-    std::string cand = std::string{dir.empty() ? "." : dir} + "/" + name;
-    if (::access(cand.c_str(), X_OK) == 0)
-      return cand;
-  }
-  return {};
-}
-
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
@@ -235,16 +217,6 @@ std::string shell_quote(const std::string& s) {
 // The runtime rows run the real examples/counter daemon; the raw CAF actors
 // do the same addition with the same parser (examples/text.hpp), so the
 // comparison is like for like.
-
-/// Adds `payload` to `total` as examples::counter does: a decimal integer,
-/// or 1 for any other payload; false (total unchanged) on overflow.
-bool add_payload(bytes_view payload, int64_t& total) {
-  int64_t delta = 1;
-  if (mesh::examples::parse_int64(payload, delta)
-      == mesh::examples::parse_status::out_of_range)
-    return false;
-  return !__builtin_add_overflow(total, delta, &total);
-}
 
 bytes as_text(int64_t x) {
   char buf[24];
