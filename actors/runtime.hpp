@@ -192,8 +192,8 @@ public:
   /// The placement filter `kind` states (daemon::requirements()), read from
   /// a throwaway instance built by its factory. Errors: factory_not_found,
   /// process_failed (the factory or requirements() threw).
-  caf::expected<capability_filter> kind_requirements(
-    const std::string& kind) const;
+  caf::expected<capability_filter>
+  kind_requirements(const std::string& kind) const;
 
   const runtime_options& options() const;
 

@@ -10,9 +10,9 @@
 #include <caf/io/middleman.hpp>
 
 #include "base/errc.hpp"
-#include "mesh/middleman_defaults.hpp"
-#include "mesh/client_connection_internal.hpp"
 #include "identity/key_file.hpp"
+#include "mesh/client_connection_internal.hpp"
+#include "mesh/middleman_defaults.hpp"
 #include "mesh/psk.hpp"
 #include "persistence/nonce_file.hpp"
 
@@ -320,8 +320,8 @@ caf::expected<snapshot_response> client::snapshot(uint64_t daemon_id) {
 
 caf::expected<daemon_entry> client::resume(uint64_t daemon_id,
                                            bool accept_loss) {
-  auto res = expect<resume_response>(call(resume_request{daemon_id,
-                                                         accept_loss}),
+  auto res = expect<resume_response>(call(
+                                       resume_request{daemon_id, accept_loss}),
                                      "resume", route_of(daemon_id));
   if (!res)
     return std::move(res.error());
@@ -400,8 +400,8 @@ struct send_window::state {
     // of ours and read as io_error.
     auto code = code_of(err);
     failure = make_error(static_cast<int>(code) != 0 ? code : errc::io_error,
-                         words_of(err) + "; sending " + range(b)
-                           + " to daemon " + hex_u64(daemon_id));
+                         words_of(err) + "; sending " + range(b) + " to daemon "
+                           + hex_u64(daemon_id));
     return failure;
   }
 
@@ -432,20 +432,21 @@ struct send_window::state {
     auto* ok = std::get_if<send_response>(&*res);
     if (ok == nullptr || ok->deliveries.size() != p.batch.events.size())
       return drain(p, make_error(errc::corrupt_data,
-                                 address + " answered with a malformed "
-                                           "send response"));
+                                 address
+                                   + " answered with a malformed "
+                                     "send response"));
     ++confirmed;
     if (opts.on_batch)
       opts.on_batch(p.batch, ok->deliveries);
     if (opts.stop_on_rejected)
       for (size_t i = 0; i < ok->deliveries.size(); ++i)
         if (ok->deliveries[i].state == delivery::status::rejected)
-          return drain(p, make_error(errc::process_failed,
-                                     "producer_seq "
-                                       + std::to_string(
-                                         p.batch.events[i].producer_seq)
-                                       + " rejected: "
-                                       + ok->deliveries[i].error));
+          return drain(p,
+                       make_error(errc::process_failed,
+                                  "producer_seq "
+                                    + std::to_string(
+                                      p.batch.events[i].producer_seq)
+                                    + " rejected: " + ok->deliveries[i].error));
     return {};
   }
 
@@ -458,7 +459,7 @@ struct send_window::state {
       auto q = std::move(flight.front());
       flight.pop_front();
       if (conn != nullptr)
-        (void) conn->wait(q.ticket);
+        (void)conn->wait(q.ticket);
     }
     return result;
   }
@@ -471,11 +472,11 @@ struct send_window::state {
       return drain(p, make_error(errc::moved, "daemon " + hex_u64(daemon_id)
                                                 + " lives on node " + mv.node));
     if (++p.hops > max_moved_hops)
-      return drain(p, make_error(errc::moved,
-                                 "daemon " + hex_u64(daemon_id)
-                                   + " moved more than "
-                                   + std::to_string(max_moved_hops)
-                                   + " times (last to " + mv.node + ")"));
+      return drain(p, make_error(errc::moved, "daemon " + hex_u64(daemon_id)
+                                                + " moved more than "
+                                                + std::to_string(max_moved_hops)
+                                                + " times (last to " + mv.node
+                                                + ")"));
     std::deque<pending> again;
     again.push_back(std::move(p));
     while (!flight.empty()) {
@@ -487,8 +488,9 @@ struct send_window::state {
         // batches out of order, and what was applied is unknown.
         auto err = !res ? res.error()
                         : make_error(errc::corrupt_data,
-                                     address + " answered a batch after "
-                                               "saying the daemon moved");
+                                     address
+                                       + " answered a batch after "
+                                         "saying the daemon moved");
         flight = std::move(again);
         flight.push_back(std::move(q));
         auto first = std::move(flight.front());
@@ -526,7 +528,7 @@ send_window& send_window::operator=(send_window&&) noexcept = default;
 send_window::~send_window() {
   if (st_ && st_->conn != nullptr)
     while (!st_->flight.empty()) {
-      (void) st_->conn->wait(st_->flight.front().ticket);
+      (void)st_->conn->wait(st_->flight.front().ticket);
       st_->flight.pop_front();
     }
 }

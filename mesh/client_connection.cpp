@@ -81,7 +81,8 @@ caf::behavior forwarder(caf::event_based_actor* self, caf::actor target,
   });
   return {
     [self, target, inbox](request_atom, uint64_t ticket, wire_bytes& bytes) {
-      self->request(target, caf::infinite, request_atom::value, std::move(bytes))
+      self
+        ->request(target, caf::infinite, request_atom::value, std::move(bytes))
         .then(
           [inbox, ticket](wire_bytes& res) {
             inbox->put(ticket, std::move(res));
@@ -99,8 +100,7 @@ caf::behavior forwarder(caf::event_based_actor* self, caf::actor target,
 caf::error no_answer(const std::string& address,
                      std::chrono::milliseconds timeout) {
   return make_error(errc::timeout, "no answer from " + address + " within "
-                                     + std::to_string(timeout.count())
-                                     + " ms");
+                                     + std::to_string(timeout.count()) + " ms");
 }
 
 } // namespace
@@ -108,8 +108,7 @@ caf::error no_answer(const std::string& address,
 caf::expected<std::unique_ptr<connection>>
 connection::open(caf::actor_system& sys, const std::string& address,
                  std::chrono::milliseconds timeout,
-                 control::version_range speaks,
-                 const link_credentials& creds) {
+                 control::version_range speaks, const link_credentials& creds) {
   auto addr = node_address::parse(address);
   if (!addr)
     return std::move(addr.error());
@@ -162,9 +161,9 @@ uint64_t connection::start(const control::request& req) {
 caf::expected<control::response> connection::wait(uint64_t ticket) {
   auto it = deadlines_.find(ticket);
   if (it == deadlines_.end())
-    return make_error(errc::invalid_argument,
-                      "no request " + std::to_string(ticket) + " in flight to "
-                        + address_);
+    return make_error(errc::invalid_argument, "no request "
+                                                + std::to_string(ticket)
+                                                + " in flight to " + address_);
   auto deadline = it->second;
   deadlines_.erase(it);
   caf::expected<wire_bytes> bytes = went_away(address_);
@@ -187,8 +186,8 @@ caf::expected<control::response> connection::wait(uint64_t ticket) {
     return std::move(bytes.error());
   auto res = control::decode_response(*bytes);
   if (!res)
-    return make_error(errc::corrupt_data, "bad response from " + address_
-                                            + ": " + describe(res.error()));
+    return make_error(errc::corrupt_data, "bad response from " + address_ + ": "
+                                            + describe(res.error()));
   last_version_ = res->version;
   auto answered_in = res->version == 0 ? uint16_t{1} : res->version;
   // An error reads the same in every version, and the node's own words (a
@@ -208,8 +207,7 @@ caf::expected<control::response> connection::wait(uint64_t ticket) {
   return std::move(res->body);
 }
 
-caf::expected<control::response>
-connection::call(const control::request& req) {
+caf::expected<control::response> connection::call(const control::request& req) {
   auto res = wait(start(req));
   if (!res)
     return res;

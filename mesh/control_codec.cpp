@@ -399,9 +399,8 @@ struct binding<deploy_request> {
     out.count = d.getCount();
     for (auto r : d.getRequirements()) {
       if (r.getType() > static_cast<uint8_t>(requirement::type::min_memory_mb))
-        return make_error(errc::corrupt_data,
-                          "unknown requirement type "
-                            + std::to_string(r.getType()));
+        return make_error(errc::corrupt_data, "unknown requirement type "
+                                                + std::to_string(r.getType()));
       out.requirements.push_back(
         requirement{static_cast<requirement::type>(r.getType()),
                     to_string(r.getKey()), to_string(r.getValue()),
@@ -718,8 +717,7 @@ struct binding<local_daemons_request> {
   static caf::expected<local_daemons_request> read(s::Request::Reader) {
     return local_daemons_request{};
   }
-  static void write(s::Response::Builder out,
-                    const local_daemons_response& x) {
+  static void write(s::Response::Builder out, const local_daemons_response& x) {
     fill(out.initLocalDaemons(x.daemons.size()), x.daemons);
   }
   static caf::expected<local_daemons_response> read(s::Response::Reader in) {

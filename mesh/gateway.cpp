@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -238,8 +238,8 @@ public:
         delayed_send(this, opts_.warn_limit.interval, gateway_tick{});
       },
       [this](gateway_deadline d) {
-        fail_ask(d.ask, make_error(errc::timeout, "no answer within "
-                                                    + ms(d.after)));
+        fail_ask(d.ask,
+                 make_error(errc::timeout, "no answer within " + ms(d.after)));
       },
     };
   }
@@ -291,8 +291,8 @@ public:
 
   // ask() with a deadline of its own.
   template<class R, class Handle, class Ok, class... Ts>
-  void ask_within(std::chrono::milliseconds deadline, const Handle& dest,
-                  Ok ok, std::function<void(caf::error)> err, Ts&&... xs) {
+  void ask_within(std::chrono::milliseconds deadline, const Handle& dest, Ok ok,
+                  std::function<void(caf::error)> err, Ts&&... xs) {
     auto* ctrl = caf::actor_cast<caf::actor_control_block*>(dest);
     if (ctrl == nullptr) {
       err(make_error(errc::daemon_not_found, "no actor to ask"));
@@ -398,22 +398,22 @@ public:
         using where = mesh_route_result::where;
         switch (r.what) {
           case where::unknown:
-          case where::local:
-            return answer(job, not_here);
+          case where::local: return answer(job, not_here);
           case where::unavailable:
-            return answer(job, fail(errc::unavailable,
-                                    "daemon " + hex_u64(origin)
-                                      + " is unavailable: its node "
-                                      + to_hex(r.entry.node).substr(0, 12)
-                                      + " ("
-                                      + (r.address.empty() ? "address unknown"
-                                                           : r.address)
-                                      + ") is down"));
-          case where::remote:
-            return route_remote(job, origin, r);
+            return answer(job,
+                          fail(errc::unavailable,
+                               "daemon " + hex_u64(origin)
+                                 + " is unavailable: its node "
+                                 + to_hex(r.entry.node).substr(0, 12) + " ("
+                                 + (r.address.empty() ? "address unknown"
+                                                      : r.address)
+                                 + ") is down"));
+          case where::remote: return route_remote(job, origin, r);
         }
       },
-      [this, job](caf::error e) { answer(job, to_error_response(e)); },
+      [this, job](caf::error e) {
+        answer(job, to_error_response(e));
+      },
       mesh_route{origin});
   }
 
@@ -430,9 +430,9 @@ public:
       [ok, err, address](wire_bytes& res) {
         auto frame = decode_response(res);
         if (!frame)
-          return err(make_error(errc::corrupt_data,
-                                "bad answer from node " + address + ": "
-                                  + describe(frame.error())));
+          return err(
+            make_error(errc::corrupt_data, "bad answer from node " + address
+                                             + ": " + describe(frame.error())));
         ok(std::move(frame->body));
       },
       [err, address, this](caf::error e) {
@@ -448,8 +448,7 @@ public:
   }
 
 private:
-  void route_remote(uint64_t job, uint64_t origin,
-                    const mesh_route_result& r) {
+  void route_remote(uint64_t job, uint64_t origin, const mesh_route_result& r) {
     auto it = jobs_.find(job);
     if (it == jobs_.end())
       return;
@@ -468,8 +467,12 @@ private:
     js.plain = wire_bytes{};
     ask_node(
       r.link, r.address, frame->body, frame->id,
-      [this, job](control::response res) { answer(job, std::move(res)); },
-      [this, job](caf::error e) { answer(job, to_error_response(e)); });
+      [this, job](control::response res) {
+        answer(job, std::move(res));
+      },
+      [this, job](caf::error e) {
+        answer(job, to_error_response(e));
+      });
   }
 
   struct job_state {
@@ -1031,7 +1034,9 @@ void handlers::operator()(daemons_request) {
           }
           daemons_done(gw_, job_, g);
         },
-        [gw_, job_, g](caf::error) { daemons_done(gw_, job_, g); },
+        [gw_, job_, g](caf::error) {
+          daemons_done(gw_, job_, g);
+        },
         mesh_peers{});
     },
     list_atom::value);
@@ -1059,7 +1064,9 @@ void handlers::operator()(nodes_request) {
     [g = gw, j = job](std::vector<member_info>& ms) {
       g->answer(j, nodes_response{std::move(ms)});
     },
-    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    [g = gw, j = job](caf::error e) {
+      g->answer(j, to_error_response(e));
+    },
     mesh_nodes{});
 }
 
@@ -1072,7 +1079,9 @@ void handlers::operator()(heartbeat_request x) {
     [g = gw, j = job](heartbeat& own) {
       g->answer(j, heartbeat_response{std::move(own)});
     },
-    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    [g = gw, j = job](caf::error e) {
+      g->answer(j, to_error_response(e));
+    },
     mesh_heartbeat_in{std::move(x.beat), gw->peer_key(job)});
 }
 
@@ -1082,8 +1091,12 @@ void handlers::operator()(probe_request x) {
                                 "this node runs without a mesh"));
   gw->ask<bool>(
     gw->mesh(),
-    [g = gw, j = job](bool reached) { g->answer(j, probe_response{reached}); },
-    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    [g = gw, j = job](bool reached) {
+      g->answer(j, probe_response{reached});
+    },
+    [g = gw, j = job](caf::error e) {
+      g->answer(j, to_error_response(e));
+    },
     mesh_probe_in{std::move(x)});
 }
 
@@ -1096,7 +1109,9 @@ void handlers::operator()(directory_request x) {
     [g = gw, j = job](std::vector<directory_entry>& table) {
       g->answer(j, directory_response{std::move(table)});
     },
-    [g = gw, j = job](caf::error e) { g->answer(j, to_error_response(e)); },
+    [g = gw, j = job](caf::error e) {
+      g->answer(j, to_error_response(e));
+    },
     mesh_directory_in{std::move(x), gw->peer_key(job)});
 }
 
@@ -1206,8 +1221,13 @@ void handlers::operator()(deploy_request x) {
     // A share another node placed: the kind's own requirements hold here
     // too (the placing node may not have had the kind to read them).
     return gw->ask<bool>(
-      gw->mesh(), [g_, j_, run](bool) { deploy_next(g_, j_, run); },
-      [g_, j_](caf::error e) { g_->answer(j_, to_error_response(e)); },
+      gw->mesh(),
+      [g_, j_, run](bool) {
+        deploy_next(g_, j_, run);
+      },
+      [g_, j_](caf::error e) {
+        g_->answer(j_, to_error_response(e));
+      },
       mesh_admit{x.kind});
   }
   auto kind = x.kind;
@@ -1242,8 +1262,9 @@ void handlers::operator()(deploy_request x) {
             if (auto* r = std::get_if<deploy_response>(&res))
               g->parts[i] = std::move(*r);
             else if (auto* e = std::get_if<error_response>(&res))
-              g->parts[i].failure = error_response{
-                e->code, "node " + address + ": " + e->message};
+              g->parts[i].failure = error_response{e->code, "node " + address
+                                                              + ": "
+                                                              + e->message};
             else
               g->parts[i].failure = fail(errc::corrupt_data,
                                          "node " + address
@@ -1260,7 +1281,9 @@ void handlers::operator()(deploy_request x) {
       }
       deploy_gathered(g_, j_, g);
     },
-    [g_, j_](caf::error e) { g_->answer(j_, to_error_response(e)); },
+    [g_, j_](caf::error e) {
+      g_->answer(j_, to_error_response(e));
+    },
     mesh_place{std::move(x)});
 }
 
@@ -1477,8 +1500,8 @@ caf::expected<uint16_t> gateway::publish(const std::string& host,
 
 void gateway::attach_mesh(caf::actor mesh, const entity_id& node_id,
                           std::string node_address) {
-  caf::anon_send(impl_->gw,
-                 gateway_mesh{std::move(mesh), node_id, std::move(node_address)});
+  caf::anon_send(impl_->gw, gateway_mesh{std::move(mesh), node_id,
+                                         std::move(node_address)});
 }
 
 void gateway::stop() {

@@ -53,8 +53,8 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
-#include "mesh/control_codec.hpp"
 #include "identity/fwd.hpp"
+#include "mesh/control_codec.hpp"
 #include "mesh/log_limiter.hpp"
 
 namespace mesh {

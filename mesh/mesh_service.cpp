@@ -73,7 +73,9 @@ public:
   }
 
   caf::behavior make_behavior() override {
-    set_down_handler([this](caf::down_msg& dm) { link_down(dm); });
+    set_down_handler([this](caf::down_msg& dm) {
+      link_down(dm);
+    });
     set_default_handler(caf::drop);
     send(this, mesh_reconcile{});
     send(this, mesh_tick{});
@@ -86,7 +88,9 @@ public:
         reconcile();
         delayed_send(this, opts_.reconcile, mesh_reconcile{});
       },
-      [this](mesh_dialed& d) { dialed(std::move(d)); },
+      [this](mesh_dialed& d) {
+        dialed(std::move(d));
+      },
       [this](mesh_heartbeat_in& in) -> caf::result<heartbeat> {
         if (in.beat.from.id != in.peer)
           return make_error(errc::unauthenticated,
@@ -99,8 +103,8 @@ public:
       [this](mesh_probe_in& in) -> caf::result<bool> {
         return probe_for_peer(in.probe);
       },
-      [this](mesh_directory_in& in)
-        -> caf::result<std::vector<directory_entry>> {
+      [this](
+        mesh_directory_in& in) -> caf::result<std::vector<directory_entry>> {
         apply_remote(in.req.entries);
         if (!in.req.want_table)
           return std::vector<directory_entry>{};
@@ -115,24 +119,31 @@ public:
       [this](mesh_nodes) -> std::vector<member_info> {
         return members_.members(steady_clock::now());
       },
-      [this](mesh_route& r) -> mesh_route_result { return route(r.origin); },
+      [this](mesh_route& r) -> mesh_route_result {
+        return route(r.origin);
+      },
       [this](mesh_place& p) -> caf::result<std::vector<mesh_share>> {
         return place_deploy(p.req);
       },
-      [this](mesh_peers) -> mesh_peer_list { return peer_list(); },
+      [this](mesh_peers) -> mesh_peer_list {
+        return peer_list();
+      },
       [this](mesh_admit& a) -> caf::result<bool> {
         for (const auto& r : kind_filter(a.kind)) {
           auto why = check(r, opts_.self.caps);
           if (!why.empty())
             return make_error(errc::no_target_available,
-                              "node " + describe_node(opts_.self.id,
-                                                      opts_.self.address)
+                              "node "
+                                + describe_node(opts_.self.id,
+                                                opts_.self.address)
                                 + " cannot run kind " + a.kind
                                 + " (its own requirements): " + why);
         }
         return true;
       },
-      [this](mesh_local_change& c) { local_change(std::move(c.entries)); },
+      [this](mesh_local_change& c) {
+        local_change(std::move(c.entries));
+      },
     };
   }
 
@@ -154,7 +165,7 @@ private:
   // The embedded directory's calls cannot fail (they are in memory); the
   // interface allows it for remote backends. A failure is logged and read
   // as "nothing".
-  template <class T>
+  template<class T>
   T or_log(caf::expected<T> x, const char* what, T fallback = T{}) {
     if (x)
       return std::move(*x);
@@ -237,7 +248,9 @@ private:
     auto deadline = opts_.membership.heartbeat_interval * 2;
     call<control::heartbeat_response>(
       link, deadline, control::heartbeat_request{own_heartbeat()},
-      [this](control::heartbeat_response& r) { heard(r.beat); },
+      [this](control::heartbeat_response& r) {
+        heard(r.beat);
+      },
       [](const caf::error&) {
         // Silence is membership's to judge.
       });
@@ -283,7 +296,9 @@ private:
         heard(r.beat);
         rp.deliver(true);
       },
-      [rp](const caf::error&) mutable { rp.deliver(false); });
+      [rp](const caf::error&) mutable {
+        rp.deliver(false);
+      });
     return rp;
   }
 
@@ -366,9 +381,9 @@ private:
 
   // One request to a peer with a deadline; the answer decoded. A peer's
   // error response arrives as err().
-  template <class Response, class Request, class Ok, class Err>
-  void call(const caf::actor& link, milliseconds deadline, Request req,
-            Ok ok, Err err) {
+  template<class Response, class Request, class Ok, class Err>
+  void call(const caf::actor& link, milliseconds deadline, Request req, Ok ok,
+            Err err) {
     auto bytes = control::encode(control::request{std::move(req)}, ++next_id_);
     request(link, deadline, request_atom::value, std::move(bytes))
       .then(
@@ -384,7 +399,9 @@ private:
                                   "a peer answered with another type"));
           ok(*r);
         },
-        [err](caf::error& e) mutable { err(e); });
+        [err](caf::error& e) mutable {
+          err(e);
+        });
   }
 
   // -- directory -------------------------------------------------------------
@@ -425,8 +442,7 @@ private:
       spdlog::warn("mesh: refused directory updates from a peer: {}",
                    describe(applied.error()));
     else if (*applied > 0)
-      spdlog::debug("mesh: directory took {} update(s) from a peer",
-                    *applied);
+      spdlog::debug("mesh: directory took {} update(s) from a peer", *applied);
   }
 
   // Publishes entries this node made and pushes the ones applied to every
@@ -446,7 +462,8 @@ private:
       if (!m || m->state == node_state::down)
         continue;
       call<control::directory_response>(
-        l.link, opts_.peer_timeout, control::directory_request{applied, false, {}},
+        l.link, opts_.peer_timeout,
+        control::directory_request{applied, false, {}},
         [](control::directory_response&) {}, [](const caf::error&) {});
     }
   }
@@ -488,8 +505,8 @@ private:
             ++count;
             here.insert(d.origin_hash);
             auto known = lookup(d.origin_hash);
-            if (!known || known->node != opts_.self.id
-                || known->epoch < d.epoch || known->stopped)
+            if (!known || known->node != opts_.self.id || known->epoch < d.epoch
+                || known->stopped)
               updates.push_back(directory_entry{d.origin_hash, opts_.self.id,
                                                 d.epoch, d.kind, false});
           }
@@ -564,8 +581,8 @@ private:
         auto it = links_.find(node);
         if (it == links_.end())
           return make_error(errc::target_unavailable,
-                            "placement chose node " + describe_node(node,
-                                                                    s.address)
+                            "placement chose node "
+                              + describe_node(node, s.address)
                               + " but this node has no link to it yet; "
                                 "retry in a moment");
         s.link = it->second.link;
@@ -632,8 +649,7 @@ caf::expected<caf::actor> spawn_mesh_service(caf::actor_system& sys,
   auto members = membership::make(opts.self, opts.membership);
   if (!members)
     return std::move(members.error());
-  return sys.spawn<mesh_actor, caf::detached>(&rt, std::move(opts),
-                                              &*members);
+  return sys.spawn<mesh_actor, caf::detached>(&rt, std::move(opts), &*members);
 }
 
 } // namespace mesh

@@ -50,8 +50,8 @@ struct dialed_link {
 
 /// Opens a link to "host:port" (blocking; called on a dialing thread, never
 /// the mesh actor's), within its own deadline.
-using link_dialer =
-  std::function<caf::expected<dialed_link>(const std::string& address)>;
+using link_dialer = std::function<caf::expected<dialed_link>(
+  const std::string& address)>;
 
 struct mesh_service_options {
   /// This node as it announces itself: id, address, incarnation,

@@ -4,12 +4,9 @@ namespace mesh {
 
 const char* to_string(node_state s) noexcept {
   switch (s) {
-    case node_state::up:
-      return "up";
-    case node_state::suspect:
-      return "suspect";
-    case node_state::down:
-      return "down";
+    case node_state::up: return "up";
+    case node_state::suspect: return "suspect";
+    case node_state::down: return "down";
   }
   return "unknown";
 }

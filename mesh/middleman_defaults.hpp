@@ -9,9 +9,9 @@
 // of the peer's actors stays alive meanwhile. With both set, each side
 // sends a heartbeat every `heartbeat_interval` and closes a connection that
 // has been silent for `connection_timeout`: the proxies die, requests in
-// flight fail, and the next request dials anew. Membership (mesh/membership.hpp)
-// decides much sooner whether a node is down; this bounds what a half-dead
-// connection can hold.
+// flight fail, and the next request dials anew. Membership
+// (mesh/membership.hpp) decides much sooner whether a node is down; this bounds
+// what a half-dead connection can hold.
 
 #include <chrono>
 

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <csignal>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/wait.h>
@@ -159,7 +159,7 @@ TEST_CASE("client: a producer killed mid-stream resumes exactly once") {
     po.on_batch = [fd = progress_pipe[1]](const control::send_request& b,
                                           const std::vector<delivery>&) {
       uint64_t seq = b.events.back().producer_seq;
-      (void) !::write(fd, &seq, sizeof seq);
+      (void)!::write(fd, &seq, sizeof seq);
     };
     auto p = producer::open(*c, id, file, po);
     if (!p)

@@ -141,8 +141,8 @@ public:
         return;
       if (steady_clock::now() > deadline) {
         for (size_t v = 0; v < nodes_.size(); ++v)
-          UNSCOPED_INFO("node " << v << " sees: "
-                                << nodes_[v]->ctl({"nodes"}).out);
+          UNSCOPED_INFO("node " << v
+                                << " sees: " << nodes_[v]->ctl({"nodes"}).out);
         FAIL("the mesh did not form within " << limit.count() << " ms");
       }
       std::this_thread::sleep_for(100ms);
@@ -159,9 +159,9 @@ public:
       if (now == state)
         return duration_cast<milliseconds>(steady_clock::now() - t0);
       if (steady_clock::now() - t0 > limit)
-        FAIL("node " << viewer << " did not see " << address << " "
-                     << state << " within " << limit.count()
-                     << " ms (it says '" << now << "')");
+        FAIL("node " << viewer << " did not see " << address << " " << state
+                     << " within " << limit.count() << " ms (it says '" << now
+                     << "')");
       std::this_thread::sleep_for(50ms);
     }
   }
@@ -216,11 +216,11 @@ TEST_CASE("deploy places by requirement, by --on and evenly; nothing "
   auto id1 = c.id_of(1);
   auto id2 = c.id_of(2);
 
-  auto ssd = lines_of(c[0].ok({"deploy", "counter", "--count", "3",
-                               "--require", "tag=ssd"}));
+  auto ssd = lines_of(
+    c[0].ok({"deploy", "counter", "--count", "3", "--require", "tag=ssd"}));
   REQUIRE(ssd.size() == 3);
-  auto eu = lines_of(c[0].ok({"deploy", "counter", "--count", "2",
-                              "--require", "label:zone=eu"}));
+  auto eu = lines_of(c[0].ok(
+    {"deploy", "counter", "--count", "2", "--require", "label:zone=eu"}));
   REQUIRE(eu.size() == 2);
   auto on = lines_of(c[2].ok({"deploy", "echo", "--on", id1}));
   REQUIRE(on.size() == 1);
@@ -375,9 +375,9 @@ TEST_CASE("a node whose CPU is saturated for 30 s is never marked down",
   while (steady_clock::now() - t0 < 30s) {
     for (size_t v : {size_t{0}, size_t{2}}) {
       auto st = c.state_of(v, c[1].address());
-      INFO("after " << duration_cast<milliseconds>(steady_clock::now() - t0)
-                         .count()
-                    << " ms node " << v << " sees the busy node as " << st);
+      INFO("after "
+           << duration_cast<milliseconds>(steady_clock::now() - t0).count()
+           << " ms node " << v << " sees the busy node as " << st);
       REQUIRE(st != "down");
     }
     ++polls;

@@ -312,21 +312,12 @@ void resume_after(interruption how) {
   auto events = dir / "events.txt";
   constexpr int lines = 40000;
   auto sum = write_numbers(events, lines);
-  std::vector<std::string> send{meshctl_binary(),
-                                "--node",
-                                node.address(),
-                                "--psk-file",
-                                node.psk_file(),
-                                "--client-key",
-                                node.client_key(),
-                                "send",
-                                id,
-                                "--from-file",
-                                events,
-                                "--producer-file",
-                                dir / "producer",
-                                "--batch",
-                                "5"};
+  std::vector<std::string>
+    send{meshctl_binary(),  "--node",        node.address(),
+         "--psk-file",      node.psk_file(), "--client-key",
+         node.client_key(), "send",          id,
+         "--from-file",     events,          "--producer-file",
+         dir / "producer",  "--batch",       "5"};
   // Interrupt meshd while the stream runs: after some but not all lines.
   uint64_t applied_before = 0;
   int first_code = -1;

@@ -343,12 +343,13 @@ std::vector<control::request> every_request(uint64_t daemon) {
   beat.beat.from.incarnation = 1;
   all.push_back(std::move(beat));
   control::directory_request hijack;
-  hijack.entries.push_back(mesh::directory_entry{
-    daemon, mesh::keypair::generate().id(), 1000, "counter", false});
+  hijack.entries.push_back(mesh::directory_entry{daemon,
+                                                 mesh::keypair::generate().id(),
+                                                 1000, "counter", false});
   hijack.want_table = true;
   all.push_back(std::move(hijack));
-  all.push_back(control::probe_request{mesh::keypair::generate().id(),
-                                       "127.0.0.1:1", 100});
+  all.push_back(
+    control::probe_request{mesh::keypair::generate().id(), "127.0.0.1:1", 100});
   return all;
 }
 

@@ -21,11 +21,11 @@
 #include <caf/send.hpp>
 
 #include "base/errc.hpp"
+#include "identity/keypair.hpp"
 #include "mesh/client.hpp"
 #include "mesh/gateway.hpp"
 #include "mesh/link_crypto.hpp"
 #include "mesh/psk.hpp"
-#include "identity/keypair.hpp"
 
 using namespace mesh;
 using namespace mesh::control;
@@ -79,17 +79,15 @@ caf::behavior fake_node(caf::event_based_actor* self, answer_fn answer,
                          : encode(response{to_error_response(req.error())});
           return *it->second.seal(res);
         }
-        default:
-          FAIL("unexpected message");
-          return {};
+        default: FAIL("unexpected message"); return {};
       }
     },
   };
 }
 
 struct fake {
-  std::shared_ptr<std::atomic<int>> count
-    = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<int>> count = std::make_shared<std::atomic<int>>(
+    0);
   caf::actor actor;
   std::string address;
 };
@@ -113,11 +111,12 @@ struct world {
   // A node whose answers are set later through `answer`.
   fake& add(std::shared_ptr<answer_fn> answer) {
     auto f = std::make_unique<fake>();
-    f->actor = sys->spawn(fake_node,
-                          [answer](const request& r) {
-                            return (*answer)(r);
-                          },
-                          f->count);
+    f->actor = sys->spawn(
+      fake_node,
+      [answer](const request& r) {
+        return (*answer)(r);
+      },
+      f->count);
     auto port = sys->middleman().publish(f->actor, 0, "127.0.0.1");
     REQUIRE(port);
     f->address = "127.0.0.1:" + std::to_string(*port);
@@ -206,8 +205,9 @@ TEST_CASE("client without follow_moved reports moved naming the node") {
   world w;
   auto b_answer = std::make_shared<answer_fn>(applied);
   auto& b = w.add(b_answer);
-  auto a_answer = std::make_shared<answer_fn>(
-    [&b](const request&) -> response { return moved_response{b.address, 2}; });
+  auto a_answer = std::make_shared<answer_fn>([&b](const request&) -> response {
+    return moved_response{b.address, 2};
+  });
   auto& a = w.add(a_answer);
   client_options opts;
   opts.nodes = {a.address};

@@ -104,8 +104,8 @@ std::string json_daemon(const daemon_entry& d) {
          // "state": the same value under the key older scripts read.
          + ",\"state\":" + meshseg::json_string(to_string(d.phase))
          + ",\"epoch\":" + std::to_string(d.epoch)
-         + ",\"reason\":" + meshseg::json_string(d.reason)
-         + ",\"node\":\"" + to_hex(bytes_view{d.node.data(), d.node.size()})
+         + ",\"reason\":" + meshseg::json_string(d.reason) + ",\"node\":\""
+         + to_hex(bytes_view{d.node.data(), d.node.size()})
          + "\",\"address\":" + meshseg::json_string(d.node_address)
          + ",\"available\":" + (d.unavailable ? "false" : "true") + "}";
 }
@@ -149,9 +149,8 @@ std::string json_node(const member_info& m) {
          + ",\"cores\":" + std::to_string(n.caps.cores)
          + ",\"memory_mb\":" + std::to_string(n.caps.memory_mb)
          + ",\"kinds\":" + json_strings(n.caps.kinds)
-         + ",\"daemons\":" + std::to_string(n.load.daemons)
-         + ",\"load\":" + sat + ",\"drained\":"
-         + (n.drained ? "true" : "false")
+         + ",\"daemons\":" + std::to_string(n.load.daemons) + ",\"load\":" + sat
+         + ",\"drained\":" + (n.drained ? "true" : "false")
          + ",\"silent_ms\":" + std::to_string(m.silent_ms) + "}";
 }
 
@@ -273,11 +272,11 @@ int run_nodes(session& s) {
     auto state = std::string{to_string(m.state)};
     if (m.node.drained)
       state += ",drained";
-    rows.push_back({short_node(m.node.id), m.node.address, state,
-                    m.node.caps.tags.empty() ? "-"
-                                             : join(m.node.caps.tags, ","),
-                    std::to_string(m.node.load.daemons),
-                    std::to_string(m.node.caps.cores), load});
+    rows.push_back(
+      {short_node(m.node.id), m.node.address, state,
+       m.node.caps.tags.empty() ? "-" : join(m.node.caps.tags, ","),
+       std::to_string(m.node.load.daemons), std::to_string(m.node.caps.cores),
+       load});
   }
   print_table(s.out, rows);
   return exit_ok;

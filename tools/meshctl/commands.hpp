@@ -2,9 +2,9 @@
 
 // The meshctl commands. main.cpp parses the command line into these argument
 // structs and connects to the node; each command talks to the mesh through
-// a mesh::client (mesh/client.hpp), writes its result to `out` (a table or text for people,
-// JSON with --json), diagnostics to `err` (one "meshctl: ..." line per
-// problem), and returns the exit code.
+// a mesh::client (mesh/client.hpp), writes its result to `out` (a table or text
+// for people, JSON with --json), diagnostics to `err` (one "meshctl: ..." line
+// per problem), and returns the exit code.
 
 #include <cstdint>
 #include <iosfwd>

@@ -5,9 +5,9 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <cstdint>
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -26,8 +26,8 @@
 #include "mesh/client.hpp"
 #include "mesh/link_crypto.hpp"
 #include "mesh/middleman_defaults.hpp"
-#include "mesh/psk.hpp"
 #include "mesh/node_address.hpp"
+#include "mesh/psk.hpp"
 #include "tools/meshctl/commands.hpp"
 
 namespace {
@@ -228,8 +228,7 @@ int connect_and_run(const global_args& g,
   opts.nodes.push_back(addr->to_string());
   opts.timeout = std::chrono::milliseconds{g.timeout_ms};
   opts.follow_moved = !g.forward;
-  opts.link = std::make_shared<const mesh::link_credentials>(
-    std::move(*creds));
+  opts.link = std::make_shared<const mesh::link_credentials>(std::move(*creds));
   auto client = mesh::client::connect(sys, std::move(opts));
   if (!client) {
     std::cerr << "meshctl: " << mesh::describe(client.error()) << std::endl;
@@ -457,9 +456,10 @@ int main(int argc, char** argv) {
                    "never reused)");
   std::string psk_out;
   bool new_psk_run = false;
-  auto* new_psk = app.add_subcommand(
-    "new-psk", "Write a fresh mesh PSK to FILE (mode 0600; never overwrites); "
-               "needs no node");
+  auto* new_psk = app.add_subcommand("new-psk",
+                                     "Write a fresh mesh PSK to FILE (mode "
+                                     "0600; never overwrites); "
+                                     "needs no node");
   new_psk->add_option("FILE", psk_out, "Where to write it")->required();
   new_psk->callback([&] {
     new_psk_run = true;

@@ -41,10 +41,10 @@
 #include "actors/plugin_loader.hpp"
 #include "actors/runtime.hpp"
 #include "base/errc.hpp"
+#include "base/file_system.hpp"
 #include "examples/examples.hpp"
 #include "identity/entity_id.hpp"
 #include "identity/key_file.hpp"
-#include "base/file_system.hpp"
 #include "mesh/capabilities.hpp"
 #include "mesh/gateway.hpp"
 #include "mesh/link_actor.hpp"
@@ -412,15 +412,15 @@ int run(const options& opts, const mesh::fsync_policy& policy,
   mopts.membership.heartbeat_interval = std::chrono::milliseconds{
     opts.heartbeat_ms};
   mopts.membership.suspect_after = std::chrono::milliseconds{opts.suspect_ms};
-  mopts.membership.failure_timeout = std::chrono::milliseconds{
-    opts.failure_ms};
+  mopts.membership.failure_timeout = std::chrono::milliseconds{opts.failure_ms};
   // A peer is dialed on a thread of its own (mesh_service.hpp); a dial that
   // does not complete within the failure timeout is a failed one.
   auto dial_creds = std::make_shared<const mesh::link_credentials>(
     gopts.link->clone());
   auto dial_timeout = std::chrono::milliseconds{opts.failure_ms};
-  mopts.dial = [&sys, dial_creds, dial_timeout](
-                 const std::string& address) -> caf::expected<mesh::dialed_link> {
+  mopts.dial =
+    [&sys, dial_creds, dial_timeout](
+      const std::string& address) -> caf::expected<mesh::dialed_link> {
     auto a = mesh::node_address::parse(address);
     if (!a)
       return std::move(a.error());
@@ -606,14 +606,13 @@ int main(int argc, char** argv) {
     return fail(exit_usage, mesh::describe(listen.error()));
   for (const auto& j : opts.joins)
     if (auto a = mesh::node_address::parse(j); !a)
-      return fail(exit_usage, "invalid --join " + j + ": "
-                                + mesh::describe(a.error()));
+      return fail(exit_usage,
+                  "invalid --join " + j + ": " + mesh::describe(a.error()));
   if (!opts.advertise.empty())
     if (auto a = mesh::node_address::parse(opts.advertise); !a)
       return fail(exit_usage, "invalid --advertise " + opts.advertise + ": "
                                 + mesh::describe(a.error()));
-  if (auto caps = mesh::detect_capabilities(opts.tags, opts.labels, {});
-      !caps)
+  if (auto caps = mesh::detect_capabilities(opts.tags, opts.labels, {}); !caps)
     return fail(exit_usage, mesh::describe(caps.error()));
   {
     mesh::membership_options m;
